@@ -1,0 +1,79 @@
+//! The command line: `map` and `score` use the engine directly (no worker, no UI).
+
+mod map;
+mod score;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+use crate::model::{preprocess, LoadedModel, ModelSource};
+
+/// See where a CLIP model thinks each word of a prompt is in an image.
+#[derive(Debug, Parser)]
+#[command(name = "clipscope", version, about)]
+pub struct Args {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Write every prompt's DCSM (map.json) and one overlay PNG per prompt and token.
+    Map(map::MapArgs),
+    /// Print plain CLIP scores of prompts against an image.
+    Score(score::ScoreArgs),
+}
+
+/// Runs one subcommand.
+pub fn run(command: Command) -> Result<()> {
+    match command {
+        Command::Map(args) => map::run(&args),
+        Command::Score(args) => score::run(&args),
+    }
+}
+
+/// The options every scoring command shares.
+#[derive(Debug, clap::Args)]
+pub struct Common {
+    /// Model folder (config.json + model.safetensors) or Hugging Face hub id.
+    #[arg(long, value_name = "DIR|HUB_ID")]
+    pub model: Option<String>,
+    /// The image to score.
+    #[arg(long, value_name = "PATH")]
+    pub image: PathBuf,
+    /// A prompt; repeat for more.
+    #[arg(long = "prompt", value_name = "TEXT", required = true)]
+    pub prompts: Vec<String>,
+}
+
+impl Common {
+    /// Checks the prompts, loads the model and decodes the image.
+    fn load(&self) -> Result<(LoadedModel, image::DynamicImage)> {
+        for (i, p) in self.prompts.iter().enumerate() {
+            if p.trim().is_empty() {
+                bail!("prompt {} is empty: give some text to score", i + 1);
+            }
+        }
+        if !self.image.is_file() {
+            bail!("image {} does not exist", self.image.display());
+        }
+        let Some(model) = &self.model else {
+            bail!("no --model given: pass a model folder or a hub id with --model <DIR|HUB_ID>");
+        };
+        let source = ModelSource::parse(model);
+        let model = LoadedModel::load(&source, &mut |p| {
+            if let Some(total) = p.total {
+                eprint!(
+                    "\r{}: {:.1}/{:.1} MB",
+                    p.what,
+                    p.done as f64 / 1e6,
+                    total as f64 / 1e6
+                );
+            }
+        })
+        .with_context(|| format!("cannot load model {source}"))?;
+        let image = preprocess::decode_file(&self.image)?;
+        Ok((model, image))
+    }
+}

@@ -1,0 +1,11 @@
+//! clipscope: where a CLIP model thinks each word of a prompt is in an image.
+//!
+//! The engine (`model`, `dcsm`, `worker`, `render`) knows nothing of the UI; the `app` knows
+//! nothing of candle and talks to the engine only through the worker's `Job`/`Event` enums.
+
+pub mod app;
+pub mod cli;
+pub mod dcsm;
+pub mod model;
+pub mod render;
+pub mod worker;

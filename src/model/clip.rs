@@ -1,0 +1,376 @@
+//! The CLIP towers in candle, in the Hugging Face `CLIPModel` weight layout, with dense outputs.
+
+use candle_core::{DType, Device, IndexOp, Module, Result, Tensor, D};
+use candle_nn::{Embedding, Linear, VarBuilder};
+
+use super::config::{Activation, ClipConfig, TextConfig, VisionConfig};
+
+/// A layer norm that takes the fused kernel at inference and a differentiable path in training
+/// (candle's fused kernel has no backward pass).
+#[derive(Debug, Clone)]
+struct Norm {
+    weight: Tensor,
+    bias: Tensor,
+    eps: f64,
+    train: bool,
+}
+
+impl Norm {
+    fn new(size: usize, eps: f64, train: bool, vb: VarBuilder) -> Result<Self> {
+        let weight = vb.get_with_hints(size, "weight", candle_nn::Init::Const(1.0))?;
+        let bias = vb.get_with_hints(size, "bias", candle_nn::Init::Const(0.0))?;
+        Ok(Self {
+            weight,
+            bias,
+            eps,
+            train,
+        })
+    }
+}
+
+impl Module for Norm {
+    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        if self.train || !xs.is_contiguous() {
+            candle_nn::ops::layer_norm_slow(xs, &self.weight, &self.bias, self.eps as f32)
+        } else {
+            candle_nn::ops::layer_norm(xs, &self.weight, &self.bias, self.eps as f32)
+        }
+    }
+}
+
+fn activate(act: Activation, xs: &Tensor) -> Result<Tensor> {
+    match act {
+        Activation::QuickGelu => xs * candle_nn::ops::sigmoid(&(xs * 1.702)?)?,
+        Activation::Gelu => xs.gelu_erf(),
+        Activation::GeluTanh => xs.gelu(),
+    }
+}
+
+fn linear(in_dim: usize, out_dim: usize, vb: VarBuilder) -> Result<Linear> {
+    candle_nn::linear(in_dim, out_dim, vb)
+}
+
+#[derive(Debug, Clone)]
+struct Attention {
+    q: Linear,
+    k: Linear,
+    v: Linear,
+    out: Linear,
+    heads: usize,
+    head_dim: usize,
+}
+
+impl Attention {
+    fn new(dim: usize, heads: usize, vb: VarBuilder) -> Result<Self> {
+        Ok(Self {
+            q: linear(dim, dim, vb.pp("q_proj"))?,
+            k: linear(dim, dim, vb.pp("k_proj"))?,
+            v: linear(dim, dim, vb.pp("v_proj"))?,
+            out: linear(dim, dim, vb.pp("out_proj"))?,
+            heads,
+            head_dim: dim / heads,
+        })
+    }
+
+    fn split_heads(&self, xs: &Tensor, b: usize, t: usize) -> Result<Tensor> {
+        xs.reshape((b, t, self.heads, self.head_dim))?
+            .transpose(1, 2)?
+            .contiguous()
+    }
+
+    fn forward(&self, xs: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
+        let (b, t, dim) = xs.dims3()?;
+        let scale = (self.head_dim as f64).powf(-0.5);
+        let q = self.split_heads(&(self.q.forward(xs)? * scale)?, b, t)?;
+        let k = self.split_heads(&self.k.forward(xs)?, b, t)?;
+        let v = self.split_heads(&self.v.forward(xs)?, b, t)?;
+        let mut weights = q.matmul(&k.t()?)?;
+        if let Some(mask) = mask {
+            weights = weights.broadcast_add(mask)?;
+        }
+        let weights = candle_nn::ops::softmax(&weights, D::Minus1)?;
+        let attended = weights.matmul(&v)?.transpose(1, 2)?.reshape((b, t, dim))?;
+        self.out.forward(&attended)
+    }
+}
+
+#[derive(Debug, Clone)]
+struct EncoderLayer {
+    attn: Attention,
+    norm1: Norm,
+    fc1: Linear,
+    fc2: Linear,
+    norm2: Norm,
+    act: Activation,
+}
+
+impl EncoderLayer {
+    fn forward(&self, xs: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
+        let h = (xs + self.attn.forward(&self.norm1.forward(xs)?, mask)?)?;
+        let m = activate(self.act, &self.fc1.forward(&self.norm2.forward(&h)?)?)?;
+        h + self.fc2.forward(&m)?
+    }
+}
+
+/// Sizes shared by the two encoders.
+struct EncoderSizes {
+    dim: usize,
+    mlp: usize,
+    layers: usize,
+    heads: usize,
+    eps: f64,
+    act: Activation,
+}
+
+#[derive(Debug, Clone)]
+struct Encoder {
+    layers: Vec<EncoderLayer>,
+}
+
+impl Encoder {
+    fn new(s: &EncoderSizes, train: bool, vb: VarBuilder) -> Result<Self> {
+        let vb = vb.pp("layers");
+        let layers = (0..s.layers)
+            .map(|i| {
+                let vb = vb.pp(i.to_string());
+                Ok(EncoderLayer {
+                    attn: Attention::new(s.dim, s.heads, vb.pp("self_attn"))?,
+                    norm1: Norm::new(s.dim, s.eps, train, vb.pp("layer_norm1"))?,
+                    fc1: linear(s.dim, s.mlp, vb.pp("mlp.fc1"))?,
+                    fc2: linear(s.mlp, s.dim, vb.pp("mlp.fc2"))?,
+                    norm2: Norm::new(s.dim, s.eps, train, vb.pp("layer_norm2"))?,
+                    act: s.act,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self { layers })
+    }
+
+    fn forward(&self, xs: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
+        let mut xs = xs.clone();
+        for layer in &self.layers {
+            xs = layer.forward(&xs, mask)?;
+        }
+        Ok(xs)
+    }
+}
+
+/// The vision transformer up to `post_layernorm`, applied to every token.
+#[derive(Debug, Clone)]
+struct VisionTower {
+    /// The patch convolution as a matrix: (hidden, 3·p·p).
+    patch_weight: Tensor,
+    class_embedding: Tensor,
+    position_embedding: Tensor,
+    pre_norm: Norm,
+    encoder: Encoder,
+    post_norm: Norm,
+    patch: usize,
+    grid: usize,
+    hidden: usize,
+}
+
+impl VisionTower {
+    fn new(c: &VisionConfig, train: bool, vb: VarBuilder) -> Result<Self> {
+        let (h, p, grid) = (c.hidden_size, c.patch_size, c.grid_side());
+        let emb = vb.pp("embeddings");
+        let init = candle_nn::Init::Randn {
+            mean: 0.0,
+            stdev: 0.02,
+        };
+        let patch_weight = emb
+            .get_with_hints((h, c.num_channels, p, p), "patch_embedding.weight", init)?
+            .reshape((h, c.num_channels * p * p))?;
+        let sizes = EncoderSizes {
+            dim: h,
+            mlp: c.intermediate_size,
+            layers: c.num_hidden_layers,
+            heads: c.num_attention_heads,
+            eps: c.layer_norm_eps,
+            act: c.hidden_act,
+        };
+        Ok(Self {
+            patch_weight,
+            class_embedding: emb.get_with_hints(h, "class_embedding", init)?,
+            position_embedding: emb.get_with_hints(
+                (grid * grid + 1, h),
+                "position_embedding.weight",
+                init,
+            )?,
+            pre_norm: Norm::new(h, c.layer_norm_eps, train, vb.pp("pre_layrnorm"))?,
+            encoder: Encoder::new(&sizes, train, vb.pp("encoder"))?,
+            post_norm: Norm::new(h, c.layer_norm_eps, train, vb.pp("post_layernorm"))?,
+            patch: p,
+            grid,
+            hidden: h,
+        })
+    }
+
+    /// (B, 3, S, S) pixels → (B, 1 + grid², hidden) after `post_layernorm`.
+    fn forward(&self, pixels: &Tensor) -> Result<Tensor> {
+        let (b, c, _, _) = pixels.dims4()?;
+        let (g, p) = (self.grid, self.patch);
+        // A stride-p convolution with a p×p kernel is a matmul over non-overlapping patches.
+        let side = g * p;
+        let patches = pixels
+            .narrow(2, 0, side)?
+            .narrow(3, 0, side)?
+            .reshape((b, c, g, p, g, p))?
+            .permute((0, 2, 4, 1, 3, 5))?
+            .reshape((b * g * g, c * p * p))?;
+        let patch_tokens =
+            patches
+                .matmul(&self.patch_weight.t()?)?
+                .reshape((b, g * g, self.hidden))?;
+        let cls = self
+            .class_embedding
+            .reshape((1, 1, self.hidden))?
+            .repeat((b, 1, 1))?;
+        let tokens = Tensor::cat(&[&cls, &patch_tokens], 1)?
+            .broadcast_add(&self.position_embedding.unsqueeze(0)?)?;
+        let hidden = self
+            .encoder
+            .forward(&self.pre_norm.forward(&tokens)?, None)?;
+        self.post_norm.forward(&hidden)
+    }
+}
+
+/// The causal text transformer up to `final_layer_norm`, applied to every position.
+#[derive(Debug, Clone)]
+struct TextTower {
+    token_embedding: Embedding,
+    position_embedding: Tensor,
+    encoder: Encoder,
+    final_norm: Norm,
+}
+
+impl TextTower {
+    fn new(c: &TextConfig, train: bool, vb: VarBuilder) -> Result<Self> {
+        let emb = vb.pp("embeddings");
+        let init = candle_nn::Init::Randn {
+            mean: 0.0,
+            stdev: 0.02,
+        };
+        let h = c.hidden_size;
+        let sizes = EncoderSizes {
+            dim: h,
+            mlp: c.intermediate_size,
+            layers: c.num_hidden_layers,
+            heads: c.num_attention_heads,
+            eps: c.layer_norm_eps,
+            act: c.hidden_act,
+        };
+        Ok(Self {
+            token_embedding: Embedding::new(
+                emb.get_with_hints((c.vocab_size, h), "token_embedding.weight", init)?,
+                h,
+            ),
+            position_embedding: emb.get_with_hints(
+                (c.max_position_embeddings, h),
+                "position_embedding.weight",
+                init,
+            )?,
+            encoder: Encoder::new(&sizes, train, vb.pp("encoder"))?,
+            final_norm: Norm::new(h, c.layer_norm_eps, train, vb.pp("final_layer_norm"))?,
+        })
+    }
+
+    /// (B, T) ids → (B, T, hidden) after `final_layer_norm`.
+    fn forward(&self, ids: &Tensor) -> Result<Tensor> {
+        let (_, t) = ids.dims2()?;
+        let x = self
+            .token_embedding
+            .forward(ids)?
+            .broadcast_add(&self.position_embedding.narrow(0, 0, t)?.unsqueeze(0)?)?;
+        let mask = causal_mask(t, x.device())?;
+        self.final_norm
+            .forward(&self.encoder.forward(&x, Some(&mask))?)
+    }
+}
+
+fn causal_mask(t: usize, device: &Device) -> Result<Tensor> {
+    let values: Vec<f32> = (0..t)
+        .flat_map(|i| (0..t).map(move |j| if j > i { f32::NEG_INFINITY } else { 0.0 }))
+        .collect();
+    Tensor::from_vec(values, (1, 1, t, t), device)
+}
+
+/// A CLIP model whose outputs keep every token.
+#[derive(Debug, Clone)]
+pub struct Clip {
+    vision: VisionTower,
+    text: TextTower,
+    visual_projection: Linear,
+    text_projection: Linear,
+    logit_scale: Tensor,
+    config: ClipConfig,
+}
+
+impl Clip {
+    /// Builds the model from weights named as in Hugging Face's `CLIPModel`.
+    /// `train` picks differentiable layer norms (for training with a `VarMap`).
+    pub fn new(config: &ClipConfig, train: bool, vb: VarBuilder) -> Result<Self> {
+        let p = config.projection_dim;
+        let init = candle_nn::Init::Const(config.logit_scale_init_value);
+        let logit_scale = vb.get_with_hints((), "logit_scale", init)?;
+        Ok(Self {
+            vision: VisionTower::new(&config.vision, train, vb.pp("vision_model"))?,
+            text: TextTower::new(&config.text, train, vb.pp("text_model"))?,
+            visual_projection: candle_nn::linear_no_bias(
+                config.vision.hidden_size,
+                p,
+                vb.pp("visual_projection"),
+            )?,
+            text_projection: candle_nn::linear_no_bias(
+                config.text.hidden_size,
+                p,
+                vb.pp("text_projection"),
+            )?,
+            logit_scale,
+            config: config.clone(),
+        })
+    }
+
+    pub fn config(&self) -> &ClipConfig {
+        &self.config
+    }
+
+    /// (B, 3, S, S) → (B, 1 + patches, projection_dim): row 0 is CLS (the pooled image embedding),
+    /// then the patches in row-major order.
+    pub fn image_tokens(&self, pixels: &Tensor) -> Result<Tensor> {
+        self.visual_projection
+            .forward(&self.vision.forward(pixels)?)
+    }
+
+    /// (B, T) ids → (B, T, projection_dim): every position, projected.
+    pub fn text_tokens(&self, ids: &Tensor) -> Result<Tensor> {
+        self.text_projection.forward(&self.text.forward(ids)?)
+    }
+
+    /// The raw `logit_scale` parameter (the logits use its exponential).
+    pub fn logit_scale(&self) -> &Tensor {
+        &self.logit_scale
+    }
+
+    /// The pooled text embeddings: each row's text token at its first EOS (`eos_index[b]`).
+    pub fn pool_text(tokens: &Tensor, eos_index: &[usize]) -> Result<Tensor> {
+        let rows = eos_index
+            .iter()
+            .enumerate()
+            .map(|(b, &i)| tokens.i((b, i)))
+            .collect::<Result<Vec<_>>>()?;
+        Tensor::stack(&rows, 0)
+    }
+}
+
+/// Row-wise L2 normalisation over the last dimension.
+pub fn l2_normalize(xs: &Tensor) -> Result<Tensor> {
+    let norm = xs.sqr()?.sum_keepdim(D::Minus1)?.sqrt()?;
+    xs.broadcast_div(&norm.clamp(1e-12, f64::MAX)?)
+}
+
+/// A model on zero weights of a given configuration (shape checks, benchmarks).
+pub fn zeros(config: &ClipConfig) -> Result<Clip> {
+    let vb = VarBuilder::zeros(DType::F32, &Device::Cpu);
+    Clip::new(config, false, vb)
+}

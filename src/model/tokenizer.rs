@@ -1,0 +1,243 @@
+//! The CLIP BPE tokenizer: ids, token strings, word groups, truncation to the model's context.
+
+use serde::Serialize;
+use std::path::Path;
+use tokenizers::Tokenizer;
+
+use super::ModelError;
+
+/// The CLIP tokenizer shipped with clipscope (MIT, see assets/clip-tokenizer/README.md).
+const BUNDLED: &[u8] = include_bytes!("../../assets/clip-tokenizer/tokenizer.json");
+
+/// One word of a prompt and the token positions (`start..end`) of its BPE pieces.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Word {
+    pub text: String,
+    pub start: usize,
+    pub end: usize,
+}
+
+/// A prompt turned into token ids, SOS … EOS, no padding.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Tokenized {
+    pub text: String,
+    pub ids: Vec<u32>,
+    /// Vocabulary strings of the tokens (`red</w>`), as `transformers` shows them.
+    pub tokens: Vec<String>,
+    /// Readable labels of the tokens (`SOS`, `red`, `EOS`).
+    pub labels: Vec<String>,
+    /// The words, in order; SOS and EOS are words of their own.
+    pub words: Vec<Word>,
+    /// The prompt had more tokens than the model's context and was cut.
+    pub truncated: bool,
+    /// The token count before truncation.
+    pub full_len: usize,
+}
+
+impl Tokenized {
+    /// Position of the EOS token (the pooled text embedding's position).
+    pub fn eos_index(&self) -> usize {
+        self.ids.len() - 1
+    }
+}
+
+/// Wraps a Hugging Face `tokenizers` CLIP tokenizer.
+pub struct ClipTokenizer {
+    inner: Tokenizer,
+    sos: u32,
+    eos: u32,
+}
+
+impl ClipTokenizer {
+    /// The bundled CLIP tokenizer.
+    pub fn bundled() -> Result<Self, ModelError> {
+        let inner = Tokenizer::from_bytes(BUNDLED)
+            .map_err(|e| ModelError::Tokenizer(format!("bundled tokenizer: {e}")))?;
+        Self::wrap(inner)
+    }
+
+    /// A `tokenizer.json` from a model folder.
+    pub fn from_file(path: &Path) -> Result<Self, ModelError> {
+        let inner = Tokenizer::from_file(path)
+            .map_err(|e| ModelError::Tokenizer(format!("{}: {e}", path.display())))?;
+        Self::wrap(inner)
+    }
+
+    fn wrap(inner: Tokenizer) -> Result<Self, ModelError> {
+        let id = |t: &str| {
+            inner.token_to_id(t).ok_or_else(|| {
+                ModelError::Tokenizer(format!(
+                    "the tokenizer has no {t} token: not a CLIP tokenizer"
+                ))
+            })
+        };
+        let sos = id("<|startoftext|>")?;
+        let eos = id("<|endoftext|>")?;
+        Ok(Self { inner, sos, eos })
+    }
+
+    pub fn eos_id(&self) -> u32 {
+        self.eos
+    }
+
+    pub fn vocab_size(&self) -> usize {
+        self.inner.get_vocab_size(true)
+    }
+
+    /// Tokenises one prompt, truncating to `context` tokens (SOS and EOS kept).
+    pub fn encode(&self, text: &str, context: usize) -> Result<Tokenized, ModelError> {
+        if text.trim().is_empty() {
+            return Err(ModelError::Prompt("the prompt is empty".into()));
+        }
+        let enc = self
+            .inner
+            .encode(text, true)
+            .map_err(|e| ModelError::Tokenizer(e.to_string()))?;
+        let mut ids = enc.get_ids().to_vec();
+        let mut tokens = enc.get_tokens().to_vec();
+        let word_ids = enc.get_word_ids();
+        let offsets = enc.get_offsets();
+        if ids.first() != Some(&self.sos) || ids.last() != Some(&self.eos) {
+            return Err(ModelError::Tokenizer(
+                "the tokenizer does not add SOS/EOS: not a CLIP tokenizer".into(),
+            ));
+        }
+        let full_len = ids.len();
+        let truncated = full_len > context;
+        if truncated {
+            ids.truncate(context - 1);
+            tokens.truncate(context - 1);
+            ids.push(self.eos);
+            tokens.push("<|endoftext|>".into());
+        }
+        let n = ids.len();
+        let labels = ids
+            .iter()
+            .enumerate()
+            .map(|(i, &id)| self.label(id, i == 0, i + 1 == n))
+            .collect();
+        // Group consecutive pieces of the same word; SOS and EOS stand alone.
+        let mut words: Vec<Word> = Vec::new();
+        let mut last_word: Option<u32> = None;
+        for i in 0..n {
+            let special = i == 0 || i + 1 == n;
+            let word_id = if special { None } else { word_ids[i] };
+            match (word_id, words.last_mut()) {
+                (Some(w), Some(prev)) if last_word == Some(w) => prev.end = i + 1,
+                _ => {
+                    let text = if i == 0 {
+                        "SOS".to_string()
+                    } else if i + 1 == n {
+                        "EOS".to_string()
+                    } else {
+                        self.word_text(text, offsets, word_ids, i)
+                    };
+                    words.push(Word {
+                        text,
+                        start: i,
+                        end: i + 1,
+                    });
+                }
+            }
+            last_word = word_id;
+        }
+        Ok(Tokenized {
+            text: text.to_string(),
+            ids,
+            tokens,
+            labels,
+            words,
+            truncated,
+            full_len,
+        })
+    }
+
+    fn label(&self, id: u32, first: bool, last: bool) -> String {
+        if first && id == self.sos {
+            return "SOS".into();
+        }
+        if last && id == self.eos {
+            return "EOS".into();
+        }
+        match self.inner.decode(&[id], false) {
+            Ok(s) if !s.replace("</w>", "").trim().is_empty() => {
+                s.replace("</w>", "").trim().to_string()
+            }
+            _ => self.inner.id_to_token(id).unwrap_or_default(),
+        }
+    }
+
+    /// The original text of the word that token `i` belongs to (from the byte offsets).
+    fn word_text(
+        &self,
+        text: &str,
+        offsets: &[(usize, usize)],
+        word_ids: &[Option<u32>],
+        i: usize,
+    ) -> String {
+        let w = word_ids[i];
+        let (mut start, mut end) = offsets[i];
+        for (j, o) in offsets.iter().enumerate().skip(i) {
+            if word_ids[j] != w {
+                break;
+            }
+            start = start.min(o.0);
+            end = end.max(o.1);
+        }
+        text.get(start..end).unwrap_or("?").to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_ids_and_words() {
+        let t = ClipTokenizer::bundled().unwrap();
+        let r = t.encode("a red square", 77).unwrap();
+        assert_eq!(r.ids, vec![49406, 320, 736, 3999, 49407]);
+        assert_eq!(r.labels, vec!["SOS", "a", "red", "square", "EOS"]);
+        assert_eq!(r.tokens[2], "red</w>");
+        let words: Vec<&str> = r.words.iter().map(|w| w.text.as_str()).collect();
+        assert_eq!(words, vec!["SOS", "a", "red", "square", "EOS"]);
+        assert!(!r.truncated);
+    }
+
+    #[test]
+    fn multi_piece_words_are_grouped() {
+        let t = ClipTokenizer::bundled().unwrap();
+        let r = t.encode("a xylophonist", 77).unwrap();
+        let word = r.words.iter().find(|w| w.text == "xylophonist").unwrap();
+        assert!(word.end - word.start > 1, "{:?}", r.words);
+        assert_eq!(r.words.last().unwrap().text, "EOS");
+    }
+
+    #[test]
+    fn long_prompts_are_truncated_and_flagged() {
+        let t = ClipTokenizer::bundled().unwrap();
+        let long = "red ".repeat(300);
+        let r = t.encode(&long, 77).unwrap();
+        assert_eq!(r.ids.len(), 77);
+        assert_eq!(*r.ids.last().unwrap(), 49407);
+        assert!(r.truncated);
+        assert_eq!(r.full_len, 302);
+        assert_eq!(r.words.last().unwrap().end, 77);
+    }
+
+    #[test]
+    fn empty_prompts_are_refused() {
+        let t = ClipTokenizer::bundled().unwrap();
+        for p in ["", "   \n\t"] {
+            assert!(t.encode(p, 77).unwrap_err().to_string().contains("empty"));
+        }
+    }
+
+    #[test]
+    fn mixed_scripts_and_emoji_tokenise() {
+        let t = ClipTokenizer::bundled().unwrap();
+        let r = t.encode("un chien 🐶 犬 собака", 77).unwrap();
+        assert!(r.ids.len() > 5);
+        assert_eq!(r.words.first().unwrap().text, "SOS");
+    }
+}

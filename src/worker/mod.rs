@@ -1,0 +1,339 @@
+//! The background thread that owns the model and answers jobs over crossbeam channels.
+
+pub mod protocol;
+
+use crossbeam_channel::{Receiver, Sender};
+use std::collections::{HashMap, VecDeque};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+pub use protocol::*;
+
+use crate::model::{elapsed_ms, preprocess, EncodedImage, LoadedModel, ModelError};
+
+/// Encoded images kept at once.
+const CACHE_CAPACITY: usize = 48;
+/// Longest side of the display copy sent with `ImageReady`.
+const PREVIEW_SIDE: u32 = 1024;
+
+/// The client's end: send jobs, receive events. Dropping it stops the worker after its
+/// current job.
+pub struct Worker {
+    jobs: Sender<Job>,
+    events: Receiver<Event>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Worker {
+    /// Starts the worker thread; `notify` runs after every event (e.g. a repaint request).
+    pub fn spawn(notify: impl Fn() + Send + 'static) -> Self {
+        let (jobs, job_rx) = crossbeam_channel::unbounded();
+        let (event_tx, events) = crossbeam_channel::unbounded();
+        let thread = std::thread::Builder::new()
+            .name("clipscope-worker".into())
+            .spawn(move || {
+                serve(
+                    &job_rx,
+                    &Outbox {
+                        tx: event_tx,
+                        notify: Box::new(notify),
+                    },
+                )
+            })
+            .ok();
+        Self {
+            jobs,
+            events,
+            thread,
+        }
+    }
+
+    /// Queues a job. Returns false if the worker is gone.
+    pub fn send(&self, job: Job) -> bool {
+        self.jobs.send(job).is_ok()
+    }
+
+    /// The event channel (drain it once per frame).
+    pub fn events(&self) -> &Receiver<Event> {
+        &self.events
+    }
+
+    /// Stops the worker and waits for it to finish its current job.
+    pub fn shutdown(mut self) {
+        let thread = self.thread.take();
+        drop(self);
+        if let Some(t) = thread {
+            let _ = t.join();
+        }
+    }
+}
+
+struct Outbox {
+    tx: Sender<Event>,
+    notify: Box<dyn Fn() + Send>,
+}
+
+impl Outbox {
+    fn send(&self, event: Event) {
+        if self.tx.send(event).is_ok() {
+            (self.notify)();
+        }
+    }
+
+    fn error(&self, image_id: Option<ImageId>, generation: Option<u64>, message: String) {
+        self.send(Event::Error {
+            image_id,
+            generation,
+            message,
+        });
+    }
+}
+
+struct Cached {
+    encoded: EncodedImage,
+}
+
+#[derive(Default)]
+struct State {
+    model: Option<LoadedModel>,
+    cache: HashMap<ImageId, Cached>,
+    order: VecDeque<ImageId>,
+}
+
+/// The worker loop: take everything queued, drop superseded jobs, run the oldest survivor.
+fn serve(jobs: &Receiver<Job>, out: &Outbox) {
+    let mut state = State::default();
+    let mut pending: VecDeque<Job> = VecDeque::new();
+    loop {
+        if pending.is_empty() {
+            match jobs.recv() {
+                Ok(job) => pending.push_back(job),
+                Err(_) => return,
+            }
+        }
+        pending.extend(jobs.try_iter());
+        drop_superseded(&mut pending);
+        let Some(job) = pending.pop_front() else {
+            continue;
+        };
+        let outcome = catch_unwind(AssertUnwindSafe(|| handle(&mut state, job.clone(), out)));
+        if let Err(panic) = outcome {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            let (image_id, generation) = match &job {
+                Job::Score {
+                    image, generation, ..
+                } => (Some(image.id), Some(*generation)),
+                Job::EncodeImage { image } => (Some(image.id), None),
+                _ => (None, None),
+            };
+            out.error(
+                image_id,
+                generation,
+                format!("internal error in the worker: {what} (the worker keeps running)"),
+            );
+        }
+    }
+}
+
+/// Keeps only the newest `Score` per image and the newest `LoadModel`.
+fn drop_superseded(pending: &mut VecDeque<Job>) {
+    let mut newest_score: HashMap<ImageId, usize> = HashMap::new();
+    let mut newest_load = None;
+    for (i, job) in pending.iter().enumerate() {
+        match job {
+            Job::Score { image, .. } => {
+                newest_score.insert(image.id, i);
+            }
+            Job::LoadModel { .. } => newest_load = Some(i),
+            _ => {}
+        }
+    }
+    let mut i = 0;
+    pending.retain(|job| {
+        let keep = match job {
+            Job::Score { image, .. } => newest_score.get(&image.id) == Some(&i),
+            Job::LoadModel { .. } => newest_load == Some(i),
+            _ => true,
+        };
+        i += 1;
+        keep
+    });
+}
+
+fn handle(state: &mut State, job: Job, out: &Outbox) {
+    match job {
+        Job::LoadModel { source } => {
+            let start = Instant::now();
+            // The old model and its encodings go first, so two models never share memory.
+            state.model = None;
+            state.cache.clear();
+            state.order.clear();
+            match LoadedModel::load(&source, &mut |p| out.send(Event::Progress(p))) {
+                Ok(model) => {
+                    let c = model.config();
+                    out.send(Event::ModelReady(ModelInfo {
+                        name: model.name().to_string(),
+                        device: model.device_name(),
+                        grid: model.grid(),
+                        image_size: c.vision.image_size,
+                        projection_dim: c.projection_dim,
+                        context: c.text.max_position_embeddings,
+                        load_ms: elapsed_ms(start),
+                    }));
+                    state.model = Some(model);
+                }
+                Err(e) => out.error(
+                    None,
+                    None,
+                    format!("could not load the model {source}: {e}"),
+                ),
+            }
+        }
+        Job::EncodeImage { image } => {
+            if let Err(e) = ensure_encoded(state, &image, out) {
+                out.error(Some(image.id), None, e.to_string());
+            }
+        }
+        Job::Score {
+            image,
+            prompts,
+            generation,
+        } => {
+            let result = ensure_encoded(state, &image, out).and_then(|cached| {
+                let start = Instant::now();
+                let model = state.model.as_ref().ok_or_else(no_model)?;
+                let entry = state.cache.get(&image.id).ok_or_else(no_model)?;
+                let encoded = model.encode_prompts(&prompts)?;
+                let scores = model.score(&entry.encoded, &encoded)?;
+                Ok(Results {
+                    image_id: image.id,
+                    generation,
+                    prompts: scores,
+                    image_cached: cached,
+                    score_ms: elapsed_ms(start),
+                })
+            });
+            match result {
+                Ok(r) => out.send(Event::Results(r)),
+                Err(e) => out.error(Some(image.id), Some(generation), e.to_string()),
+            }
+        }
+        Job::Forget { image_id } => {
+            state.cache.remove(&image_id);
+            state.order.retain(|i| *i != image_id);
+        }
+        Job::Panic => panic!("a test asked the worker to panic"),
+    }
+}
+
+fn no_model() -> ModelError {
+    ModelError::Config("no model is loaded".into())
+}
+
+/// Encodes `image` unless cached; returns whether it was cached. Announces new images.
+fn ensure_encoded(state: &mut State, image: &ImageRef, out: &Outbox) -> Result<bool, ModelError> {
+    let model = state.model.as_ref().ok_or_else(no_model)?;
+    if state.cache.contains_key(&image.id) {
+        state.order.retain(|i| *i != image.id);
+        state.order.push_back(image.id);
+        return Ok(true);
+    }
+    let start = Instant::now();
+    let decoded = match &image.input {
+        ImageInput::Path(p) => preprocess::decode_file(p)?,
+        ImageInput::Bytes(b) => preprocess::decode_bytes(b)?,
+        ImageInput::Rgba {
+            width,
+            height,
+            pixels,
+        } => {
+            let buffer = image::RgbaImage::from_raw(*width, *height, pixels.as_ref().clone())
+                .ok_or_else(|| ModelError::Image("pixel buffer does not match its size".into()))?;
+            image::DynamicImage::ImageRgba8(buffer)
+        }
+    };
+    let encoded = model.encode_image(&decoded)?;
+    let preview = make_preview(&decoded);
+    out.send(Event::ImageReady(ImageInfo {
+        id: image.id,
+        preview: Arc::new(preview),
+        original: encoded.original,
+        crop: encoded.crop,
+        grid: encoded.grid,
+        encode_ms: elapsed_ms(start),
+    }));
+    state.cache.insert(image.id, Cached { encoded });
+    state.order.push_back(image.id);
+    while state.order.len() > CACHE_CAPACITY {
+        if let Some(old) = state.order.pop_front() {
+            state.cache.remove(&old);
+        }
+    }
+    Ok(false)
+}
+
+fn make_preview(image: &image::DynamicImage) -> Preview {
+    let (w, h) = (image.width(), image.height());
+    let small = if w.max(h) > PREVIEW_SIDE {
+        image.resize(
+            PREVIEW_SIDE,
+            PREVIEW_SIDE,
+            image::imageops::FilterType::Triangle,
+        )
+    } else {
+        image.clone()
+    };
+    let rgba = small.to_rgba8();
+    Preview {
+        width: rgba.width(),
+        height: rgba.height(),
+        rgba: rgba.into_raw(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn score(id: ImageId, generation: u64) -> Job {
+        Job::Score {
+            image: ImageRef {
+                id,
+                input: ImageInput::Path("x.png".into()),
+            },
+            prompts: vec!["a".into()],
+            generation,
+        }
+    }
+
+    #[test]
+    fn newer_scores_supersede_older_ones_per_image() {
+        let mut q: VecDeque<Job> = [
+            score(1, 1),
+            score(2, 1),
+            score(1, 2),
+            Job::Forget { image_id: 3 },
+            score(1, 3),
+        ]
+        .into_iter()
+        .collect();
+        drop_superseded(&mut q);
+        let kept: Vec<(u64, u64)> = q
+            .iter()
+            .filter_map(|j| match j {
+                Job::Score {
+                    image, generation, ..
+                } => Some((image.id, *generation)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(kept, vec![(2, 1), (1, 3)]);
+        assert_eq!(q.len(), 3);
+    }
+}

@@ -1,0 +1,208 @@
+//! The command-line contract: `map` and `score` outputs, and one clear line for bad input.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn fixture(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/parity")
+        .join(path)
+}
+
+fn clipscope(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_clipscope"))
+        .args(args)
+        // Never the network: an endpoint on loopback that refuses at once, and an empty cache.
+        .env("HF_ENDPOINT", "http://127.0.0.1:9")
+        .env(
+            "HF_HOME",
+            std::env::temp_dir().join("clipscope-tests-empty-hf-home"),
+        )
+        .output()
+        .expect("the binary runs")
+}
+
+fn model() -> String {
+    fixture("tiny_quick_gelu").display().to_string()
+}
+
+fn image() -> String {
+    fixture("images/wide.png").display().to_string()
+}
+
+#[test]
+fn map_writes_the_promised_json_and_one_png_per_token() {
+    let out = tempfile::tempdir().unwrap();
+    let o = clipscope(&[
+        "map",
+        "--model",
+        &model(),
+        "--image",
+        &image(),
+        "--prompt",
+        "a red circle above a blue square",
+        "--prompt",
+        "a dog",
+        "--out",
+        out.path().to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.path().join("map.json")).unwrap())
+            .unwrap();
+    assert!(doc["model"].is_string() && doc["image"].is_string());
+    assert_eq!(doc["grid"], serde_json::json!([5, 5]));
+    assert_eq!(doc["crop"].as_array().unwrap().len(), 4);
+    let prompts = doc["prompts"].as_array().unwrap();
+    assert_eq!(prompts.len(), 2);
+    let mut pngs = 0;
+    for p in prompts {
+        let ids = p["token_ids"].as_array().unwrap();
+        assert_eq!(ids.first().unwrap(), 49406);
+        assert_eq!(ids.last().unwrap(), 49407);
+        assert_eq!(p["tokens"].as_array().unwrap().len(), ids.len());
+        assert_eq!(p["truncated"], false);
+        let dcsm = p["dcsm"].as_array().unwrap();
+        assert_eq!(dcsm.len(), 1 + 25);
+        assert!(dcsm
+            .iter()
+            .all(|row| row.as_array().unwrap().len() == ids.len()));
+        let cos = p["clip_cosine"].as_f64().unwrap();
+        assert!((-1.0..=1.0).contains(&cos));
+        // The pooled cosine is the DCSM's CLS row at the EOS column.
+        let cls_eos = dcsm[0]
+            .as_array()
+            .unwrap()
+            .last()
+            .unwrap()
+            .as_f64()
+            .unwrap();
+        assert!((cos - cls_eos).abs() < 1e-6);
+        pngs += ids.len();
+    }
+    let written = std::fs::read_dir(out.path())
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "png")
+        })
+        .count();
+    assert_eq!(written, pngs);
+}
+
+#[test]
+fn score_json_has_cosines_and_probabilities() {
+    let o = clipscope(&[
+        "score",
+        "--model",
+        &model(),
+        "--image",
+        &image(),
+        "--json",
+        "--prompt",
+        "a photo",
+        "--prompt",
+        "a drawing",
+        "--prompt",
+        "a small green triangle to the left of a big yellow star and below a purple cross on grey",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let prompts = doc["prompts"].as_array().unwrap();
+    assert_eq!(prompts.len(), 3);
+    let total: f64 = prompts
+        .iter()
+        .map(|p| p["clip_prob"].as_f64().unwrap())
+        .sum();
+    assert!((total - 1.0).abs() < 1e-5);
+    assert_eq!(prompts[0]["text"], "a photo");
+    assert_eq!(
+        prompts[2]["truncated"], true,
+        "context 20 cuts the long prompt"
+    );
+    assert!(prompts.iter().all(|p| p["clip_cosine"].is_f64()));
+}
+
+/// Fails with a non-zero code and exactly one line on stderr containing `needle`.
+fn fails_with(args: &[&str], needle: &str) {
+    let o = clipscope(args);
+    assert!(!o.status.success(), "should fail: {args:?}");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(
+        err.trim().lines().count(),
+        1,
+        "one line expected, got: {err}"
+    );
+    assert!(err.contains(needle), "expected {needle:?} in: {err}");
+}
+
+#[test]
+fn bad_inputs_exit_non_zero_with_one_clear_line() {
+    let m = model();
+    fails_with(
+        &[
+            "score",
+            "--model",
+            &m,
+            "--image",
+            "/no/such.png",
+            "--prompt",
+            "x",
+        ],
+        "does not exist",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let fake = dir.path().join("notes.png");
+    std::fs::write(&fake, "this is text, not a picture").unwrap();
+    fails_with(
+        &[
+            "score",
+            "--model",
+            &m,
+            "--image",
+            fake.to_str().unwrap(),
+            "--prompt",
+            "x",
+        ],
+        "not an image",
+    );
+    fails_with(
+        &[
+            "score",
+            "--model",
+            &m,
+            "--image",
+            &image(),
+            "--prompt",
+            "  ",
+        ],
+        "empty",
+    );
+    fails_with(
+        &[
+            "score",
+            "--model",
+            "/no/such/model",
+            "--image",
+            &image(),
+            "--prompt",
+            "x",
+        ],
+        "does not exist",
+    );
+    fails_with(
+        &[
+            "score",
+            "--model",
+            "openai/clip-vit-base-patch32",
+            "--image",
+            &image(),
+            "--prompt",
+            "x",
+        ],
+        "--model <DIR>",
+    );
+}

@@ -1,0 +1,236 @@
+//! The worker thread on a real (tiny, random) model: cache, supersession, panics, errors.
+
+use clipscope::model::ModelSource;
+use clipscope::worker::{Event, ImageInput, ImageRef, Job, Worker};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+fn fixture(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/parity")
+        .join(path)
+}
+
+fn model() -> Job {
+    Job::LoadModel {
+        source: ModelSource::Folder(fixture("tiny_quick_gelu")),
+    }
+}
+
+fn image(id: u64) -> ImageRef {
+    ImageRef {
+        id,
+        input: ImageInput::Path(fixture("images/wide.png")),
+    }
+}
+
+fn score(id: u64, generation: u64, prompt: &str) -> Job {
+    Job::Score {
+        image: image(id),
+        prompts: vec![prompt.into(), "a blue square".into()],
+        generation,
+    }
+}
+
+fn next(worker: &Worker) -> Event {
+    worker
+        .events()
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the worker answered")
+}
+
+/// Events up to and including the first that `stop` accepts.
+fn until(worker: &Worker, stop: impl Fn(&Event) -> bool) -> Vec<Event> {
+    let mut seen = Vec::new();
+    loop {
+        let e = next(worker);
+        let done = stop(&e);
+        seen.push(e);
+        if done {
+            return seen;
+        }
+    }
+}
+
+fn is_results(e: &Event) -> bool {
+    matches!(e, Event::Results(_))
+}
+
+#[test]
+fn second_score_on_the_same_image_uses_the_cache() {
+    let worker = Worker::spawn(|| {});
+    worker.send(model());
+    worker.send(score(1, 1, "a red circle"));
+    let first = until(&worker, is_results);
+    assert!(matches!(first[0], Event::ModelReady(_)), "{first:?}");
+    assert_eq!(
+        first
+            .iter()
+            .filter(|e| matches!(e, Event::ImageReady(_)))
+            .count(),
+        1
+    );
+    let Some(Event::Results(r)) = first.last() else {
+        panic!()
+    };
+    assert!(!r.image_cached);
+    assert_eq!(r.prompts.len(), 2);
+
+    worker.send(score(1, 2, "a green star"));
+    let second = until(&worker, is_results);
+    assert_eq!(second.len(), 1, "no ImageReady the second time: {second:?}");
+    let Event::Results(r) = &second[0] else {
+        panic!()
+    };
+    assert!(r.image_cached, "the image was encoded again");
+    assert_eq!(r.generation, 2);
+    worker.shutdown();
+}
+
+#[test]
+fn newer_requests_supersede_queued_ones() {
+    let worker = Worker::spawn(|| {});
+    // All queued while the model loads: only the newest score for image 1 may run.
+    worker.send(model());
+    for generation in 1..=5 {
+        worker.send(score(1, generation, &format!("prompt number {generation}")));
+    }
+    worker.send(score(2, 1, "another image"));
+    let mut generations = Vec::new();
+    while generations.len() < 2 {
+        if let Event::Results(r) = next(&worker) {
+            generations.push((r.image_id, r.generation));
+        }
+    }
+    assert_eq!(generations, vec![(1, 5), (2, 1)]);
+    assert!(
+        worker
+            .events()
+            .recv_timeout(Duration::from_millis(300))
+            .is_err(),
+        "stale results came"
+    );
+    worker.shutdown();
+}
+
+#[test]
+fn a_panic_becomes_an_error_and_the_worker_keeps_serving() {
+    let worker = Worker::spawn(|| {});
+    worker.send(model());
+    worker.send(Job::Panic);
+    let events = until(&worker, |e| matches!(e, Event::Error { .. }));
+    let Some(Event::Error { message, .. }) = events.last() else {
+        panic!()
+    };
+    assert!(message.contains("internal error"), "{message}");
+    worker.send(score(7, 1, "still alive"));
+    assert_eq!(until(&worker, is_results).len(), 2); // ImageReady, Results
+    worker.shutdown();
+}
+
+#[test]
+fn missing_folder_and_corrupt_weights_are_reported() {
+    let worker = Worker::spawn(|| {});
+    worker.send(Job::LoadModel {
+        source: ModelSource::Folder("/no/such/model".into()),
+    });
+    let Event::Error { message, .. } = next(&worker) else {
+        panic!("expected an error")
+    };
+    assert!(
+        message.contains("/no/such/model") && message.contains("does not exist"),
+        "{message}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        fixture("tiny_quick_gelu/config.json"),
+        dir.path().join("config.json"),
+    )
+    .unwrap();
+    let weights = std::fs::read(fixture("tiny_quick_gelu/model.safetensors")).unwrap();
+    std::fs::write(
+        dir.path().join("model.safetensors"),
+        &weights[..weights.len() / 2],
+    )
+    .unwrap();
+    worker.send(Job::LoadModel {
+        source: ModelSource::Folder(dir.path().to_path_buf()),
+    });
+    let Event::Error { message, .. } = next(&worker) else {
+        panic!("expected an error")
+    };
+    assert!(message.contains("model.safetensors"), "{message}");
+
+    // Scoring without a model is an error too, not a hang.
+    worker.send(score(1, 1, "anything"));
+    let Event::Error {
+        message,
+        generation,
+        ..
+    } = next(&worker)
+    else {
+        panic!("expected an error")
+    };
+    assert!(message.contains("no model"), "{message}");
+    assert_eq!(generation, Some(1));
+    worker.shutdown();
+}
+
+#[test]
+fn bad_images_are_errors_for_that_image_only() {
+    let worker = Worker::spawn(|| {});
+    worker.send(model());
+    let bad = ImageRef {
+        id: 9,
+        input: ImageInput::Bytes(Arc::new(b"not an image at all".to_vec())),
+    };
+    worker.send(Job::Score {
+        image: bad,
+        prompts: vec!["x".into()],
+        generation: 1,
+    });
+    let events = until(&worker, |e| matches!(e, Event::Error { .. }));
+    let Some(Event::Error {
+        image_id, message, ..
+    }) = events.last()
+    else {
+        panic!()
+    };
+    assert_eq!(*image_id, Some(9));
+    assert!(message.contains("not an image"), "{message}");
+    worker.send(score(1, 1, "fine"));
+    until(&worker, is_results);
+    worker.shutdown();
+}
+
+#[test]
+fn model_swap_with_jobs_queued_and_notify_per_event() {
+    let count = Arc::new(AtomicUsize::new(0));
+    let seen = count.clone();
+    let worker = Worker::spawn(move || {
+        seen.fetch_add(1, Ordering::SeqCst);
+    });
+    worker.send(model());
+    worker.send(score(1, 1, "first model"));
+    worker.send(Job::LoadModel {
+        source: ModelSource::Folder(fixture("tiny_gelu")),
+    });
+    worker.send(score(1, 2, "second model"));
+    let mut events = 0;
+    let results = loop {
+        events += 1;
+        if let Event::Results(r) = next(&worker) {
+            if r.generation == 2 {
+                break r;
+            }
+        }
+    };
+    // The second model has a 6×6 grid: the image was encoded again under it.
+    assert_eq!(results.prompts[0].dcsm.rows, 1 + 36);
+    assert!(!results.image_cached);
+    assert_eq!(count.load(Ordering::SeqCst), events);
+    worker.shutdown();
+}
