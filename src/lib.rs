@@ -4,8 +4,12 @@
 //! nothing of candle and talks to the engine only through the worker's `Job`/`Event` enums.
 
 pub mod app;
+pub mod atomic;
 pub mod cli;
 pub mod dcsm;
+pub mod eval;
 pub mod model;
 pub mod render;
+pub mod train;
 pub mod worker;
+pub mod world;

@@ -1,7 +1,10 @@
 //! The command line: `map` and `score` use the engine directly (no worker, no UI).
 
+mod eval;
 mod map;
 mod score;
+mod synth;
+mod train_clip;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
@@ -23,6 +26,12 @@ pub enum Command {
     Map(map::MapArgs),
     /// Print plain CLIP scores of prompts against an image.
     Score(score::ScoreArgs),
+    /// Write shapes-world scenes (PNG) with their descriptions and probes (scenes.jsonl).
+    Synth(synth::SynthArgs),
+    /// The probe benchmark: accuracy per probe family and split, and localisation.
+    Eval(eval::EvalArgs),
+    /// Train the default CLIP on the shapes world.
+    TrainClip(train_clip::TrainClipArgs),
 }
 
 /// Runs one subcommand.
@@ -30,13 +39,17 @@ pub fn run(command: Command) -> Result<()> {
     match command {
         Command::Map(args) => map::run(&args),
         Command::Score(args) => score::run(&args),
+        Command::Synth(args) => synth::run(&args),
+        Command::Eval(args) => eval::run(&args),
+        Command::TrainClip(args) => train_clip::run(&args),
     }
 }
 
 /// The options every scoring command shares.
 #[derive(Debug, clap::Args)]
 pub struct Common {
-    /// Model folder (config.json + model.safetensors) or Hugging Face hub id.
+    /// Model folder (config.json + model.safetensors) or Hugging Face hub id
+    /// (default: the embedded shapes-world model).
     #[arg(long, value_name = "DIR|HUB_ID")]
     pub model: Option<String>,
     /// The image to score.
@@ -58,22 +71,24 @@ impl Common {
         if !self.image.is_file() {
             bail!("image {} does not exist", self.image.display());
         }
-        let Some(model) = &self.model else {
-            bail!("no --model given: pass a model folder or a hub id with --model <DIR|HUB_ID>");
-        };
-        let source = ModelSource::parse(model);
-        let model = LoadedModel::load(&source, &mut |p| {
-            if let Some(total) = p.total {
-                eprint!(
-                    "\r{}: {:.1}/{:.1} MB",
-                    p.what,
-                    p.done as f64 / 1e6,
-                    total as f64 / 1e6
-                );
-            }
-        })
-        .with_context(|| format!("cannot load model {source}"))?;
+        let model = load_model(self.model.as_deref())?;
         let image = preprocess::decode_file(&self.image)?;
         Ok((model, image))
     }
+}
+
+/// Loads `--model`, or the embedded default when it is absent.
+pub fn load_model(arg: Option<&str>) -> Result<LoadedModel> {
+    let source = arg.map_or(ModelSource::Embedded, ModelSource::parse);
+    LoadedModel::load(&source, &mut |p| {
+        if let Some(total) = p.total {
+            eprint!(
+                "\r{}: {:.1}/{:.1} MB",
+                p.what,
+                p.done as f64 / 1e6,
+                total as f64 / 1e6
+            );
+        }
+    })
+    .with_context(|| format!("cannot load model {source}"))
 }

@@ -50,6 +50,25 @@ fn linear(in_dim: usize, out_dim: usize, vb: VarBuilder) -> Result<Linear> {
     candle_nn::linear(in_dim, out_dim, vb)
 }
 
+/// Applies a linear layer as one 2-D matmul over all leading dimensions. candle-nn's `Linear`
+/// broadcasts the weight over the batch instead, which makes its weight gradient a per-sample
+/// tensor summed afterwards: several times slower to train.
+fn dense(layer: &Linear, xs: &Tensor) -> Result<Tensor> {
+    let dims = xs.dims().to_vec();
+    let (last, lead) = dims
+        .split_last()
+        .ok_or_else(|| candle_core::Error::Msg("empty shape".into()))?;
+    let rows: usize = lead.iter().product();
+    let w = layer.weight();
+    let mut out = xs.reshape((rows, *last))?.matmul(&w.t()?)?;
+    if let Some(b) = layer.bias() {
+        out = out.broadcast_add(b)?;
+    }
+    let mut shape = lead.to_vec();
+    shape.push(w.dim(0)?);
+    out.reshape(shape)
+}
+
 #[derive(Debug, Clone)]
 struct Attention {
     q: Linear,
@@ -81,16 +100,16 @@ impl Attention {
     fn forward(&self, xs: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
         let (b, t, dim) = xs.dims3()?;
         let scale = (self.head_dim as f64).powf(-0.5);
-        let q = self.split_heads(&(self.q.forward(xs)? * scale)?, b, t)?;
-        let k = self.split_heads(&self.k.forward(xs)?, b, t)?;
-        let v = self.split_heads(&self.v.forward(xs)?, b, t)?;
+        let q = self.split_heads(&(dense(&self.q, xs)? * scale)?, b, t)?;
+        let k = self.split_heads(&dense(&self.k, xs)?, b, t)?;
+        let v = self.split_heads(&dense(&self.v, xs)?, b, t)?;
         let mut weights = q.matmul(&k.t()?)?;
         if let Some(mask) = mask {
             weights = weights.broadcast_add(mask)?;
         }
         let weights = candle_nn::ops::softmax(&weights, D::Minus1)?;
         let attended = weights.matmul(&v)?.transpose(1, 2)?.reshape((b, t, dim))?;
-        self.out.forward(&attended)
+        dense(&self.out, &attended)
     }
 }
 
@@ -107,8 +126,8 @@ struct EncoderLayer {
 impl EncoderLayer {
     fn forward(&self, xs: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
         let h = (xs + self.attn.forward(&self.norm1.forward(xs)?, mask)?)?;
-        let m = activate(self.act, &self.fc1.forward(&self.norm2.forward(&h)?)?)?;
-        h + self.fc2.forward(&m)?
+        let m = activate(self.act, &dense(&self.fc1, &self.norm2.forward(&h)?)?)?;
+        h + dense(&self.fc2, &m)?
     }
 }
 
@@ -344,7 +363,7 @@ impl Clip {
 
     /// (B, T) ids → (B, T, projection_dim): every position, projected.
     pub fn text_tokens(&self, ids: &Tensor) -> Result<Tensor> {
-        self.text_projection.forward(&self.text.forward(ids)?)
+        dense(&self.text_projection, &self.text.forward(ids)?)
     }
 
     /// The raw `logit_scale` parameter (the logits use its exponential).

@@ -88,8 +88,23 @@ impl LoadedModel {
         source: &ModelSource,
         progress: &mut dyn FnMut(Progress),
     ) -> Result<Self, ModelError> {
+        if *source == ModelSource::Embedded {
+            return Self::embedded();
+        }
         let dir = source.resolve(progress)?;
         Self::from_folder(&dir, &source.to_string())
+    }
+
+    /// The shapes-world model compiled into the binary.
+    pub fn embedded() -> Result<Self, ModelError> {
+        let config = ClipConfig::from_json(source::embedded::CONFIG)?;
+        let device = Device::Cpu;
+        let vb = VarBuilder::from_slice_safetensors(source::embedded::WEIGHTS, DType::F32, &device)
+            .map_err(|e| ModelError::Weights(format!("embedded model: {e}")))?;
+        let clip = Clip::new(&config, false, vb).map_err(|e| {
+            ModelError::Weights(format!("embedded model does not fit its config: {e}"))
+        })?;
+        Self::from_parts(clip, source::embedded::NAME)
     }
 
     /// Loads `config.json` + `model.safetensors` (+ optional `tokenizer.json`,

@@ -19,6 +19,15 @@ pub enum ModelSource {
     Folder(PathBuf),
     /// A Hugging Face hub id such as `openai/clip-vit-base-patch32`.
     Hub(String),
+    /// The shapes-world model compiled into the binary (assets/default-model).
+    Embedded,
+}
+
+/// The embedded default model's files (trained by `clipscope train-clip`, see its model card).
+pub mod embedded {
+    pub const CONFIG: &str = include_str!("../../assets/default-model/config.json");
+    pub const WEIGHTS: &[u8] = include_bytes!("../../assets/default-model/model.safetensors");
+    pub const NAME: &str = "shapes-world CLIP (embedded)";
 }
 
 /// Progress of a long step (a download), reported as it goes.
@@ -35,6 +44,7 @@ impl fmt::Display for ModelSource {
         match self {
             Self::Folder(p) => write!(f, "{}", p.display()),
             Self::Hub(id) => write!(f, "{id}"),
+            Self::Embedded => write!(f, "{}", embedded::NAME),
         }
     }
 }
@@ -70,6 +80,9 @@ impl ModelSource {
                 }
             }
             Self::Hub(id) => hub::download(id, &hub::HubOptions::from_env(), progress),
+            Self::Embedded => Err(ModelError::Config(
+                "the embedded model has no folder".into(),
+            )),
         }
     }
 }

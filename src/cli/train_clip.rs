@@ -1,0 +1,100 @@
+//! `clipscope train-clip`: trains the default model on the shapes world, with a progress bar.
+
+use anyhow::Result;
+use candle_core::DType;
+use indicatif::{ProgressBar, ProgressStyle};
+use std::path::PathBuf;
+use std::time::Instant;
+
+use crate::train::clip::{self, Options};
+
+#[derive(Debug, clap::Args)]
+pub struct TrainClipArgs {
+    /// Folder for the trained model (config.json + model.safetensors, f16).
+    #[arg(long, value_name = "DIR", default_value = "runs/default-model")]
+    pub out: PathBuf,
+    #[arg(long, default_value_t = 1500)]
+    pub steps: usize,
+    #[arg(long, default_value_t = 128)]
+    pub batch: usize,
+    #[arg(long, default_value_t = 1e-3)]
+    pub lr: f64,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Weight of the token-level (FILIP-style) loss; 0 = plain CLIP loss.
+    #[arg(long, default_value_t = 1.0)]
+    pub token_weight: f64,
+    /// Also write a checkpoint every this many steps (0: only at the end).
+    #[arg(long, default_value_t = 250)]
+    pub checkpoint_every: usize,
+}
+
+pub fn run(args: &TrainClipArgs) -> Result<()> {
+    let config = clip::default_config();
+    let options = Options {
+        config: config.clone(),
+        steps: args.steps,
+        batch: args.batch,
+        lr: args.lr,
+        seed: args.seed,
+        token_weight: args.token_weight,
+        warmup: (args.steps / 20).max(1),
+    };
+    let bar = ProgressBar::new(args.steps as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:30} {pos}/{len} steps  {per_sec}  ETA {eta}  {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let start = Instant::now();
+    let (varmap, _) = clip::train(&options, |r, vars| {
+        if args.checkpoint_every > 0
+            && (r.step + 1) % args.checkpoint_every == 0
+            && r.step + 1 < args.steps
+        {
+            let dir = args.out.join(format!("checkpoint-{}", r.step + 1));
+            if let Err(e) = clip::save(vars, &config, &dir, DType::F32) {
+                say(
+                    &bar,
+                    format!("could not write checkpoint {}: {e:#}", dir.display()),
+                );
+            }
+        }
+        bar.set_position(r.step as u64 + 1);
+        bar.set_message(format!(
+            "loss {:.3} (clip {:.3}, token {:.3})",
+            r.loss, r.clip_loss, r.token_loss
+        ));
+        if r.step % 50 == 0 || r.step + 1 == args.steps {
+            say(
+                &bar,
+                format!(
+                    "step {:>5}  loss {:.4}  clip {:.4}  token {:.4}  {:.0} s",
+                    r.step,
+                    r.loss,
+                    r.clip_loss,
+                    r.token_loss,
+                    start.elapsed().as_secs_f64()
+                ),
+            );
+        }
+    })?;
+    bar.finish();
+    clip::save(&varmap, &config, &args.out, DType::F16)?;
+    eprintln!(
+        "trained {} steps of {} in {:.1} min; wrote {}",
+        args.steps,
+        args.batch,
+        start.elapsed().as_secs_f64() / 60.0,
+        args.out.display()
+    );
+    Ok(())
+}
+
+/// A log line above the bar, or on stderr when the bar is hidden (not a terminal).
+fn say(bar: &ProgressBar, line: String) {
+    if bar.is_hidden() {
+        eprintln!("{line}");
+    } else {
+        bar.println(line);
+    }
+}

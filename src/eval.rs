@@ -1,0 +1,153 @@
+//! The probe benchmark: accuracy per probe family and split, and how well word maps localise.
+
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use crate::model::{preprocess, LoadedModel, ModelError};
+use crate::world::{self, Family, Scene, Split, FAMILIES};
+
+/// One scene to evaluate: its image and exact description.
+pub struct Item {
+    pub image: image::DynamicImage,
+    pub scene: Scene,
+    pub probes: Vec<world::Probe>,
+}
+
+/// Scenes `0..n` of a split, rendered by our renderer.
+pub fn synthetic(seed: u64, split: Split, n: u64) -> Vec<Item> {
+    (0..n)
+        .map(|i| {
+            let scene = world::scene(seed, split, i);
+            Item {
+                image: image::DynamicImage::ImageRgb8(world::render(&scene)),
+                probes: scene.probes(i),
+                scene,
+            }
+        })
+        .collect()
+}
+
+/// Scenes written by `clipscope synth` or tools/render_scenes.py: `dir/scenes.jsonl` + PNGs.
+pub fn from_folder(dir: &Path) -> Result<Vec<Item>, ModelError> {
+    let index = dir.join("scenes.jsonl");
+    let text = std::fs::read_to_string(&index).map_err(|e| ModelError::Io {
+        path: index.clone(),
+        message: e.to_string(),
+    })?;
+    #[derive(serde::Deserialize)]
+    struct Line {
+        file: String,
+        scene: Scene,
+        probes: Vec<world::Probe>,
+    }
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let line: Line = serde_json::from_str(l).map_err(|e| ModelError::Io {
+                path: index.clone(),
+                message: e.to_string(),
+            })?;
+            Ok(Item {
+                image: preprocess::decode_file(&dir.join(&line.file))?,
+                scene: line.scene,
+                probes: line.probes,
+            })
+        })
+        .collect()
+}
+
+/// Right answers out of asked questions.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Tally {
+    pub correct: usize,
+    pub total: usize,
+}
+
+impl Tally {
+    pub fn accuracy(&self) -> Option<f64> {
+        (self.total > 0).then(|| self.correct as f64 / self.total as f64)
+    }
+}
+
+/// Results on one set of scenes.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SplitReport {
+    pub scenes: usize,
+    /// Per family, per scorer (`clip`, later `dcsm`, `smartclip`).
+    pub families: BTreeMap<String, BTreeMap<String, Tally>>,
+    /// Objects whose shape-word map peaks within one patch of the object.
+    pub localisation: Tally,
+}
+
+/// Scores every probe of every item with plain CLIP and measures localisation.
+pub fn evaluate(model: &LoadedModel, items: &[Item]) -> Result<SplitReport, ModelError> {
+    let mut report = SplitReport {
+        scenes: items.len(),
+        ..Default::default()
+    };
+    for f in FAMILIES {
+        report.families.insert(f.name().into(), BTreeMap::new());
+    }
+    let (rows, cols) = model.grid();
+    for item in items {
+        let image = model.encode_image(&item.image)?;
+        for probe in &item.probes {
+            let mut captions = vec![probe.truth.clone()];
+            captions.extend(probe.negatives.iter().cloned());
+            let scores = model.score(&image, &model.encode_prompts(&captions)?)?;
+            let truth = scores[0].clip_cosine;
+            let right = scores[1..].iter().all(|s| truth > s.clip_cosine);
+            let tally = report
+                .families
+                .entry(probe.family.name().into())
+                .or_default()
+                .entry("clip".into())
+                .or_default();
+            tally.total += 1;
+            tally.correct += usize::from(right);
+        }
+        // Localisation: "a red circle" → the map of "circle" should peak on the circle.
+        let phrases: Vec<String> = item
+            .scene
+            .objects
+            .iter()
+            .map(world::Object::phrase)
+            .collect();
+        let scores = model.score(&image, &model.encode_prompts(&phrases)?)?;
+        for (object, s) in item.scene.objects.iter().zip(&scores) {
+            let Some(word) = s
+                .tokenized
+                .words
+                .iter()
+                .find(|w| w.text == object.shape.word())
+            else {
+                continue;
+            };
+            let map = crate::dcsm::patch_map(&s.dcsm, word.start);
+            let peak = map
+                .iter()
+                .enumerate()
+                .fold((0, f32::NEG_INFINITY), |best, (i, v)| {
+                    if *v > best.1 {
+                        (i, *v)
+                    } else {
+                        best
+                    }
+                })
+                .0;
+            let (pr, pc) = ((peak / cols) as i64, (peak % cols) as i64);
+            let or = ((object.y * rows as f32) as i64).min(rows as i64 - 1);
+            let oc = ((object.x * cols as f32) as i64).min(cols as i64 - 1);
+            report.localisation.total += 1;
+            report.localisation.correct +=
+                usize::from((pr - or).abs() <= 1 && (pc - oc).abs() <= 1);
+        }
+    }
+    Ok(report)
+}
+
+/// Family names in table order.
+pub fn family_names() -> Vec<&'static str> {
+    FAMILIES.iter().map(|f: &Family| f.name()).collect()
+}

@@ -1,0 +1,95 @@
+//! Batches of shapes-world scenes as model input: pixels, padded caption ids, EOS positions.
+
+use candle_core::{Device, Result, Tensor};
+use rand_chacha::ChaCha8Rng;
+
+use crate::model::{preprocess, ClipTokenizer, PreprocessConfig};
+use crate::world::{self, Scene, Split};
+
+/// A training batch.
+pub struct Batch {
+    /// (B, 3, S, S) normalised pixels.
+    pub pixels: Tensor,
+    /// (B, T) ids padded with EOS.
+    pub ids: Tensor,
+    /// EOS position of each caption.
+    pub eos: Vec<usize>,
+    /// (B, T) 1 for word tokens (between SOS and EOS), else 0.
+    pub word_mask: Tensor,
+    pub scenes: Vec<Scene>,
+    pub captions: Vec<String>,
+}
+
+/// Normalised CHW pixels of a rendered scene.
+pub fn scene_pixels(scene: &Scene, config: &PreprocessConfig) -> Vec<f32> {
+    let image = image::DynamicImage::ImageRgb8(world::render(scene));
+    preprocess::preprocess(&image, config).pixels
+}
+
+/// Pads tokenised captions into one (B, T) id tensor with a word mask.
+pub fn pad_captions(
+    tokenizer: &ClipTokenizer,
+    captions: &[String],
+    context: usize,
+    device: &Device,
+) -> Result<(Tensor, Vec<usize>, Tensor)> {
+    let tokenized: Vec<_> = captions
+        .iter()
+        .map(|c| {
+            tokenizer
+                .encode(c, context)
+                .map_err(candle_core::Error::wrap)
+        })
+        .collect::<Result<_>>()?;
+    let width = tokenized.iter().map(|t| t.ids.len()).max().unwrap_or(2);
+    let mut ids = Vec::with_capacity(width * tokenized.len());
+    let mut mask = Vec::with_capacity(width * tokenized.len());
+    let mut eos = Vec::with_capacity(tokenized.len());
+    for t in &tokenized {
+        let n = t.ids.len();
+        for i in 0..width {
+            ids.push(if i < n { t.ids[i] } else { tokenizer.eos_id() });
+            mask.push(if i > 0 && i + 1 < n { 1f32 } else { 0.0 });
+        }
+        eos.push(n - 1);
+    }
+    let b = tokenized.len();
+    Ok((
+        Tensor::from_vec(ids, (b, width), device)?,
+        eos,
+        Tensor::from_vec(mask, (b, width), device)?,
+    ))
+}
+
+/// A batch of fresh scenes: scene indices `start..start+size` of `split`, one true caption each.
+pub fn batch(
+    seed: u64,
+    split: Split,
+    start: u64,
+    size: usize,
+    rng: &mut ChaCha8Rng,
+    tokenizer: &ClipTokenizer,
+    pre: &PreprocessConfig,
+    context: usize,
+    device: &Device,
+) -> Result<Batch> {
+    let scenes: Vec<Scene> = (0..size as u64)
+        .map(|i| world::scene(seed, split, start + i))
+        .collect();
+    let captions: Vec<String> = scenes.iter().map(|s| s.training_caption(rng)).collect();
+    let side = pre.crop as usize;
+    let mut pixels = Vec::with_capacity(size * 3 * side * side);
+    for s in &scenes {
+        pixels.extend(scene_pixels(s, pre));
+    }
+    let pixels = Tensor::from_vec(pixels, (size, 3, side, side), device)?;
+    let (ids, eos, word_mask) = pad_captions(tokenizer, &captions, context, device)?;
+    Ok(Batch {
+        pixels,
+        ids,
+        eos,
+        word_mask,
+        scenes,
+        captions,
+    })
+}

@@ -1,0 +1,4 @@
+//! Training loops for the models shipped with clipscope.
+
+pub mod clip;
+pub mod data;
