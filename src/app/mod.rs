@@ -1,9 +1,661 @@
 //! The desktop visualiser (eframe/egui): UI only, talking to the engine through the worker.
 
+mod colour;
+mod compare;
+mod demo;
+mod export;
+mod gallery;
+mod heatmap;
+mod matrix;
+mod prompts;
+mod scores;
+pub mod state;
+mod status;
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::dcsm::Matrix;
+use crate::model::{ModelSource, PromptScore};
+use crate::render::Scale;
+use crate::worker::{Event, ImageId, ImageInput, ImageRef, Job, Worker};
+use state::*;
+
+/// How long typing must pause before a prompt edit is scored.
+const DEBOUNCE: Duration = Duration::from_millis(12);
+const STORAGE_KEY: &str = "clipscope";
+
 /// Starts the desktop app.
 pub fn run() -> anyhow::Result<()> {
-    println!(
-        "clipscope: the desktop app is not built yet; use `clipscope map` or `clipscope score`."
-    );
-    Ok(())
+    let options = eframe::NativeOptions {
+        viewport: egui::ViewportBuilder::default()
+            .with_title("clipscope")
+            .with_inner_size([1360.0, 860.0])
+            .with_drag_and_drop(true),
+        ..Default::default()
+    };
+    eframe::run_native(
+        "clipscope",
+        options,
+        Box::new(|cc| {
+            let persisted: Option<Persisted> =
+                cc.storage.and_then(|s| eframe::get_value(s, STORAGE_KEY));
+            Ok(Box::new(ClipscopeApp::new(&cc.egui_ctx, persisted)))
+        }),
+    )
+    .map_err(|e| anyhow::anyhow!("the window could not start: {e}"))
+}
+
+/// The whole app: state in one struct, panels in their own files.
+pub struct ClipscopeApp {
+    worker: Worker,
+    ctx: egui::Context,
+    /// The context the worker wakes; rebound to whichever context shows the app.
+    repaint: Arc<Mutex<egui::Context>>,
+    bound: bool,
+    pub images: Vec<ImageEntry>,
+    pub current: Option<ImageId>,
+    pub prompts: Vec<String>,
+    pub selected_prompt: usize,
+    pub selected_token: usize,
+    /// Token under the pointer this frame (chips or matrix), shown instead of the selection.
+    pub hovered_token: Option<usize>,
+    /// Patch under the pointer this frame (image or matrix row), 0-based, CLS excluded.
+    pub hovered_patch: Option<usize>,
+    pub pinned: [Option<usize>; 2],
+    /// The word compared in the compare view (None: EOS).
+    pub compare_word: Option<String>,
+    pub shown: HashMap<ImageId, Shown>,
+    sent: VecDeque<InFlight>,
+    dirty_since: Option<Instant>,
+    next_generation: u64,
+    next_image_id: u64,
+    pub settings: Settings,
+    pub model: ModelState,
+    pub notices: Vec<Notice>,
+    pub timings: Timings,
+    /// Images the worker encoded (ImageReady events) since start: typing must not raise it.
+    pub encodes: usize,
+    textures: HashMap<String, egui::TextureHandle>,
+}
+
+impl ClipscopeApp {
+    /// The app with its worker, restoring `persisted` (or the demo scenes on a first run).
+    pub fn new(ctx: &egui::Context, persisted: Option<Persisted>) -> Self {
+        let model = persisted
+            .as_ref()
+            .and_then(|p| p.model.clone())
+            .unwrap_or(ModelSource::Embedded);
+        let mut app = Self::with_model(ctx, model);
+        match persisted {
+            Some(p) => {
+                app.settings = p.settings;
+                app.prompts = p.prompts;
+                for path in p.image_paths {
+                    if path.is_file() {
+                        app.add_path(path);
+                    }
+                }
+                if app.images.is_empty() {
+                    app.add_demos();
+                }
+            }
+            None => app.add_demos(),
+        }
+        if app.prompts.is_empty() {
+            app.prompts.push("a red circle".into());
+        }
+        app
+    }
+
+    /// An app with no images or prompts that loads `model` (tests start here).
+    pub fn with_model(ctx: &egui::Context, model: ModelSource) -> Self {
+        let repaint = Arc::new(Mutex::new(ctx.clone()));
+        let target = repaint.clone();
+        let worker = Worker::spawn(move || {
+            if let Ok(ctx) = target.lock() {
+                ctx.request_repaint();
+            }
+        });
+        let mut app = Self {
+            worker,
+            ctx: ctx.clone(),
+            repaint,
+            bound: false,
+            images: Vec::new(),
+            current: None,
+            prompts: Vec::new(),
+            selected_prompt: 0,
+            selected_token: 0,
+            hovered_token: None,
+            hovered_patch: None,
+            pinned: [None, None],
+            compare_word: None,
+            shown: HashMap::new(),
+            sent: VecDeque::new(),
+            dirty_since: None,
+            next_generation: 0,
+            next_image_id: 1,
+            settings: Settings::default(),
+            model: ModelState::default(),
+            notices: Vec::new(),
+            timings: Timings::default(),
+            encodes: 0,
+            textures: HashMap::new(),
+        };
+        app.load_model(model);
+        app
+    }
+
+    pub fn load_model(&mut self, source: ModelSource) {
+        self.model.loading = Some(source.clone());
+        self.model.progress = None;
+        self.worker.send(Job::LoadModel { source });
+    }
+
+    /// The built-in demo scenes with their starter prompts.
+    pub fn add_demos(&mut self) {
+        for d in demo::scenes() {
+            let id = self.add_image(d.name.into(), ImageInput::Bytes(Arc::new(d.png.to_vec())));
+            if let Some(e) = self.images.iter_mut().find(|e| e.id == id) {
+                e.starters = d.prompts.iter().map(|s| s.to_string()).collect();
+            }
+        }
+        if self.prompts.is_empty() {
+            if let Some(first) = self.images.first() {
+                self.prompts = first.starters.clone();
+            }
+        }
+    }
+
+    pub fn add_path(&mut self, path: std::path::PathBuf) -> ImageId {
+        let name = path.file_name().map_or_else(
+            || path.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        );
+        self.add_image(name, ImageInput::Path(path))
+    }
+
+    /// Adds an image to the gallery and asks the worker to encode it.
+    pub fn add_image(&mut self, name: String, input: ImageInput) -> ImageId {
+        let id = self.next_image_id;
+        self.next_image_id += 1;
+        self.worker.send(Job::EncodeImage {
+            image: ImageRef {
+                id,
+                input: input.clone(),
+            },
+        });
+        self.images.push(ImageEntry {
+            id,
+            name,
+            input,
+            status: ImageStatus::Encoding,
+            texture: None,
+            starters: Vec::new(),
+        });
+        if self.current.is_none() {
+            self.set_current(id);
+        }
+        id
+    }
+
+    pub fn set_current(&mut self, id: ImageId) {
+        if self.current != Some(id) {
+            self.current = Some(id);
+            self.mark_dirty();
+        }
+    }
+
+    pub fn remove_image(&mut self, id: ImageId) {
+        let Some(pos) = self.images.iter().position(|e| e.id == id) else {
+            return;
+        };
+        self.images.remove(pos);
+        self.shown.remove(&id);
+        self.worker.send(Job::Forget { image_id: id });
+        if self.current == Some(id) {
+            self.current = None;
+            if let Some(next) = self
+                .images
+                .get(pos.min(self.images.len().saturating_sub(1)))
+                .map(|e| e.id)
+            {
+                self.set_current(next);
+            }
+        }
+    }
+
+    pub fn current_entry(&self) -> Option<&ImageEntry> {
+        self.images.iter().find(|e| Some(e.id) == self.current)
+    }
+
+    /// Prompts changed (or the image): score again after the debounce.
+    pub fn mark_dirty(&mut self) {
+        self.dirty_since = Some(Instant::now());
+    }
+
+    /// Whether a scoring request is on its way.
+    pub fn busy(&self) -> bool {
+        !self.sent.is_empty() || self.model.loading.is_some() || self.dirty_since.is_some()
+    }
+
+    /// The results currently shown for the current image.
+    pub fn current_shown(&self) -> Option<&Shown> {
+        self.current.and_then(|id| self.shown.get(&id))
+    }
+
+    /// The score of prompt `index` (an index into `self.prompts`), if scored.
+    pub fn score_of(&self, index: usize) -> Option<&PromptScore> {
+        let shown = self.current_shown()?;
+        let pos = shown.prompt_index.iter().position(|i| *i == index)?;
+        shown.results.prompts.get(pos)
+    }
+
+    /// The token whose map is displayed: hovered, else selected (clamped to the prompt).
+    pub fn active_token(&self) -> Option<usize> {
+        let score = self.score_of(self.selected_prompt)?;
+        let n = score.tokenized.ids.len();
+        Some(
+            self.hovered_token
+                .unwrap_or(self.selected_token)
+                .min(n.saturating_sub(1)),
+        )
+    }
+
+    /// The colour scale of one map under the current settings.
+    pub fn scale_for(&self, map: &[f32]) -> Scale {
+        match self.settings.scale {
+            ScaleMode::PerMap => Scale::symmetric(map),
+            ScaleMode::Locked => self.locked_scale(),
+        }
+    }
+
+    /// One symmetric scale over every patch value of every prompt shown for the current image.
+    pub fn locked_scale(&self) -> Scale {
+        match self.current_shown() {
+            Some(s) => {
+                Scale::symmetric(s.results.prompts.iter().flat_map(|p| patch_values(&p.dcsm)))
+            }
+            None => Scale { lo: -1.0, hi: 1.0 },
+        }
+    }
+
+    /// Drains worker events and sends a debounced scoring request. Runs once per frame.
+    pub fn pump(&mut self) {
+        while let Ok(event) = self.worker.events().try_recv() {
+            self.on_event(event);
+        }
+        if let Some(since) = self.dirty_since {
+            let waited = since.elapsed();
+            if waited >= DEBOUNCE {
+                self.dirty_since = None;
+                self.send_score();
+            } else {
+                self.ctx.request_repaint_after(DEBOUNCE - waited);
+            }
+        }
+        self.notices
+            .retain(|n| n.error || n.at.elapsed() < Duration::from_secs(6));
+    }
+
+    fn send_score(&mut self) {
+        let Some(entry) = self.current_entry() else {
+            return;
+        };
+        if matches!(entry.status, ImageStatus::Failed(_)) {
+            return;
+        }
+        let image = ImageRef {
+            id: entry.id,
+            input: entry.input.clone(),
+        };
+        let prompt_index: Vec<usize> = (0..self.prompts.len())
+            .filter(|i| !self.prompts[*i].trim().is_empty())
+            .collect();
+        if prompt_index.is_empty() {
+            return;
+        }
+        self.next_generation += 1;
+        let prompts = prompt_index
+            .iter()
+            .map(|i| self.prompts[*i].clone())
+            .collect();
+        let generation = self.next_generation;
+        self.worker.send(Job::Score {
+            image: image.clone(),
+            prompts,
+            generation,
+        });
+        self.sent.push_back(InFlight {
+            generation,
+            image_id: image.id,
+            prompt_index,
+            edited_at: Instant::now(),
+        });
+        while self.sent.len() > 16 {
+            self.sent.pop_front();
+        }
+    }
+
+    fn notice(&mut self, text: String, error: bool) {
+        self.notices.push(Notice {
+            text,
+            error,
+            at: Instant::now(),
+        });
+        if self.notices.len() > 6 {
+            self.notices.remove(0);
+        }
+    }
+
+    fn on_event(&mut self, event: Event) {
+        match event {
+            Event::Progress(p) => self.model.progress = Some((p.what, p.done, p.total)),
+            Event::ModelReady(info) => {
+                self.model.source = self.model.loading.take();
+                self.model.progress = None;
+                self.notice(
+                    format!("model ready: {} ({} ms)", info.name, info.load_ms.round()),
+                    false,
+                );
+                self.model.info = Some(info);
+                self.shown.clear();
+                self.textures.retain(|k, _| k.starts_with("preview"));
+                // Encodings of the old model are gone: encode every image again, current first.
+                let mut order: Vec<usize> = (0..self.images.len()).collect();
+                order.sort_by_key(|i| Some(self.images[*i].id) != self.current);
+                for i in order {
+                    let e = &mut self.images[i];
+                    if !matches!(e.status, ImageStatus::Failed(_)) {
+                        e.status = ImageStatus::Encoding;
+                        self.worker.send(Job::EncodeImage {
+                            image: ImageRef {
+                                id: e.id,
+                                input: e.input.clone(),
+                            },
+                        });
+                    }
+                }
+                self.mark_dirty();
+            }
+            Event::ImageReady(info) => {
+                self.encodes += 1;
+                self.timings.encode_ms = Some(info.encode_ms);
+                if let Some(e) = self.images.iter_mut().find(|e| e.id == info.id) {
+                    if e.texture.is_none() {
+                        let p = &info.preview;
+                        let image = egui::ColorImage::from_rgba_unmultiplied(
+                            [p.width as usize, p.height as usize],
+                            &p.rgba,
+                        );
+                        e.texture = Some(self.ctx.load_texture(
+                            format!("preview{}", e.id),
+                            image,
+                            egui::TextureOptions::LINEAR,
+                        ));
+                    }
+                    e.status = ImageStatus::Ready(info);
+                }
+            }
+            Event::Results(r) => {
+                let Some(pos) = self.sent.iter().position(|s| s.generation == r.generation) else {
+                    return;
+                };
+                let request = self.sent.remove(pos).unwrap_or_else(|| unreachable!());
+                // Everything older than this answer will never be shown.
+                self.sent.retain(|s| s.generation > r.generation);
+                let newer = self
+                    .shown
+                    .get(&r.image_id)
+                    .is_none_or(|s| s.results.generation < r.generation);
+                if newer {
+                    let ms = request.edited_at.elapsed().as_secs_f64() * 1e3;
+                    self.timings.edit_to_maps_ms = Some(ms);
+                    self.timings.edits.push(ms);
+                    self.timings.score_ms = Some(r.score_ms);
+                    for (i, p) in r.prompts.iter().enumerate() {
+                        if p.tokenized.truncated {
+                            let idx = request.prompt_index[i];
+                            let known = self
+                                .notices
+                                .iter()
+                                .any(|n| n.text.starts_with(&format!("prompt {} ", idx + 1)));
+                            if !known {
+                                self.notice(
+                                    format!(
+                                        "prompt {} has {} tokens; the model reads {}: it was truncated",
+                                        idx + 1,
+                                        p.tokenized.full_len,
+                                        p.tokenized.ids.len()
+                                    ),
+                                    false,
+                                );
+                            }
+                        }
+                    }
+                    self.textures.retain(|k, _| k.starts_with("preview"));
+                    self.shown.insert(
+                        r.image_id,
+                        Shown {
+                            results: Arc::new(r),
+                            prompt_index: request.prompt_index,
+                        },
+                    );
+                }
+            }
+            Event::Error {
+                image_id,
+                generation,
+                message,
+            } => {
+                if let Some(g) = generation {
+                    self.sent.retain(|s| s.generation != g);
+                }
+                if let (Some(id), None) = (image_id, generation) {
+                    if let Some(e) = self.images.iter_mut().find(|e| e.id == id) {
+                        e.status = ImageStatus::Failed(message.clone());
+                        let name = e.name.clone();
+                        self.notice(format!("{name}: {message}"), true);
+                        return;
+                    }
+                }
+                if self.model.loading.is_some() && image_id.is_none() {
+                    self.model.loading = None;
+                    self.model.progress = None;
+                }
+                self.notice(message, true);
+            }
+        }
+    }
+
+    /// A cached texture, made by `make` when missing.
+    pub fn texture(
+        &mut self,
+        key: String,
+        make: impl FnOnce() -> (egui::ColorImage, egui::TextureOptions),
+    ) -> egui::TextureHandle {
+        if let Some(t) = self.textures.get(&key) {
+            return t.clone();
+        }
+        let (image, options) = make();
+        let t = self.ctx.load_texture(key.clone(), image, options);
+        self.textures.insert(key, t.clone());
+        t
+    }
+
+    /// The whole UI (the eframe app and the tests both call this).
+    pub fn show(&mut self, ui: &mut egui::Ui) {
+        let start = Instant::now();
+        if !self.bound {
+            self.bound = true;
+            self.ctx = ui.ctx().clone();
+            if let Ok(mut target) = self.repaint.lock() {
+                *target = self.ctx.clone();
+            }
+        }
+        self.pump();
+        self.hovered_token = None;
+        self.hovered_patch_next_frame();
+        self.handle_input(ui.ctx());
+        status::top_bar(self, ui);
+        status::bottom_bar(self, ui);
+        gallery::show(self, ui);
+        prompts::show(self, ui);
+        egui::CentralPanel::default().show(ui, |ui| match self.settings.view {
+            View::Overlay => heatmap::overlay_view(self, ui),
+            View::Grid => heatmap::grid_view(self, ui),
+            View::Matrix => matrix::show(self, ui),
+            View::Compare => compare::show(self, ui),
+        });
+        gallery::drop_overlay(self, ui);
+        self.timings.push_frame(start.elapsed().as_secs_f32() * 1e3);
+    }
+
+    fn hovered_patch_next_frame(&mut self) {
+        self.hovered_patch = None;
+    }
+
+    fn handle_input(&mut self, ctx: &egui::Context) {
+        let (dropped, open, paste, delete, left, right) = ctx.input(|i| {
+            (
+                i.raw.dropped_files.clone(),
+                i.modifiers.command && i.key_pressed(egui::Key::O),
+                i.modifiers.command && i.key_pressed(egui::Key::V),
+                i.key_pressed(egui::Key::Delete),
+                i.key_pressed(egui::Key::ArrowLeft),
+                i.key_pressed(egui::Key::ArrowRight),
+            )
+        });
+        for f in dropped {
+            let path = f.path().to_path_buf();
+            if path.is_file() {
+                self.add_path(path);
+            } else {
+                match f.bytes() {
+                    Ok(bytes) => {
+                        let name = path
+                            .file_name()
+                            .map_or("dropped file".into(), |n| n.to_string_lossy().into_owned());
+                        self.add_image(name, ImageInput::Bytes(Arc::new(bytes)));
+                    }
+                    Err(e) => self.notice(
+                        format!("could not read the dropped file {}: {e}", path.display()),
+                        true,
+                    ),
+                }
+            }
+        }
+        if open {
+            self.open_dialog();
+        }
+        let typing = ctx.memory(|m| m.focused().is_some());
+        if paste && !typing {
+            self.paste_image();
+        }
+        if delete && !typing {
+            if let Some(id) = self.current {
+                self.remove_image(id);
+            }
+        }
+        if !typing {
+            if left {
+                self.selected_token = self.selected_token.saturating_sub(1);
+            }
+            if right {
+                let n = self
+                    .score_of(self.selected_prompt)
+                    .map_or(0, |s| s.tokenized.ids.len());
+                self.selected_token = (self.selected_token + 1).min(n.saturating_sub(1));
+            }
+        }
+    }
+
+    pub fn open_dialog(&mut self) {
+        let files = rfd::FileDialog::new()
+            .add_filter(
+                "images",
+                &[
+                    "png", "jpg", "jpeg", "gif", "bmp", "webp", "tif", "tiff", "pnm", "tga", "ico",
+                ],
+            )
+            .pick_files();
+        for path in files.unwrap_or_default() {
+            self.add_path(path);
+        }
+    }
+
+    /// Ctrl+V: an image on the clipboard becomes a gallery entry.
+    pub fn paste_image(&mut self) {
+        let pasted = arboard::Clipboard::new().and_then(|mut c| c.get_image());
+        match pasted {
+            Ok(img) => {
+                let input = ImageInput::Rgba {
+                    width: img.width as u32,
+                    height: img.height as u32,
+                    pixels: Arc::new(img.bytes.into_owned()),
+                };
+                self.add_image("pasted image".into(), input);
+            }
+            Err(e) => self.notice(
+                format!("nothing to paste: the clipboard holds no image ({e})"),
+                true,
+            ),
+        }
+    }
+
+    /// What persists between runs.
+    pub fn persisted(&self) -> Persisted {
+        Persisted {
+            prompts: self.prompts.clone(),
+            image_paths: self
+                .images
+                .iter()
+                .filter_map(|e| e.path().cloned())
+                .collect(),
+            settings: self.settings.clone(),
+            model: self
+                .model
+                .source
+                .clone()
+                .or_else(|| self.model.loading.clone()),
+        }
+    }
+}
+
+impl eframe::App for ClipscopeApp {
+    fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
+        self.show(ui);
+    }
+
+    fn save(&mut self, storage: &mut dyn eframe::Storage) {
+        eframe::set_value(storage, STORAGE_KEY, &self.persisted());
+    }
+
+    fn on_exit(&mut self, _gl: Option<&eframe::glow::Context>) {
+        if std::env::var_os("CLIPSCOPE_FRAME_STATS").is_some() {
+            if let Some((median, max)) = self.timings.frame_summary() {
+                eprintln!(
+                    "ui frame time over {} frames: median {median:.2} ms, max {max:.2} ms",
+                    self.timings.frame_ms.len()
+                );
+            }
+            let mut e = self.timings.edits.clone();
+            e.sort_by(f64::total_cmp);
+            if !e.is_empty() {
+                eprintln!(
+                    "edit → maps over {} edits: median {:.1} ms, max {:.1} ms",
+                    e.len(),
+                    e[e.len() / 2],
+                    e[e.len() - 1]
+                );
+            }
+        }
+    }
+}
+
+/// Patch rows of a DCSM (CLS excluded).
+pub fn patch_values(m: &Matrix) -> impl Iterator<Item = &f32> {
+    m.data[m.cols.min(m.data.len())..].iter()
 }

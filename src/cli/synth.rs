@@ -20,6 +20,9 @@ pub struct SynthArgs {
     /// train, validation or heldout.
     #[arg(long, default_value = "validation", value_parser = parse_split)]
     pub split: Split,
+    /// Write the app's hand-placed demo scenes instead (assets/demo).
+    #[arg(long)]
+    pub demo: bool,
 }
 
 pub fn parse_split(s: &str) -> Result<Split, String> {
@@ -29,6 +32,13 @@ pub fn parse_split(s: &str) -> Result<Split, String> {
 pub fn run(args: &SynthArgs) -> Result<()> {
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create {}", args.out.display()))?;
+    if args.demo {
+        for d in world::demo::scenes() {
+            world::render(&d.scene).save(args.out.join(d.name))?;
+        }
+        eprintln!("wrote the demo scenes to {}", args.out.display());
+        return Ok(());
+    }
     let index_path = args.out.join("scenes.jsonl");
     let mut index = std::io::BufWriter::new(
         std::fs::File::create(&index_path)

@@ -10,7 +10,6 @@ use std::path::Path;
 use super::data;
 use crate::model::clip::{l2_normalize, Clip};
 use crate::model::config::{Activation, ClipConfig, TextConfig, VisionConfig};
-use crate::model::{ClipTokenizer, PreprocessConfig};
 use crate::world::Split;
 
 /// The default model's shape: 4-layer, width-128 towers, patch 32 on 224 px (7×7 patches).
@@ -148,9 +147,7 @@ pub fn train(
     let varmap = VarMap::new();
     let vb = VarBuilder::from_varmap(&varmap, DType::F32, &device);
     let model = Clip::new(&options.config, true, vb)?;
-    let tokenizer = ClipTokenizer::bundled()?;
-    let pre = PreprocessConfig::openai(options.config.vision.image_size);
-    let context = options.config.text.max_position_embeddings;
+    let batcher = data::Batcher::new(&options.config, options.seed)?;
     let params = ParamsAdamW {
         lr: options.lr,
         weight_decay: 0.05,
@@ -162,17 +159,7 @@ pub fn train(
         let lr = schedule(options, step);
         opt.set_learning_rate(lr);
         let start = (step * options.batch) as u64;
-        let batch = data::batch(
-            options.seed,
-            Split::Train,
-            start,
-            options.batch,
-            &mut rng,
-            &tokenizer,
-            &pre,
-            context,
-            &device,
-        )?;
+        let batch = batcher.batch(Split::Train, start, options.batch, &mut rng)?;
         let (total, clip_loss, token_loss) = losses(&model, &batch, options.token_weight)?;
         opt.backward_step(&total)?;
         let numbers = StepReport {
@@ -221,19 +208,7 @@ pub fn validation_loss(
     seed: u64,
     size: usize,
 ) -> anyhow::Result<f32> {
-    let tokenizer = ClipTokenizer::bundled()?;
-    let pre = PreprocessConfig::openai(config.vision.image_size);
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let batch = data::batch(
-        seed,
-        Split::Validation,
-        0,
-        size,
-        &mut rng,
-        &tokenizer,
-        &pre,
-        config.text.max_position_embeddings,
-        &Device::Cpu,
-    )?;
+    let batch = data::Batcher::new(config, seed)?.batch(Split::Validation, 0, size, &mut rng)?;
     Ok(losses(model, &batch, 1.0)?.0.to_scalar()?)
 }

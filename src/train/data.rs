@@ -3,7 +3,7 @@
 use candle_core::{Device, Result, Tensor};
 use rand_chacha::ChaCha8Rng;
 
-use crate::model::{preprocess, ClipTokenizer, PreprocessConfig};
+use crate::model::{preprocess, ClipConfig, ClipTokenizer, PreprocessConfig};
 use crate::world::{self, Scene, Split};
 
 /// A training batch.
@@ -61,35 +61,53 @@ pub fn pad_captions(
     ))
 }
 
-/// A batch of fresh scenes: scene indices `start..start+size` of `split`, one true caption each.
-pub fn batch(
-    seed: u64,
-    split: Split,
-    start: u64,
-    size: usize,
-    rng: &mut ChaCha8Rng,
-    tokenizer: &ClipTokenizer,
-    pre: &PreprocessConfig,
-    context: usize,
-    device: &Device,
-) -> Result<Batch> {
-    let scenes: Vec<Scene> = (0..size as u64)
-        .map(|i| world::scene(seed, split, start + i))
-        .collect();
-    let captions: Vec<String> = scenes.iter().map(|s| s.training_caption(rng)).collect();
-    let side = pre.crop as usize;
-    let mut pixels = Vec::with_capacity(size * 3 * side * side);
-    for s in &scenes {
-        pixels.extend(scene_pixels(s, pre));
+/// Makes batches of fresh scenes for one model.
+pub struct Batcher {
+    pub seed: u64,
+    pub tokenizer: ClipTokenizer,
+    pub pre: PreprocessConfig,
+    pub context: usize,
+    pub device: Device,
+}
+
+impl Batcher {
+    pub fn new(config: &ClipConfig, seed: u64) -> anyhow::Result<Self> {
+        Ok(Self {
+            seed,
+            tokenizer: ClipTokenizer::bundled()?,
+            pre: PreprocessConfig::openai(config.vision.image_size),
+            context: config.text.max_position_embeddings,
+            device: Device::Cpu,
+        })
     }
-    let pixels = Tensor::from_vec(pixels, (size, 3, side, side), device)?;
-    let (ids, eos, word_mask) = pad_captions(tokenizer, &captions, context, device)?;
-    Ok(Batch {
-        pixels,
-        ids,
-        eos,
-        word_mask,
-        scenes,
-        captions,
-    })
+
+    /// Scenes `start..start+size` of `split`, one true caption each.
+    pub fn batch(
+        &self,
+        split: Split,
+        start: u64,
+        size: usize,
+        rng: &mut ChaCha8Rng,
+    ) -> Result<Batch> {
+        let scenes: Vec<Scene> = (0..size as u64)
+            .map(|i| world::scene(self.seed, split, start + i))
+            .collect();
+        let captions: Vec<String> = scenes.iter().map(|s| s.training_caption(rng)).collect();
+        let side = self.pre.crop as usize;
+        let mut pixels = Vec::with_capacity(size * 3 * side * side);
+        for s in &scenes {
+            pixels.extend(scene_pixels(s, &self.pre));
+        }
+        let pixels = Tensor::from_vec(pixels, (size, 3, side, side), &self.device)?;
+        let (ids, eos, word_mask) =
+            pad_captions(&self.tokenizer, &captions, self.context, &self.device)?;
+        Ok(Batch {
+            pixels,
+            ids,
+            eos,
+            word_mask,
+            scenes,
+            captions,
+        })
+    }
 }

@@ -1,0 +1,128 @@
+//! The gallery strip: thumbnails of every image, add/remove, and the drag-and-drop overlay.
+
+use super::state::ImageStatus;
+use super::ClipscopeApp;
+
+pub fn show(app: &mut ClipscopeApp, ui: &mut egui::Ui) {
+    egui::Panel::left("gallery")
+        .resizable(false)
+        .exact_size(128.0)
+        .show(ui, |ui| {
+            ui.vertical_centered_justified(|ui| {
+                if ui
+                    .button("Open…")
+                    .on_hover_text("Open images (Ctrl+O); you can also drop files on the window")
+                    .clicked()
+                {
+                    app.open_dialog();
+                }
+                if ui
+                    .button("Remove")
+                    .on_hover_text("Remove the current image (Delete)")
+                    .clicked()
+                {
+                    if let Some(id) = app.current {
+                        app.remove_image(id);
+                    }
+                }
+            });
+            if ui
+                .button("Demo scenes")
+                .on_hover_text("Add the built-in shapes-world scenes")
+                .clicked()
+            {
+                app.add_demos();
+            }
+            ui.separator();
+            let mut clicked = None;
+            egui::ScrollArea::vertical().show(ui, |ui| {
+                for e in &app.images {
+                    let selected = app.current == Some(e.id);
+                    let frame = egui::Frame::new()
+                        .stroke(if selected {
+                            ui.visuals().selection.stroke
+                        } else {
+                            egui::Stroke::NONE
+                        })
+                        .inner_margin(2.0);
+                    let r = frame
+                        .show(ui, |ui| {
+                            ui.vertical_centered(|ui| {
+                                match (&e.texture, &e.status) {
+                                    (Some(t), _) => {
+                                        let size = t.size_vec2();
+                                        let scale = 104.0 / size.x.max(size.y);
+                                        ui.add(
+                                            egui::Image::new((t.id(), size * scale))
+                                                .sense(egui::Sense::click()),
+                                        );
+                                    }
+                                    (None, ImageStatus::Failed(_)) => {
+                                        ui.colored_label(
+                                            ui.visuals().error_fg_color,
+                                            "cannot read",
+                                        );
+                                    }
+                                    (None, _) => {
+                                        ui.spinner();
+                                    }
+                                }
+                                ui.small(&e.name);
+                            })
+                        })
+                        .response
+                        .interact(egui::Sense::click());
+                    let tip = match &e.status {
+                        ImageStatus::Failed(m) => format!("{}: {m}", e.name),
+                        ImageStatus::Encoding => format!("{}: encoding…", e.name),
+                        ImageStatus::Ready(i) => format!(
+                            "{} — {}×{} px, model saw the outlined square ({:.0} ms to encode)",
+                            e.name, i.original.0, i.original.1, i.encode_ms
+                        ),
+                    };
+                    if r.on_hover_text(tip).clicked() {
+                        clicked = Some(e.id);
+                    }
+                }
+            });
+            if let Some(id) = clicked {
+                app.set_current(id);
+            }
+        });
+}
+
+/// A translucent overlay while files are dragged over the window.
+pub fn drop_overlay(_app: &mut ClipscopeApp, ui: &mut egui::Ui) {
+    let hovering: Vec<String> = ui.ctx().input(|i| {
+        i.raw
+            .hovered_files
+            .iter()
+            .map(|f| {
+                f.path
+                    .as_ref()
+                    .map_or_else(|| f.mime.clone(), |p| p.display().to_string())
+            })
+            .collect()
+    });
+    if hovering.is_empty() {
+        return;
+    }
+    let screen = ui.ctx().content_rect();
+    let painter = ui.ctx().layer_painter(egui::LayerId::new(
+        egui::Order::Foreground,
+        egui::Id::unique("drop"),
+    ));
+    painter.rect_filled(screen, 0.0, egui::Color32::from_black_alpha(170));
+    let text = format!(
+        "Drop to add {} image(s)\n{}",
+        hovering.len(),
+        hovering.join("\n")
+    );
+    painter.text(
+        screen.center(),
+        egui::Align2::CENTER_CENTER,
+        text,
+        egui::FontId::proportional(22.0),
+        egui::Color32::WHITE,
+    );
+}

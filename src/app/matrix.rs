@@ -1,0 +1,106 @@
+//! The whole DCSM as an egui_plot heatmap, hover-linked to the image beside it.
+
+use egui_plot::{Heatmap, Plot, PlotPoint};
+
+use super::{colour, heatmap, ClipscopeApp};
+use crate::dcsm::patch_map;
+
+pub fn show(app: &mut ClipscopeApp, ui: &mut egui::Ui) {
+    heatmap::token_chips(app, ui);
+    let Some(score) = app.score_of(app.selected_prompt).cloned() else {
+        ui.weak("no matrix yet");
+        return;
+    };
+    let Some((tex, info)) = app
+        .current_entry()
+        .and_then(|e| Some((e.texture.clone()?, e.info()?.clone())))
+    else {
+        return;
+    };
+    let m = &score.dcsm;
+    let scale = match app.settings.scale {
+        super::state::ScaleMode::Locked => app.locked_scale(),
+        super::state::ScaleMode::PerMap => crate::render::Scale::symmetric(&m.data),
+    };
+    colour::colour_bar(
+        ui,
+        scale,
+        &format!("{} image rows (CLS + patches) × {} tokens", m.rows, m.cols),
+    );
+    let labels = score.tokenized.labels.clone();
+    let cols = m.cols;
+    let avail = ui.available_size();
+    let plot_width = (avail.x * 0.62).max(200.0);
+    ui.horizontal_top(|ui| {
+        let values: Vec<f64> = m.data.iter().map(|v| f64::from(*v)).collect();
+        let map = Heatmap::new(values, cols)
+            .custom_mapping(Box::new(move |v| colour::colour(scale, v as f32)))
+            .at(PlotPoint::new(0.0, 0.0))
+            .name("DCSM");
+        let label_names = labels.clone();
+        let response = Plot::new("dcsm matrix")
+            .width(plot_width)
+            .height(avail.y - 10.0)
+            .invert_y(true)
+            .show_grid(false)
+            .allow_zoom(true)
+            .x_axis_label("token")
+            .y_axis_label("image row (0 = CLS, then patches row by row)")
+            .x_axis_formatter(move |mark, _| {
+                let i = mark.value - 0.5;
+                if i.fract().abs() < 1e-6 && i >= 0.0 {
+                    label_names.get(i as usize).cloned().unwrap_or_default()
+                } else {
+                    String::new()
+                }
+            })
+            .label_formatter(|_| None::<String>)
+            .show(ui, |plot| plot.heatmap(map));
+        if let Some(p) = response
+            .response
+            .hover_pos()
+            .map(|pos| response.transform.value_from_position(pos))
+        {
+            let (col, row) = (p.x.floor(), p.y.floor());
+            if col >= 0.0 && row >= 0.0 && (col as usize) < cols && (row as usize) < m.rows {
+                let (col, row) = (col as usize, row as usize);
+                app.selected_token = col;
+                if row > 0 {
+                    app.hovered_patch = Some(row - 1);
+                }
+                let text = format!(
+                    "row {row} ({}), token {col} `{}`: {:+.4}",
+                    if row == 0 {
+                        "CLS".to_string()
+                    } else {
+                        format!("patch {}", row)
+                    },
+                    labels[col],
+                    m.get(row, col)
+                );
+                response.response.on_hover_text(text);
+            }
+        }
+        ui.vertical(|ui| {
+            let side = (avail.x - plot_width - 20.0).clamp(120.0, avail.y - 40.0);
+            let (rect, _) = ui.allocate_exact_size(egui::vec2(side, side), egui::Sense::hover());
+            let crop = heatmap::crop_only(ui, &tex, rect, &info);
+            let t = app.selected_token.min(cols - 1);
+            let map = patch_map(m, t);
+            let s = app.scale_for(&map);
+            heatmap::paint_map(
+                app,
+                ui,
+                format!("matrix/{}/{}/{t}", info.id, app.selected_prompt),
+                &map,
+                info.grid,
+                s,
+                crop,
+            );
+            if let Some(p) = app.hovered_patch {
+                heatmap::outline_patch(ui, crop, info.grid, p);
+            }
+            ui.label(format!("token `{}` on the crop the model saw", labels[t]));
+        });
+    });
+}

@@ -1,0 +1,171 @@
+//! The prompt list (edit, add, remove, reorder, pin for compare) and the score bars beneath it.
+
+use super::{scores, ClipscopeApp};
+
+pub fn show(app: &mut ClipscopeApp, ui: &mut egui::Ui) {
+    egui::Panel::right("prompts")
+        .resizable(true)
+        .default_size(430.0)
+        .min_size(300.0)
+        .max_size(640.0)
+        .show(ui, |ui| {
+            ui.horizontal(|ui| {
+                ui.heading("Prompts");
+                if app.busy() {
+                    ui.spinner().on_hover_text("the model is working");
+                }
+            });
+            let mut action = None;
+            let n = app.prompts.len();
+            for i in 0..n {
+                ui.horizontal(|ui| {
+                    let selected = app.selected_prompt == i;
+                    if ui
+                        .selectable_label(selected, format!("{}", i + 1))
+                        .on_hover_text("Show this prompt's maps")
+                        .clicked()
+                    {
+                        action = Some(Action::Select(i));
+                    }
+                    // Buttons from the right edge, the text field takes what is left.
+                    ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+                        if ui
+                            .small_button("x")
+                            .on_hover_text("Remove this prompt")
+                            .clicked()
+                        {
+                            action = Some(Action::Remove(i));
+                        }
+                        if ui.small_button("up").on_hover_text("Move up").clicked() {
+                            action = Some(Action::Up(i));
+                        }
+                        for (slot, name) in [(1usize, "B"), (0, "A")] {
+                            let pinned = app.pinned[slot] == Some(i);
+                            if ui
+                                .selectable_label(pinned, name)
+                                .on_hover_text(format!("Pin as {name} for the compare view"))
+                                .clicked()
+                            {
+                                action = Some(Action::Pin(slot, i));
+                            }
+                        }
+                        let edit = egui::TextEdit::singleline(&mut app.prompts[i])
+                            .desired_width(ui.available_width())
+                            .hint_text("type a prompt");
+                        let r = ui
+                            .add(edit)
+                            .on_hover_text("Edit: every keystroke re-scores");
+                        if r.changed() {
+                            action = Some(Action::Edited(i));
+                        }
+                        if r.gained_focus() {
+                            action = Some(Action::Select(i));
+                        }
+                    });
+                });
+                if app.prompts[i].trim().is_empty() {
+                    ui.colored_label(ui.visuals().warn_fg_color, "  empty prompt: not scored");
+                } else if let Some(s) = app.score_of(i) {
+                    if s.tokenized.truncated {
+                        ui.colored_label(
+                            ui.visuals().warn_fg_color,
+                            format!(
+                                "  truncated: {} tokens, the model reads {}",
+                                s.tokenized.full_len,
+                                s.tokenized.ids.len()
+                            ),
+                        );
+                    }
+                }
+            }
+            ui.horizontal(|ui| {
+                if ui
+                    .button("+ Add prompt")
+                    .on_hover_text("Add an empty prompt")
+                    .clicked()
+                {
+                    action = Some(Action::Add);
+                }
+                let starters = app
+                    .current_entry()
+                    .map(|e| e.starters.clone())
+                    .unwrap_or_default();
+                if !starters.is_empty()
+                    && ui
+                        .button("Starters")
+                        .on_hover_text("Replace the prompts with this scene's starters")
+                        .clicked()
+                {
+                    action = Some(Action::Starters(starters));
+                }
+            });
+            if let Some(a) = action {
+                apply(app, a);
+            }
+            ui.separator();
+            scores::show(app, ui);
+        });
+}
+
+enum Action {
+    Select(usize),
+    Edited(usize),
+    Pin(usize, usize),
+    Up(usize),
+    Remove(usize),
+    Add,
+    Starters(Vec<String>),
+}
+
+fn apply(app: &mut ClipscopeApp, action: Action) {
+    match action {
+        Action::Select(i) => app.selected_prompt = i,
+        Action::Edited(i) => {
+            app.selected_prompt = i;
+            app.mark_dirty();
+        }
+        Action::Pin(slot, i) => {
+            app.pinned[slot] = if app.pinned[slot] == Some(i) {
+                None
+            } else {
+                Some(i)
+            };
+            if app.pinned.iter().all(Option::is_some) {
+                app.settings.view = super::state::View::Compare;
+            }
+        }
+        Action::Up(i) if i > 0 => {
+            app.prompts.swap(i, i - 1);
+            app.pinned = [None, None];
+            app.mark_dirty();
+        }
+        Action::Up(_) => {}
+        Action::Remove(i) => app.remove_prompt(i),
+        Action::Add => app.add_prompt(String::new()),
+        Action::Starters(s) => {
+            app.prompts = s;
+            app.selected_prompt = 0;
+            app.pinned = [None, None];
+            app.mark_dirty();
+        }
+    }
+}
+
+impl ClipscopeApp {
+    pub fn add_prompt(&mut self, text: String) {
+        self.prompts.push(text);
+        self.selected_prompt = self.prompts.len() - 1;
+        self.mark_dirty();
+    }
+
+    pub fn remove_prompt(&mut self, i: usize) {
+        if i < self.prompts.len() {
+            self.prompts.remove(i);
+            self.pinned = [None, None];
+            self.selected_prompt = self
+                .selected_prompt
+                .min(self.prompts.len().saturating_sub(1));
+            self.mark_dirty();
+        }
+    }
+}

@@ -1,0 +1,155 @@
+//! The app's state: images, prompts, results and view settings, and what persists between runs.
+
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::model::ModelSource;
+use crate::worker::{ImageId, ImageInfo, ImageInput, ModelInfo, Results};
+
+/// Which big view the central panel shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum View {
+    Overlay,
+    Grid,
+    Matrix,
+    Compare,
+}
+
+/// How map values become colours.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ScaleMode {
+    /// One symmetric scale over every map of every prompt (colours compare across maps).
+    Locked,
+    /// Each map stretched to its own range.
+    PerMap,
+}
+
+/// Settings that persist.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Settings {
+    pub view: View,
+    pub scale: ScaleMode,
+    pub opacity: f32,
+    pub smooth: bool,
+    pub show_crop: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            view: View::Overlay,
+            scale: ScaleMode::Locked,
+            opacity: 0.6,
+            smooth: false,
+            show_crop: true,
+        }
+    }
+}
+
+/// What is saved between runs (eframe persistence).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Persisted {
+    pub prompts: Vec<String>,
+    pub image_paths: Vec<PathBuf>,
+    pub settings: Settings,
+    pub model: Option<ModelSource>,
+}
+
+/// Where an image is in its life.
+#[derive(Debug, Clone)]
+pub enum ImageStatus {
+    Encoding,
+    Ready(ImageInfo),
+    Failed(String),
+}
+
+/// One image of the gallery.
+pub struct ImageEntry {
+    pub id: ImageId,
+    pub name: String,
+    pub input: ImageInput,
+    pub status: ImageStatus,
+    pub texture: Option<egui::TextureHandle>,
+    /// Starter prompts for built-in scenes.
+    pub starters: Vec<String>,
+}
+
+impl ImageEntry {
+    pub fn info(&self) -> Option<&ImageInfo> {
+        match &self.status {
+            ImageStatus::Ready(info) => Some(info),
+            _ => None,
+        }
+    }
+
+    pub fn path(&self) -> Option<&PathBuf> {
+        match &self.input {
+            ImageInput::Path(p) => Some(p),
+            _ => None,
+        }
+    }
+}
+
+/// The newest results shown for an image, with which prompt each belongs to.
+pub struct Shown {
+    pub results: Arc<Results>,
+    /// `results.prompts[i]` scores `prompts[prompt_index[i]]`.
+    pub prompt_index: Vec<usize>,
+}
+
+/// A scoring request in flight.
+pub struct InFlight {
+    pub generation: u64,
+    pub image_id: ImageId,
+    pub prompt_index: Vec<usize>,
+    pub edited_at: Instant,
+}
+
+/// Model loading state.
+#[derive(Default)]
+pub struct ModelState {
+    pub info: Option<ModelInfo>,
+    pub loading: Option<ModelSource>,
+    pub progress: Option<(String, u64, Option<u64>)>,
+    pub source: Option<ModelSource>,
+}
+
+/// A message for the person, shown until dismissed or timed out.
+pub struct Notice {
+    pub text: String,
+    pub error: bool,
+    pub at: Instant,
+}
+
+/// Rolling timing figures for the status bar and the closing measurements.
+#[derive(Default, Clone)]
+pub struct Timings {
+    pub encode_ms: Option<f64>,
+    pub score_ms: Option<f64>,
+    /// From the keystroke (after debounce) to the results arriving.
+    pub edit_to_maps_ms: Option<f64>,
+    /// CPU time of the last frames' UI code.
+    pub frame_ms: Vec<f32>,
+    pub edits: Vec<f64>,
+}
+
+impl Timings {
+    pub fn push_frame(&mut self, ms: f32) {
+        if self.frame_ms.len() >= 600 {
+            self.frame_ms.remove(0);
+        }
+        self.frame_ms.push(ms);
+    }
+
+    /// (median, max) of the recorded frames.
+    pub fn frame_summary(&self) -> Option<(f32, f32)> {
+        if self.frame_ms.is_empty() {
+            return None;
+        }
+        let mut v = self.frame_ms.clone();
+        v.sort_by(f32::total_cmp);
+        Some((v[v.len() / 2], v[v.len() - 1]))
+    }
+}

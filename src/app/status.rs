@@ -1,0 +1,150 @@
+//! The top bar (menus, views) and the status bar (model, device, timings, messages).
+
+use super::state::View;
+use super::{export, ClipscopeApp};
+use crate::model::source::KNOWN_HUB_IDS;
+use crate::model::ModelSource;
+
+pub fn top_bar(app: &mut ClipscopeApp, ui: &mut egui::Ui) {
+    egui::Panel::top("menu").show(ui, |ui| {
+        ui.horizontal(|ui| {
+            ui.menu_button("File", |ui| {
+                if ui.button("Open images…  (Ctrl+O)").clicked() {
+                    app.open_dialog();
+                    ui.close();
+                }
+                if ui.button("Paste image  (Ctrl+V)").clicked() {
+                    app.paste_image();
+                    ui.close();
+                }
+                if ui.button("Add demo scenes").clicked() {
+                    app.add_demos();
+                    ui.close();
+                }
+                ui.separator();
+                for (what, label) in [
+                    (export::What::Overlay, "Export overlay as PNG…"),
+                    (export::What::Grid, "Export token grid as PNG…"),
+                    (export::What::MatrixPng, "Export matrix as PNG…"),
+                    (export::What::MatrixCsv, "Export matrix as CSV…"),
+                ] {
+                    if ui.button(label).clicked() {
+                        export::export_dialog(app, what);
+                        ui.close();
+                    }
+                }
+            });
+            ui.menu_button("Model", |ui| model_menu(app, ui));
+            ui.separator();
+            for (view, name, tip) in [
+                (
+                    View::Overlay,
+                    "Overlay",
+                    "The selected token's map on the image",
+                ),
+                (View::Grid, "Token grid", "Every token's map at once"),
+                (
+                    View::Matrix,
+                    "Matrix",
+                    "The whole (1 + patches) × tokens DCSM",
+                ),
+                (
+                    View::Compare,
+                    "Compare",
+                    "Two pinned prompts side by side and their difference",
+                ),
+            ] {
+                ui.selectable_value(&mut app.settings.view, view, name)
+                    .on_hover_text(tip);
+            }
+        });
+    });
+}
+
+fn model_menu(app: &mut ClipscopeApp, ui: &mut egui::Ui) {
+    if ui
+        .button("Embedded shapes-world model")
+        .on_hover_text("The small CLIP trained by clipscope, always available offline")
+        .clicked()
+    {
+        app.load_model(ModelSource::Embedded);
+        ui.close();
+    }
+    if ui
+        .button("Local folder…")
+        .on_hover_text("A folder with config.json and model.safetensors")
+        .clicked()
+    {
+        if let Some(dir) = rfd::FileDialog::new().pick_folder() {
+            app.load_model(ModelSource::Folder(dir));
+        }
+        ui.close();
+    }
+    ui.separator();
+    ui.label("Download from the Hugging Face hub:");
+    for id in KNOWN_HUB_IDS {
+        if ui
+            .button(id)
+            .on_hover_text("Downloads into the standard Hugging Face cache (needs a network)")
+            .clicked()
+        {
+            app.load_model(ModelSource::Hub(id.to_string()));
+            ui.close();
+        }
+    }
+}
+
+pub fn bottom_bar(app: &mut ClipscopeApp, ui: &mut egui::Ui) {
+    egui::Panel::bottom("status").show(ui, |ui| {
+        let mut dismiss = None;
+        for (i, n) in app.notices.iter().enumerate() {
+            ui.horizontal(|ui| {
+                let colour = if n.error { ui.visuals().error_fg_color } else { ui.visuals().weak_text_color() };
+                ui.colored_label(colour, &n.text);
+                if n.error && ui.small_button("dismiss").on_hover_text("Hide this message").clicked() {
+                    dismiss = Some(i);
+                }
+            });
+        }
+        if let Some(i) = dismiss {
+            app.notices.remove(i);
+        }
+        ui.horizontal(|ui| {
+            if let Some(source) = &app.model.loading {
+                ui.spinner();
+                ui.label(format!("loading {source}"));
+                if let Some((what, done, total)) = &app.model.progress {
+                    match total {
+                        Some(t) if *t > 0 => {
+                            ui.add(egui::ProgressBar::new(*done as f32 / *t as f32).desired_width(200.0).text(what.as_str()));
+                        }
+                        _ => {
+                            ui.label(format!("{what}: {:.1} MB", *done as f64 / 1e6));
+                        }
+                    }
+                }
+            } else if let Some(info) = &app.model.info {
+                ui.label(format!("model: {}", info.name)).on_hover_text(format!(
+                    "{}×{} patches of a {} px input, {}-d embeddings, {} text tokens; loaded in {:.0} ms",
+                    info.grid.0, info.grid.1, info.image_size, info.projection_dim, info.context, info.load_ms
+                ));
+                ui.separator();
+                ui.label(&info.device);
+            } else {
+                ui.label("no model");
+            }
+            ui.separator();
+            let t = &app.timings;
+            let ms = |v: Option<f64>| v.map_or("–".into(), |v| format!("{v:.0} ms"));
+            ui.label(format!("encode {}", ms(t.encode_ms))).on_hover_text("last image: decode, preprocess and vision tower");
+            ui.label(format!("score {}", ms(t.score_ms))).on_hover_text("last prompt set: text tower and DCSMs");
+            ui.label(format!("edit-to-maps {}", ms(t.edit_to_maps_ms))).on_hover_text("from sending a prompt edit to its maps arriving");
+            if let Some((median, max)) = t.frame_summary() {
+                ui.label(format!("ui {median:.1}/{max:.1} ms")).on_hover_text("UI code per frame: median / max of recent frames");
+            }
+            if app.busy() {
+                ui.spinner();
+            }
+        });
+    });
+}

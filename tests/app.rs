@@ -1,0 +1,205 @@
+//! The desktop UI driven headless with egui_kittest, on a real worker and a tiny real model.
+
+mod common;
+
+use clipscope::app::state::View;
+use clipscope::app::ClipscopeApp;
+use clipscope::model::ModelSource;
+use egui_kittest::kittest::Queryable;
+use egui_kittest::Harness;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+fn fixture(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/parity")
+        .join(path)
+}
+
+fn harness(prompts: &[&str], images: &[&str]) -> Harness<'static, ClipscopeApp> {
+    let mut app = ClipscopeApp::with_model(
+        &egui::Context::default(),
+        ModelSource::Folder(fixture("tiny_quick_gelu")),
+    );
+    app.prompts = prompts.iter().map(|s| s.to_string()).collect();
+    for i in images {
+        app.add_path(fixture(&format!("images/{i}")));
+    }
+    let mut h = Harness::builder()
+        .with_size([1300.0, 850.0])
+        .build_ui_state(|ui, app: &mut ClipscopeApp| app.show(ui), app);
+    settle(&mut h);
+    h
+}
+
+/// Steps the UI until the worker has answered everything asked of it.
+fn settle(h: &mut Harness<'static, ClipscopeApp>) {
+    let start = Instant::now();
+    loop {
+        h.step();
+        if !h.state().busy()
+            && h.state()
+                .images
+                .iter()
+                .all(|e| !matches!(e.status, clipscope::app::state::ImageStatus::Encoding))
+        {
+            h.step();
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the worker did not answer"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn add_type_select_switch_and_compare() {
+    let mut h = harness(
+        &["a red circle", "a blue square"],
+        &["wide.png", "tall.png"],
+    );
+    assert!(
+        h.state().score_of(0).is_some(),
+        "the first prompt was scored"
+    );
+
+    // Add a prompt and type into it.
+    h.get_by_label("+ Add prompt").click();
+    h.run_steps(2);
+    assert_eq!(h.state().prompts.len(), 3);
+    assert_eq!(h.state().selected_prompt, 2);
+    let edits = h.get_all_by_role(egui::accesskit::Role::TextInput).count();
+    assert_eq!(edits, 3, "one text field per prompt");
+    h.get_all_by_role(egui::accesskit::Role::TextInput)
+        .nth(2)
+        .unwrap()
+        .focus();
+    h.step();
+    h.get_all_by_role(egui::accesskit::Role::TextInput)
+        .nth(2)
+        .unwrap()
+        .type_text("a dog without a collar");
+    settle(&mut h);
+    assert_eq!(h.state().prompts[2], "a dog without a collar");
+    let score = h
+        .state()
+        .score_of(2)
+        .expect("the typed prompt was scored")
+        .clone();
+    assert_eq!(
+        score.tokenized.labels.first().map(String::as_str),
+        Some("SOS")
+    );
+
+    // The token chips of the typed prompt are shown; clicking one selects it.
+    h.get_by_label("collar").click();
+    h.step();
+    let collar = score
+        .tokenized
+        .labels
+        .iter()
+        .position(|l| l == "collar")
+        .unwrap();
+    assert_eq!(h.state().selected_token, collar);
+    h.get_by_label("EOS").click();
+    h.step();
+    assert_eq!(h.state().selected_token, score.tokenized.ids.len() - 1);
+
+    // Switch images by clicking the second thumbnail's name.
+    let second = h.state().images[1].id;
+    h.get_by_label("tall.png").click();
+    settle(&mut h);
+    assert_eq!(h.state().current, Some(second));
+    assert!(h.state().score_of(0).is_some(), "the new image was scored");
+
+    // Pin two prompts: the compare view opens with both maps and their difference.
+    h.get_all_by_label("A").next().unwrap().click();
+    h.step();
+    h.get_all_by_label("B").nth(2).unwrap().click();
+    settle(&mut h);
+    assert_eq!(h.state().pinned, [Some(0), Some(2)]);
+    assert_eq!(h.state().settings.view, View::Compare);
+    assert_eq!(
+        h.get_all_by_label("A − B").count(),
+        2,
+        "the difference map's title and its colour bar"
+    );
+    h.get_by_label_contains("A: a red circle");
+
+    // The other views render their widgets.
+    h.get_by_label("Token grid").click();
+    h.step();
+    assert_eq!(h.state().settings.view, View::Grid);
+    h.get_by_label("Matrix").click();
+    h.step();
+    assert_eq!(h.state().settings.view, View::Matrix);
+}
+
+#[test]
+fn typing_does_not_re_encode_the_image() {
+    let mut h = harness(&["a"], &["wide.png"]);
+    assert_eq!(h.state().encodes, 1);
+    let first = h.state().current_shown().unwrap().results.generation;
+    let field = || egui::accesskit::Role::TextInput;
+    h.get_all_by_role(field()).next().unwrap().focus();
+    h.step();
+    for c in [" ", "r", "e", "d"] {
+        h.get_all_by_role(field()).next().unwrap().type_text(c);
+        h.step();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    settle(&mut h);
+    let shown = h.state().current_shown().unwrap();
+    assert_eq!(shown.results.prompts[0].tokenized.text, "a red");
+    assert!(shown.results.generation > first, "the edit was scored");
+    assert!(shown.results.image_cached, "scored from the cached image");
+    assert_eq!(h.state().encodes, 1, "typing must not re-encode the image");
+}
+
+#[test]
+fn bad_input_gives_messages_and_the_app_keeps_working() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = dir.path().join("notes.png");
+    std::fs::write(&fake, "plain text, not a picture").unwrap();
+    let long = "a red circle ".repeat(100);
+    let mut h = harness(&["a red circle", "   ", &long], &["wide.png"]);
+    // Empty and over-long prompts are flagged where the person looks.
+    h.get_by_label_contains("empty prompt: not scored");
+    h.get_by_label_contains("truncated:");
+    assert!(h.state().score_of(2).unwrap().tokenized.truncated);
+
+    h.state_mut().add_path(fake);
+    settle(&mut h);
+    let failed = h
+        .state()
+        .images
+        .iter()
+        .find(|e| e.name == "notes.png")
+        .unwrap();
+    assert!(matches!(
+        failed.status,
+        clipscope::app::state::ImageStatus::Failed(_)
+    ));
+    assert!(
+        h.get_all_by_label_contains("not an image").count() >= 1,
+        "the reason is on screen"
+    );
+
+    // A 20000×20000 image is refused from its header, with the reason on screen.
+    let huge = dir.path().join("huge.png");
+    std::fs::write(&huge, common::png_claiming(20_000, 20_000)).unwrap();
+    h.state_mut().add_path(huge);
+    settle(&mut h);
+    assert!(
+        h.get_all_by_label_contains("20000×20000").count() >= 1,
+        "the size is named"
+    );
+
+    // Still working: another image scores.
+    let id = h.state_mut().add_path(fixture("images/tall.png"));
+    h.state_mut().set_current(id);
+    settle(&mut h);
+    assert!(h.state().score_of(0).is_some());
+}
