@@ -43,6 +43,7 @@ fn a_short_run_lowers_the_validation_loss() {
         seed: 3,
         token_weight: 1.0,
         warmup: 5,
+        init: None,
     };
     let mut losses = Vec::new();
     let (_, model) = train(&options, |r, _| losses.push(r.loss)).unwrap();

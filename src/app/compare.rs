@@ -28,10 +28,7 @@ pub fn show(app: &mut ClipscopeApp, ui: &mut egui::Ui) {
         ui.weak("waiting for scores");
         return;
     };
-    let Some((tex, info)) = app
-        .current_entry()
-        .and_then(|e| Some((e.texture.clone()?, e.info()?.clone())))
-    else {
+    let Some((tex, info)) = app.current_view() else {
         return;
     };
     heatmap::view_controls(app, ui);

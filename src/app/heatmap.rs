@@ -128,6 +128,22 @@ pub fn paint_map(
     );
 }
 
+/// Paints token `t`'s patch map of `score` over `crop`, on the scale the settings ask for.
+pub fn paint_token(
+    app: &mut ClipscopeApp,
+    ui: &egui::Ui,
+    view: &str,
+    score: &PromptScore,
+    t: usize,
+    info: &crate::worker::ImageInfo,
+    crop: egui::Rect,
+) {
+    let map = patch_map(&score.dcsm, t);
+    let scale = app.scale_for(&map);
+    let key = format!("{view}/{}/{}/{t}", info.id, app.selected_prompt);
+    paint_map(app, ui, key, &map, info.grid, scale, crop);
+}
+
 /// The patch under the pointer, if it is inside `crop`.
 fn patch_at(pos: Option<egui::Pos2>, crop: egui::Rect, grid: (usize, usize)) -> Option<usize> {
     let p = pos?;
@@ -192,17 +208,7 @@ pub fn overlay_view(app: &mut ClipscopeApp, ui: &mut egui::Ui) {
     let crop = draw_image(app, ui, &tex, avail, &info);
     let grid = info.grid;
     if let (Some(s), Some(t)) = (&score, token) {
-        let map = patch_map(&s.dcsm, t);
-        let scale = app.scale_for(&map);
-        paint_map(
-            app,
-            ui,
-            format!("overlay/{}/{}/{t}", info.id, app.selected_prompt),
-            &map,
-            grid,
-            scale,
-            crop,
-        );
+        paint_token(app, ui, "overlay", s, t, &info, crop);
         let patch = patch_at(response.hover_pos(), crop, grid).or(app.hovered_patch);
         if let Some(p) = patch {
             outline_patch(ui, crop, grid, p);
@@ -233,10 +239,7 @@ fn patch_tooltip(ui: &mut egui::Ui, s: &PromptScore, patch: usize, grid: (usize,
 /// Small multiples: every token's map at once.
 pub fn grid_view(app: &mut ClipscopeApp, ui: &mut egui::Ui) {
     view_controls(app, ui);
-    let Some(entry) = app.current_entry() else {
-        return;
-    };
-    let (Some(tex), Some(info)) = (entry.texture.clone(), entry.info().cloned()) else {
+    let Some((tex, info)) = app.current_view() else {
         return;
     };
     let Some(score) = app.score_of(app.selected_prompt).cloned() else {
@@ -261,17 +264,7 @@ pub fn grid_view(app: &mut ClipscopeApp, ui: &mut egui::Ui) {
                         let (rect, r) =
                             ui.allocate_exact_size(egui::vec2(cell, cell), egui::Sense::click());
                         let crop = crop_only(ui, &tex, rect, &info);
-                        let map = patch_map(&score.dcsm, t);
-                        let scale = app.scale_for(&map);
-                        paint_map(
-                            app,
-                            ui,
-                            format!("grid/{}/{}/{t}", info.id, app.selected_prompt),
-                            &map,
-                            info.grid,
-                            scale,
-                            crop,
-                        );
+                        paint_token(app, ui, "grid", &score, t, &info, crop);
                         if app.selected_token == t {
                             ui.painter().rect_stroke(
                                 rect,

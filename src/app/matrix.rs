@@ -3,7 +3,6 @@
 use egui_plot::{Heatmap, Plot, PlotPoint};
 
 use super::{colour, heatmap, ClipscopeApp};
-use crate::dcsm::patch_map;
 
 pub fn show(app: &mut ClipscopeApp, ui: &mut egui::Ui) {
     heatmap::token_chips(app, ui);
@@ -11,10 +10,7 @@ pub fn show(app: &mut ClipscopeApp, ui: &mut egui::Ui) {
         ui.weak("no matrix yet");
         return;
     };
-    let Some((tex, info)) = app
-        .current_entry()
-        .and_then(|e| Some((e.texture.clone()?, e.info()?.clone())))
-    else {
+    let Some((tex, info)) = app.current_view() else {
         return;
     };
     let m = &score.dcsm;
@@ -86,17 +82,7 @@ pub fn show(app: &mut ClipscopeApp, ui: &mut egui::Ui) {
             let (rect, _) = ui.allocate_exact_size(egui::vec2(side, side), egui::Sense::hover());
             let crop = heatmap::crop_only(ui, &tex, rect, &info);
             let t = app.selected_token.min(cols - 1);
-            let map = patch_map(m, t);
-            let s = app.scale_for(&map);
-            heatmap::paint_map(
-                app,
-                ui,
-                format!("matrix/{}/{}/{t}", info.id, app.selected_prompt),
-                &map,
-                info.grid,
-                s,
-                crop,
-            );
+            heatmap::paint_token(app, ui, "matrix", &score, t, &info, crop);
             if let Some(p) = app.hovered_patch {
                 heatmap::outline_patch(ui, crop, info.grid, p);
             }

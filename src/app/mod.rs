@@ -78,6 +78,7 @@ pub struct ClipscopeApp {
     /// Images the worker encoded (ImageReady events) since start: typing must not raise it.
     pub encodes: usize,
     textures: HashMap<String, egui::TextureHandle>,
+    stats_printed: Instant,
 }
 
 impl ClipscopeApp {
@@ -143,6 +144,7 @@ impl ClipscopeApp {
             timings: Timings::default(),
             encodes: 0,
             textures: HashMap::new(),
+            stats_printed: Instant::now(),
         };
         app.load_model(model);
         app
@@ -225,6 +227,12 @@ impl ClipscopeApp {
                 self.set_current(next);
             }
         }
+    }
+
+    /// The current image's texture and encoding, once both exist.
+    pub fn current_view(&self) -> Option<(egui::TextureHandle, crate::worker::ImageInfo)> {
+        let e = self.current_entry()?;
+        Some((e.texture.clone()?, e.info()?.clone()))
     }
 
     pub fn current_entry(&self) -> Option<&ImageEntry> {
@@ -625,8 +633,17 @@ impl ClipscopeApp {
 }
 
 impl eframe::App for ClipscopeApp {
-    fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
+    fn ui(&mut self, ui: &mut egui::Ui, frame: &mut eframe::Frame) {
+        if let Some(cpu) = frame.info().cpu_usage {
+            self.timings.push_full_frame(cpu * 1e3);
+        }
         self.show(ui);
+        if std::env::var_os("CLIPSCOPE_FRAME_STATS").is_some()
+            && self.stats_printed.elapsed() > Duration::from_secs(5)
+        {
+            self.stats_printed = Instant::now();
+            eprintln!("{}", self.timings.report());
+        }
     }
 
     fn save(&mut self, storage: &mut dyn eframe::Storage) {
@@ -635,22 +652,7 @@ impl eframe::App for ClipscopeApp {
 
     fn on_exit(&mut self, _gl: Option<&eframe::glow::Context>) {
         if std::env::var_os("CLIPSCOPE_FRAME_STATS").is_some() {
-            if let Some((median, max)) = self.timings.frame_summary() {
-                eprintln!(
-                    "ui frame time over {} frames: median {median:.2} ms, max {max:.2} ms",
-                    self.timings.frame_ms.len()
-                );
-            }
-            let mut e = self.timings.edits.clone();
-            e.sort_by(f64::total_cmp);
-            if !e.is_empty() {
-                eprintln!(
-                    "edit → maps over {} edits: median {:.1} ms, max {:.1} ms",
-                    e.len(),
-                    e[e.len() / 2],
-                    e[e.len() - 1]
-                );
-            }
+            eprintln!("{}", self.timings.report());
         }
     }
 }

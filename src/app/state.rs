@@ -132,6 +132,8 @@ pub struct Timings {
     pub edit_to_maps_ms: Option<f64>,
     /// CPU time of the last frames' UI code.
     pub frame_ms: Vec<f32>,
+    /// eframe's whole-frame CPU time (UI, tessellation, painting) of recent frames.
+    pub full_frame_ms: Vec<f32>,
     pub edits: Vec<f64>,
 }
 
@@ -143,13 +145,43 @@ impl Timings {
         self.frame_ms.push(ms);
     }
 
-    /// (median, max) of the recorded frames.
-    pub fn frame_summary(&self) -> Option<(f32, f32)> {
-        if self.frame_ms.is_empty() {
-            return None;
+    pub fn push_full_frame(&mut self, ms: f32) {
+        if self.full_frame_ms.len() >= 600 {
+            self.full_frame_ms.remove(0);
         }
-        let mut v = self.frame_ms.clone();
-        v.sort_by(f32::total_cmp);
-        Some((v[v.len() / 2], v[v.len() - 1]))
+        self.full_frame_ms.push(ms);
     }
+
+    /// (median, max) of the recorded UI-code frame times.
+    pub fn frame_summary(&self) -> Option<(f32, f32)> {
+        median_max(&self.frame_ms)
+    }
+
+    /// A line with every figure, for `CLIPSCOPE_FRAME_STATS`.
+    pub fn report(&self) -> String {
+        let f = |v: Option<(f32, f32)>| {
+            v.map_or("–".into(), |(m, x)| {
+                format!("median {m:.2} ms, max {x:.2} ms")
+            })
+        };
+        let edits: Vec<f32> = self.edits.iter().map(|e| *e as f32).collect();
+        format!(
+            "frames {}: ui code {}; whole frame {}; edit-to-maps over {} edits: {}",
+            self.frame_ms.len(),
+            f(median_max(&self.frame_ms)),
+            f(median_max(&self.full_frame_ms)),
+            edits.len(),
+            f(median_max(&edits))
+        )
+    }
+}
+
+/// (median, max) of a list of timings.
+pub fn median_max(values: &[f32]) -> Option<(f32, f32)> {
+    if values.is_empty() {
+        return None;
+    }
+    let mut v = values.to_vec();
+    v.sort_by(f32::total_cmp);
+    Some((v[v.len() / 2], v[v.len() - 1]))
 }

@@ -24,6 +24,9 @@ pub struct TrainClipArgs {
     /// Weight of the token-level (FILIP-style) loss; 0 = plain CLIP loss.
     #[arg(long, default_value_t = 1.0)]
     pub token_weight: f64,
+    /// Continue from this model.safetensors (same shape) instead of random weights.
+    #[arg(long, value_name = "FILE")]
+    pub init: Option<PathBuf>,
     /// Also write a checkpoint every this many steps (0: only at the end).
     #[arg(long, default_value_t = 250)]
     pub checkpoint_every: usize,
@@ -39,6 +42,7 @@ pub fn run(args: &TrainClipArgs) -> Result<()> {
         seed: args.seed,
         token_weight: args.token_weight,
         warmup: (args.steps / 20).max(1),
+        init: args.init.clone(),
     };
     let bar = ProgressBar::new(args.steps as u64);
     bar.set_style(

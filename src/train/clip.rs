@@ -54,6 +54,8 @@ pub struct Options {
     /// Weight of the token-level (FILIP-style) loss; 0 trains with the CLIP loss alone.
     pub token_weight: f64,
     pub warmup: usize,
+    /// Start from these weights (a model.safetensors of the same shape) instead of random ones.
+    pub init: Option<std::path::PathBuf>,
 }
 
 /// One step's numbers, for progress reports.
@@ -144,9 +146,23 @@ pub fn train(
 ) -> anyhow::Result<(VarMap, Clip)> {
     keep_freed_memory();
     let device = Device::Cpu;
-    let varmap = VarMap::new();
+    let mut varmap = VarMap::new();
     let vb = VarBuilder::from_varmap(&varmap, DType::F32, &device);
     let model = Clip::new(&options.config, true, vb)?;
+    if let Some(init) = &options.init {
+        varmap
+            .load(init)
+            .map_err(|e| anyhow::anyhow!("cannot start from {}: {e}", init.display()))?;
+    }
+    train_from(options, varmap, model, &mut report)
+}
+
+fn train_from(
+    options: &Options,
+    varmap: VarMap,
+    model: Clip,
+    report: &mut impl FnMut(StepReport, &VarMap),
+) -> anyhow::Result<(VarMap, Clip)> {
     let batcher = data::Batcher::new(&options.config, options.seed)?;
     let params = ParamsAdamW {
         lr: options.lr,

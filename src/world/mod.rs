@@ -424,15 +424,17 @@ impl Scene {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let mut out = Vec::new();
         let o = &self.objects[0];
-        // Description: the object vs a changed colour and a changed shape, both absent.
+        // Description (recognition): the object vs its shape in a colour the scene does not
+        // have at all, and its colour on a shape the scene does not have at all. Negatives
+        // built from the scene's other objects would test binding, a family of its own.
         let other_colour = COLOURS
             .iter()
             .copied()
-            .find(|c| !self.has(*c, o.shape) && *c != o.colour);
+            .find(|c| self.objects.iter().all(|x| x.colour != *c));
         let other_shape = SHAPES
             .iter()
             .copied()
-            .find(|s| !self.has(o.colour, *s) && *s != o.shape);
+            .find(|s| self.objects.iter().all(|x| x.shape != *s));
         if let (Some(c), Some(s)) = (other_colour, other_shape) {
             out.push(Probe {
                 family: Family::Description,
@@ -551,6 +553,13 @@ mod tests {
                             let c = COLOURS.iter().find(|c| c.word() == w[1]).unwrap();
                             let sh = SHAPES.iter().find(|x| x.word() == w[2]).unwrap();
                             assert!(!s.has(*c, *sh), "{n} is in {s:?}");
+                            // One word is foreign to the whole scene: recognition, not binding.
+                            let foreign_colour = s.objects.iter().all(|o| o.colour != *c);
+                            let foreign_shape = s.objects.iter().all(|o| o.shape != *sh);
+                            assert!(
+                                foreign_colour || foreign_shape,
+                                "{n} reuses the scene's words"
+                            );
                         }
                     }
                     Family::Spatial | Family::Binding => {
