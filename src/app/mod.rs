@@ -635,7 +635,8 @@ impl ClipscopeApp {
 impl eframe::App for ClipscopeApp {
     fn ui(&mut self, ui: &mut egui::Ui, frame: &mut eframe::Frame) {
         if let Some(cpu) = frame.info().cpu_usage {
-            self.timings.push_full_frame(cpu * 1e3);
+            let busy = self.busy();
+            self.timings.push_full_frame(cpu * 1e3, busy);
         }
         self.show(ui);
         if std::env::var_os("CLIPSCOPE_FRAME_STATS").is_some()

@@ -134,6 +134,8 @@ pub struct Timings {
     pub frame_ms: Vec<f32>,
     /// eframe's whole-frame CPU time (UI, tessellation, painting) of recent frames.
     pub full_frame_ms: Vec<f32>,
+    /// The same, only for frames drawn while the worker had a request in flight.
+    pub busy_frame_ms: Vec<f32>,
     pub edits: Vec<f64>,
 }
 
@@ -145,11 +147,18 @@ impl Timings {
         self.frame_ms.push(ms);
     }
 
-    pub fn push_full_frame(&mut self, ms: f32) {
-        if self.full_frame_ms.len() >= 600 {
-            self.full_frame_ms.remove(0);
+    pub fn push_full_frame(&mut self, ms: f32, busy: bool) {
+        for (list, keep) in [
+            (&mut self.full_frame_ms, true),
+            (&mut self.busy_frame_ms, busy),
+        ] {
+            if keep {
+                if list.len() >= 600 {
+                    list.remove(0);
+                }
+                list.push(ms);
+            }
         }
-        self.full_frame_ms.push(ms);
     }
 
     /// (median, max) of the recorded UI-code frame times.
@@ -166,10 +175,12 @@ impl Timings {
         };
         let edits: Vec<f32> = self.edits.iter().map(|e| *e as f32).collect();
         format!(
-            "frames {}: ui code {}; whole frame {}; edit-to-maps over {} edits: {}",
+            "frames {}: ui code {}; whole frame {}; {} frames while the worker was busy: {}; edit-to-maps over {} edits: {}",
             self.frame_ms.len(),
             f(median_max(&self.frame_ms)),
             f(median_max(&self.full_frame_ms)),
+            self.busy_frame_ms.len(),
+            f(median_max(&self.busy_frame_ms)),
             edits.len(),
             f(median_max(&edits))
         )

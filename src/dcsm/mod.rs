@@ -1,5 +1,7 @@
 //! Dense cosine similarity maps: every image token against every text token, as plain data.
 
+pub mod scorer;
+
 use candle_core::{Result, Tensor};
 use serde::{Deserialize, Serialize};
 
