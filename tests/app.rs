@@ -203,3 +203,54 @@ fn bad_input_gives_messages_and_the_app_keeps_working() {
     settle(&mut h);
     assert!(h.state().score_of(0).is_some());
 }
+
+#[test]
+fn exports_write_png_and_csv() {
+    let h = harness(&["a red circle", "a blue square"], &["wide.png"]);
+    let dir = tempfile::tempdir().unwrap();
+    use clipscope::app::export::{export, What};
+    let score = h.state().score_of(0).unwrap();
+    let (rows, cols) = (score.dcsm.rows as u32, score.dcsm.cols as u32);
+    for (what, name, size) in [
+        (What::Overlay, "o.png", (336, 336)),
+        (
+            What::Grid,
+            "g.png",
+            (cols.min(6) * 224, cols.div_ceil(6) * 224),
+        ),
+        (What::MatrixPng, "m.png", (cols * 12, rows * 12)),
+    ] {
+        export(h.state(), what, &dir.path().join(name)).unwrap();
+        let img = image::open(dir.path().join(name)).unwrap();
+        assert_eq!((img.width(), img.height()), size, "{name}");
+    }
+    export(h.state(), What::MatrixCsv, &dir.path().join("m.csv")).unwrap();
+    let csv = std::fs::read_to_string(dir.path().join("m.csv")).unwrap();
+    assert_eq!(
+        csv.lines().count(),
+        1 + score.dcsm.rows,
+        "a header and one line per image row"
+    );
+    assert_eq!(
+        csv.lines().next().unwrap().split(',').count(),
+        1 + score.dcsm.cols
+    );
+    assert!(csv.lines().nth(1).unwrap().starts_with("CLS,"));
+}
+
+#[test]
+fn prompts_images_and_settings_persist() {
+    let mut h = harness(&["a red circle", "a dog"], &["wide.png", "tall.png"]);
+    h.state_mut().settings.opacity = 0.25;
+    h.state_mut().settings.view = View::Matrix;
+    let saved = h.state().persisted();
+    // Through the same serialisation eframe uses for its storage.
+    let text = ron::to_string(&saved).unwrap();
+    let back: clipscope::app::state::Persisted = ron::from_str(&text).unwrap();
+    let restored = ClipscopeApp::new(&egui::Context::default(), Some(back));
+    assert_eq!(restored.prompts, vec!["a red circle", "a dog"]);
+    assert_eq!(restored.images.len(), 2);
+    assert_eq!(restored.images[1].name, "tall.png");
+    assert_eq!(restored.settings.opacity, 0.25);
+    assert_eq!(restored.settings.view, View::Matrix);
+}

@@ -3,7 +3,7 @@
 mod colour;
 mod compare;
 mod demo;
-mod export;
+pub mod export;
 mod gallery;
 mod heatmap;
 mod matrix;
