@@ -21,6 +21,19 @@ impl Scale {
         Self { lo: -m, hi: m }
     }
 
+    /// The map's own minimum to maximum (the middle colour is then the middle value, not zero).
+    pub fn span<'a>(values: impl IntoIterator<Item = &'a f32>) -> Self {
+        let (lo, hi) = values
+            .into_iter()
+            .filter(|v| v.is_finite())
+            .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), v| (lo.min(*v), hi.max(*v)));
+        if lo.is_finite() && hi > lo {
+            Self { lo, hi }
+        } else {
+            Self::symmetric(&[lo, hi])
+        }
+    }
+
     /// The position of `v` in the range, clamped to 0..=1.
     pub fn unit(&self, v: f32) -> f32 {
         if self.hi <= self.lo || !v.is_finite() {
@@ -114,6 +127,14 @@ mod tests {
         assert!(lo[2] > lo[0], "low end is blue: {lo:?}");
         assert!(hi[0] > hi[2], "high end is red: {hi:?}");
         assert!(mid.iter().all(|c| *c > 200), "middle is light: {mid:?}");
+    }
+
+    #[test]
+    fn span_stretches_to_the_values() {
+        let s = Scale::span(&[0.2, 0.6, 0.4]);
+        assert_eq!((s.lo, s.hi), (0.2, 0.6));
+        assert!((s.unit(0.4) - 0.5).abs() < 1e-6);
+        assert_eq!(Scale::span(&[]).unit(0.0), 0.5);
     }
 
     #[test]

@@ -56,7 +56,7 @@ pub fn view_controls(app: &mut ClipscopeApp, ui: &mut egui::Ui) {
             );
         ui.selectable_value(&mut app.settings.scale, ScaleMode::PerMap, "per-map range")
             .on_hover_text(
-                "Stretch each map to its own range: shows structure, but colours no longer compare",
+                "Stretch each map from its own minimum to its maximum: shows structure, but colours no longer compare and white is no longer zero",
             );
     });
 }

@@ -16,7 +16,7 @@ pub fn show(app: &mut ClipscopeApp, ui: &mut egui::Ui) {
     let m = &score.dcsm;
     let scale = match app.settings.scale {
         super::state::ScaleMode::Locked => app.locked_scale(),
-        super::state::ScaleMode::PerMap => crate::render::Scale::symmetric(&m.data),
+        super::state::ScaleMode::PerMap => crate::render::Scale::span(&m.data),
     };
     colour::colour_bar(
         ui,
@@ -32,6 +32,7 @@ pub fn show(app: &mut ClipscopeApp, ui: &mut egui::Ui) {
         let map = Heatmap::new(values, cols)
             .custom_mapping(Box::new(move |v| colour::colour(scale, v as f32)))
             .at(PlotPoint::new(0.0, 0.0))
+            .show_labels(false)
             .name("DCSM");
         let label_names = labels.clone();
         let response = Plot::new("dcsm matrix")
@@ -43,7 +44,8 @@ pub fn show(app: &mut ClipscopeApp, ui: &mut egui::Ui) {
             .x_axis_label("token")
             .y_axis_label("image row (0 = CLS, then patches row by row)")
             .x_axis_formatter(move |mark, _| {
-                let i = mark.value - 0.5;
+                // Token i's tile spans [i, i + 1]: its name sits at the tile's left edge.
+                let i = mark.value;
                 if i.fract().abs() < 1e-6 && i >= 0.0 {
                     label_names.get(i as usize).cloned().unwrap_or_default()
                 } else {

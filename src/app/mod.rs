@@ -275,7 +275,7 @@ impl ClipscopeApp {
     /// The colour scale of one map under the current settings.
     pub fn scale_for(&self, map: &[f32]) -> Scale {
         match self.settings.scale {
-            ScaleMode::PerMap => Scale::symmetric(map),
+            ScaleMode::PerMap => Scale::span(map),
             ScaleMode::Locked => self.locked_scale(),
         }
     }
