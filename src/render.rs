@@ -26,7 +26,9 @@ impl Scale {
         let (lo, hi) = values
             .into_iter()
             .filter(|v| v.is_finite())
-            .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), v| (lo.min(*v), hi.max(*v)));
+            .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), v| {
+                (lo.min(*v), hi.max(*v))
+            });
         if lo.is_finite() && hi > lo {
             Self { lo, hi }
         } else {

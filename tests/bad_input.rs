@@ -29,3 +29,108 @@ fn truncated_png_is_an_error() {
     let err = decode_bytes(&png[..png.len() / 2]).unwrap_err().to_string();
     assert!(err.contains("cannot decode"), "{err}");
 }
+
+use clipscope::model::preprocess::{decode_file, preprocess, PreprocessConfig};
+use std::path::{Path, PathBuf};
+
+fn odd(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/odd")
+        .join(name)
+}
+
+/// Decodes and preprocesses for a 224-px model; the pixels must be finite.
+fn model_input(image: &image::DynamicImage) -> Vec<f32> {
+    let p = preprocess(image, &PreprocessConfig::openai(224));
+    assert_eq!(p.pixels.len(), 3 * 224 * 224);
+    assert!(p.pixels.iter().all(|v| v.is_finite()));
+    p.pixels
+}
+
+#[test]
+fn zero_byte_file_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty.png");
+    std::fs::write(&empty, b"").unwrap();
+    let err = decode_file(&empty).unwrap_err().to_string();
+    assert!(
+        err.contains("empty.png") && err.contains("0 bytes"),
+        "{err}"
+    );
+}
+
+#[test]
+fn truncated_jpeg_is_an_error() {
+    let bytes = std::fs::read(odd("exif_rotate90.jpg")).unwrap();
+    let err = decode_bytes(&bytes[..bytes.len() / 3])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("cannot decode"), "{err}");
+}
+
+#[test]
+fn sixteen_bit_png_keeps_its_range() {
+    let img = decode_file(&odd("grey16.png")).unwrap();
+    let rgb = img.to_rgb8();
+    assert_eq!(rgb.get_pixel(0, 0)[0], 0);
+    assert_eq!(rgb.get_pixel(47, 0)[0], 255);
+    model_input(&img);
+}
+
+#[test]
+fn cmyk_jpeg_becomes_rgb() {
+    let img = decode_file(&odd("cmyk.jpg")).unwrap();
+    let p = img.to_rgb8().get_pixel(20, 15).0;
+    // Pure cyan ink: little red, much green and blue.
+    assert!(p[0] < 80 && p[1] > 170 && p[2] > 170, "{p:?}");
+    model_input(&img);
+}
+
+#[test]
+fn grey_alpha_decodes() {
+    let img = decode_file(&odd("grey_alpha.png")).unwrap();
+    assert_eq!(img.to_rgb8().get_pixel(5, 5).0, [200, 200, 200]);
+    model_input(&img);
+}
+
+#[test]
+fn animated_gif_uses_its_first_frame() {
+    let img = decode_file(&odd("animated.gif")).unwrap();
+    assert_eq!(img.to_rgb8().get_pixel(16, 16).0, [255, 0, 0]);
+}
+
+#[test]
+fn exif_rotation_is_applied() {
+    let img = decode_file(&odd("exif_rotate90.jpg")).unwrap();
+    assert_eq!(
+        (img.width(), img.height()),
+        (20, 60),
+        "shown as the camera meant"
+    );
+    let top = img.to_rgb8().get_pixel(10, 5).0;
+    let bottom = img.to_rgb8().get_pixel(10, 55).0;
+    assert!(top[0] > 200 && top[2] < 60, "top is red: {top:?}");
+    assert!(
+        bottom[2] > 200 && bottom[0] < 60,
+        "bottom is blue: {bottom:?}"
+    );
+}
+
+#[test]
+fn one_pixel_and_very_wide_images_preprocess() {
+    let one = decode_file(&odd("one_pixel.png")).unwrap();
+    let pixels = model_input(&one);
+    assert!(
+        pixels.windows(2).take(100).all(|w| w[0] == w[1]),
+        "a single colour everywhere"
+    );
+    let wide = decode_file(&odd("wide_10000x10.png")).unwrap();
+    let p = preprocess(&wide, &PreprocessConfig::openai(224));
+    assert!(p.pixels.iter().all(|v| v.is_finite()));
+    // The centre crop of a 10000×10 image is a 10×10 square in the middle.
+    assert!(
+        (p.crop.x - 4995.0).abs() < 1.0 && (p.crop.w - 10.0).abs() < 0.1,
+        "{:?}",
+        p.crop
+    );
+}

@@ -234,3 +234,66 @@ fn model_swap_with_jobs_queued_and_notify_per_event() {
     assert_eq!(count.load(Ordering::SeqCst), events);
     worker.shutdown();
 }
+
+#[test]
+fn a_thousand_prompts_at_once_and_mixed_scripts() {
+    let worker = Worker::spawn(|| {});
+    worker.send(model());
+    let mut prompts: Vec<String> = (0..1000)
+        .map(|i| format!("prompt number {i} with a red circle"))
+        .collect();
+    prompts[7] = "un chien 🐶 犬 собака 😀".into();
+    worker.send(Job::Score {
+        image: image(1),
+        prompts,
+        generation: 1,
+    });
+    let events = until(&worker, is_results);
+    let Some(Event::Results(r)) = events.last() else {
+        panic!()
+    };
+    assert_eq!(r.prompts.len(), 1000);
+    assert!(r.prompts[7].tokenized.ids.len() > 5);
+    let total: f32 = r.prompts.iter().map(|p| p.clip_prob).sum();
+    assert!((total - 1.0).abs() < 1e-3);
+    // Batching must not change a prompt's numbers: prompt 900 alone scores the same.
+    worker.send(Job::Score {
+        image: image(1),
+        prompts: vec![r.prompts[900].tokenized.text.clone()],
+        generation: 2,
+    });
+    let Some(Event::Results(alone)) = until(&worker, is_results).pop() else {
+        panic!()
+    };
+    let d = r.prompts[900]
+        .dcsm
+        .data
+        .iter()
+        .zip(&alone.prompts[0].dcsm.data)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f32::max);
+    assert!(d < 1e-5, "{d}");
+    worker.shutdown();
+}
+
+#[test]
+fn closing_while_busy_stops_promptly() {
+    let worker = Worker::spawn(|| {});
+    worker.send(model());
+    // Forty different images: none supersedes another.
+    for id in 0..40 {
+        worker.send(score(id, 1, "busy"));
+    }
+    let events = worker.events().clone();
+    let start = std::time::Instant::now();
+    worker.shutdown();
+    let results = events
+        .try_iter()
+        .filter(|e| matches!(e, Event::Results(_)))
+        .count();
+    assert!(
+        results < 40,
+        "queued jobs were dropped, not all run ({results} ran)"
+    );
+    assert!(start.elapsed() < Duration::from_secs(20));
+}

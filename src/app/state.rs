@@ -168,21 +168,20 @@ impl Timings {
 
     /// A line with every figure, for `CLIPSCOPE_FRAME_STATS`.
     pub fn report(&self) -> String {
-        let f = |v: Option<(f32, f32)>| {
-            v.map_or("–".into(), |(m, x)| {
-                format!("median {m:.2} ms, max {x:.2} ms")
-            })
+        let f = |v: &[f32]| match (median_max(v), percentile(v, 0.95)) {
+            (Some((m, x)), Some(p)) => format!("median {m:.2} ms, p95 {p:.2} ms, max {x:.2} ms"),
+            _ => "–".into(),
         };
         let edits: Vec<f32> = self.edits.iter().map(|e| *e as f32).collect();
         format!(
             "frames {}: ui code {}; whole frame {}; {} frames while the worker was busy: {}; edit-to-maps over {} edits: {}",
             self.frame_ms.len(),
-            f(median_max(&self.frame_ms)),
-            f(median_max(&self.full_frame_ms)),
+            f(&self.frame_ms),
+            f(&self.full_frame_ms),
             self.busy_frame_ms.len(),
-            f(median_max(&self.busy_frame_ms)),
+            f(&self.busy_frame_ms),
             edits.len(),
-            f(median_max(&edits))
+            f(&edits)
         )
     }
 }
@@ -195,4 +194,14 @@ pub fn median_max(values: &[f32]) -> Option<(f32, f32)> {
     let mut v = values.to_vec();
     v.sort_by(f32::total_cmp);
     Some((v[v.len() / 2], v[v.len() - 1]))
+}
+
+/// The `q` quantile (0..=1) of a list of timings.
+pub fn percentile(values: &[f32], q: f32) -> Option<f32> {
+    if values.is_empty() {
+        return None;
+    }
+    let mut v = values.to_vec();
+    v.sort_by(f32::total_cmp);
+    Some(v[((v.len() - 1) as f32 * q).round() as usize])
 }

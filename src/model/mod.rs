@@ -19,6 +19,9 @@ pub use tokenizer::{ClipTokenizer, Tokenized, Word};
 
 use crate::dcsm::{self, Matrix};
 
+/// Prompts run through the text tower at once.
+const TEXT_BATCH: usize = 64;
+
 /// Everything that can go wrong in the engine, each with a message a person can act on.
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
@@ -258,20 +261,22 @@ impl LoadedModel {
             .iter()
             .map(|p| self.tokenize(p))
             .collect::<Result<Vec<_>, _>>()?;
-        let width = tokenized.iter().map(|t| t.ids.len()).max().unwrap_or(2);
-        let eos = self.tokenizer.eos_id();
-        let mut ids = Vec::with_capacity(width * tokenized.len());
-        for t in &tokenized {
-            ids.extend(t.ids.iter().copied());
-            ids.extend(std::iter::repeat_n(eos, width - t.ids.len()));
+        // Batches of bounded size keep peak memory flat for a thousand prompts at once.
+        let mut tokens = Vec::with_capacity(tokenized.len());
+        for chunk in tokenized.chunks(TEXT_BATCH) {
+            let width = chunk.iter().map(|t| t.ids.len()).max().unwrap_or(2);
+            let eos = self.tokenizer.eos_id();
+            let mut ids = Vec::with_capacity(width * chunk.len());
+            for t in chunk {
+                ids.extend(t.ids.iter().copied());
+                ids.extend(std::iter::repeat_n(eos, width - t.ids.len()));
+            }
+            let ids = Tensor::from_vec(ids, (chunk.len(), width), &self.device)?;
+            let all = self.clip.text_tokens(&ids)?;
+            for (b, t) in chunk.iter().enumerate() {
+                tokens.push(all.get(b)?.narrow(0, 0, t.ids.len())?);
+            }
         }
-        let ids = Tensor::from_vec(ids, (tokenized.len(), width), &self.device)?;
-        let all = self.clip.text_tokens(&ids)?;
-        let tokens = tokenized
-            .iter()
-            .enumerate()
-            .map(|(b, t)| all.get(b)?.narrow(0, 0, t.ids.len()))
-            .collect::<candle_core::Result<Vec<_>>>()?;
         Ok(EncodedPrompts { tokenized, tokens })
     }
 

@@ -105,15 +105,17 @@ pub fn weights_file(dir: &Path) -> Result<PathBuf, ModelError> {
             file.display()
         )));
     }
-    let mut head = [0u8; 8];
+    let mut head = [0u8; 9];
     let read = std::fs::File::open(&file)
         .and_then(|mut f| std::io::Read::read(&mut f, &mut head))
         .map_err(|e| ModelError::Io {
             path: file.clone(),
             message: e.to_string(),
         })?;
+    // Safetensors: an 8-byte little-endian header length, then the JSON header's `{`.
     // Torch pickles start with a zip header ("PK") or the pickle protocol opcode 0x80.
-    if read >= 2 && (head.starts_with(b"PK") || head[0] == 0x80) {
+    let safetensors = read == 9 && head[8] == b'{';
+    if !safetensors && read >= 2 && (head.starts_with(b"PK") || head[0] == 0x80) {
         return Err(ModelError::Weights(format!(
             "{} is a PyTorch pickle, not safetensors; clipscope refuses to unpickle it \
              (convert it to safetensors first)",

@@ -5,6 +5,7 @@ pub mod protocol;
 use crossbeam_channel::{Receiver, Sender};
 use std::collections::{HashMap, VecDeque};
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Instant;
@@ -24,6 +25,8 @@ pub struct Worker {
     jobs: Sender<Job>,
     events: Receiver<Event>,
     thread: Option<JoinHandle<()>>,
+    /// Set when the client goes away: the worker finishes its current job and drops the rest.
+    stop: Arc<AtomicBool>,
 }
 
 impl Worker {
@@ -31,22 +34,23 @@ impl Worker {
     pub fn spawn(notify: impl Fn() + Send + 'static) -> Self {
         let (jobs, job_rx) = crossbeam_channel::unbounded();
         let (event_tx, events) = crossbeam_channel::unbounded();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
         let thread = std::thread::Builder::new()
             .name("clipscope-worker".into())
             .spawn(move || {
-                serve(
-                    &job_rx,
-                    &Outbox {
-                        tx: event_tx,
-                        notify: Box::new(notify),
-                    },
-                )
+                let out = Outbox {
+                    tx: event_tx,
+                    notify: Box::new(notify),
+                };
+                serve(&job_rx, &out, &stopped)
             })
             .ok();
         Self {
             jobs,
             events,
             thread,
+            stop,
         }
     }
 
@@ -60,13 +64,19 @@ impl Worker {
         &self.events
     }
 
-    /// Stops the worker and waits for it to finish its current job.
+    /// Stops the worker and waits for it to finish its current job (queued jobs are dropped).
     pub fn shutdown(mut self) {
         let thread = self.thread.take();
         drop(self);
         if let Some(t) = thread {
             let _ = t.join();
         }
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
     }
 }
 
@@ -103,10 +113,13 @@ struct State {
 }
 
 /// The worker loop: take everything queued, drop superseded jobs, run the oldest survivor.
-fn serve(jobs: &Receiver<Job>, out: &Outbox) {
+fn serve(jobs: &Receiver<Job>, out: &Outbox, stop: &AtomicBool) {
     let mut state = State::default();
     let mut pending: VecDeque<Job> = VecDeque::new();
     loop {
+        if stop.load(Ordering::SeqCst) {
+            return;
+        }
         if pending.is_empty() {
             match jobs.recv() {
                 Ok(job) => pending.push_back(job),
