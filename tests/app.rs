@@ -243,14 +243,28 @@ fn prompts_images_and_settings_persist() {
     let mut h = harness(&["a red circle", "a dog"], &["wide.png", "tall.png"]);
     h.state_mut().settings.opacity = 0.25;
     h.state_mut().settings.view = View::Matrix;
-    let saved = h.state().persisted();
-    // Through the same serialisation eframe uses for its storage.
-    let text = ron::to_string(&saved).unwrap();
-    let back: clipscope::app::state::Persisted = ron::from_str(&text).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("clipscope/state.json");
+    use clipscope::app::state::{load_state, save_state};
+    save_state(&file, &h.state().persisted()).unwrap();
+    let back = load_state(&file).unwrap().expect("a saved state");
     let restored = ClipscopeApp::new(&egui::Context::default(), Some(back));
     assert_eq!(restored.prompts, vec!["a red circle", "a dog"]);
     assert_eq!(restored.images.len(), 2);
     assert_eq!(restored.images[1].name, "tall.png");
     assert_eq!(restored.settings.opacity, 0.25);
     assert_eq!(restored.settings.view, View::Matrix);
+}
+
+#[test]
+fn missing_or_corrupt_state_is_not_fatal() {
+    use clipscope::app::state::load_state;
+    let dir = tempfile::tempdir().unwrap();
+    assert!(load_state(&dir.path().join("none.json")).unwrap().is_none());
+    let bad = dir.path().join("state.json");
+    std::fs::write(&bad, "{\"prompts\": [\"half a wri").unwrap();
+    assert!(
+        load_state(&bad).is_err(),
+        "reported, so the app can say so and start fresh"
+    );
 }

@@ -24,7 +24,6 @@ use state::*;
 
 /// How long typing must pause before a prompt edit is scored.
 const DEBOUNCE: Duration = Duration::from_millis(12);
-const STORAGE_KEY: &str = "clipscope";
 
 /// Starts the desktop app.
 pub fn run() -> anyhow::Result<()> {
@@ -39,9 +38,21 @@ pub fn run() -> anyhow::Result<()> {
         "clipscope",
         options,
         Box::new(|cc| {
-            let persisted: Option<Persisted> =
-                cc.storage.and_then(|s| eframe::get_value(s, STORAGE_KEY));
-            Ok(Box::new(ClipscopeApp::new(&cc.egui_ctx, persisted)))
+            let path = state::state_file();
+            let (persisted, problem) = match path.as_deref().map(state::load_state) {
+                Some(Ok(p)) => (p, None),
+                Some(Err(e)) => (None, Some(e)),
+                None => (None, None),
+            };
+            let mut app = ClipscopeApp::new(&cc.egui_ctx, persisted);
+            app.state_file = path;
+            if let Some(e) = problem {
+                app.notice(
+                    format!("the saved state could not be read ({e}); starting fresh"),
+                    true,
+                );
+            }
+            Ok(Box::new(app))
         }),
     )
     .map_err(|e| anyhow::anyhow!("the window could not start: {e}"))
@@ -79,6 +90,8 @@ pub struct ClipscopeApp {
     pub encodes: usize,
     textures: HashMap<String, egui::TextureHandle>,
     stats_printed: Instant,
+    /// Where prompts, images and settings are saved (none in tests).
+    state_file: Option<std::path::PathBuf>,
 }
 
 impl ClipscopeApp {
@@ -145,6 +158,7 @@ impl ClipscopeApp {
             encodes: 0,
             textures: HashMap::new(),
             stats_printed: Instant::now(),
+            state_file: None,
         };
         app.load_model(model);
         app
@@ -647,8 +661,16 @@ impl eframe::App for ClipscopeApp {
         }
     }
 
-    fn save(&mut self, storage: &mut dyn eframe::Storage) {
-        eframe::set_value(storage, STORAGE_KEY, &self.persisted());
+    fn save(&mut self, _storage: &mut dyn eframe::Storage) {
+        // Our own file, written atomically: eframe rewrites its app.ron in place.
+        if let Some(path) = &self.state_file {
+            if let Err(e) = state::save_state(path, &self.persisted()) {
+                self.notice(
+                    format!("could not save the app state to {}: {e}", path.display()),
+                    true,
+                );
+            }
+        }
     }
 
     fn on_exit(&mut self, _gl: Option<&eframe::glow::Context>) {

@@ -48,7 +48,32 @@ impl Default for Settings {
     }
 }
 
-/// What is saved between runs (eframe persistence).
+/// Where the app keeps its state: `state.json` in eframe's storage folder for "clipscope".
+pub fn state_file() -> Option<PathBuf> {
+    eframe::storage_dir("clipscope").map(|d| d.join("state.json"))
+}
+
+/// Reads the saved state; no file is no state, an unreadable one is an error to report.
+pub fn load_state(path: &std::path::Path) -> Result<Option<Persisted>, String> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|e| e.to_string()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Writes the state atomically (temporary file + rename), creating the folder if needed.
+pub fn save_state(path: &std::path::Path, state: &Persisted) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let json = serde_json::to_vec_pretty(state).map_err(std::io::Error::other)?;
+    crate::atomic::write(path, &json)
+}
+
+/// What is saved between runs.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Persisted {
     pub prompts: Vec<String>,
