@@ -27,6 +27,7 @@ const DEBOUNCE: Duration = Duration::from_millis(12);
 
 /// Starts the desktop app.
 pub fn run() -> anyhow::Result<()> {
+    leave_a_core_for_the_ui();
     let options = eframe::NativeOptions {
         viewport: egui::ViewportBuilder::default()
             .with_title("clipscope")
@@ -56,6 +57,19 @@ pub fn run() -> anyhow::Result<()> {
         }),
     )
     .map_err(|e| anyhow::anyhow!("the window could not start: {e}"))
+}
+
+/// The worker's math (candle's matmuls, rayon) would otherwise take every core and starve the UI
+/// thread for a frame now and then; unless the user chose, keep one core free. Runs before any
+/// other thread exists.
+fn leave_a_core_for_the_ui() {
+    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        std::env::set_var(
+            "RAYON_NUM_THREADS",
+            cores.saturating_sub(1).max(1).to_string(),
+        );
+    }
 }
 
 /// The whole app: state in one struct, panels in their own files.

@@ -148,6 +148,9 @@ pub struct Notice {
     pub at: Instant,
 }
 
+/// Frames left out of the frame-time figures at start-up.
+const WARM_UP_FRAMES: usize = 10;
+
 /// Rolling timing figures for the status bar and the closing measurements.
 #[derive(Default, Clone)]
 pub struct Timings {
@@ -161,6 +164,7 @@ pub struct Timings {
     pub full_frame_ms: Vec<f32>,
     /// The same, only for frames drawn while the worker had a request in flight.
     pub busy_frame_ms: Vec<f32>,
+    pub frames_seen: usize,
     pub edits: Vec<f64>,
 }
 
@@ -173,6 +177,11 @@ impl Timings {
     }
 
     pub fn push_full_frame(&mut self, ms: f32, busy: bool) {
+        // The first frames build the window, the font atlas and textures: not steady state.
+        self.frames_seen += 1;
+        if self.frames_seen <= WARM_UP_FRAMES {
+            return;
+        }
         for (list, keep) in [
             (&mut self.full_frame_ms, true),
             (&mut self.busy_frame_ms, busy),
