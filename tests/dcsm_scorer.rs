@@ -1,6 +1,10 @@
 //! The DCSM scorer against our PyTorch re-implementation of the reference (tools/dcsm_reference.py),
 //! in both column modes, and a checkpoint converted from a release-shaped torch file.
 
+mod common;
+
+use common::max_diff;
+
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use clipscope::dcsm::scorer::{global_zscore, word_token_starts, ColumnMode, Scorer, ScorerConfig};
@@ -16,14 +20,6 @@ fn dir(sub: &str) -> PathBuf {
 
 fn values(t: &Tensor) -> Vec<f32> {
     t.flatten_all().unwrap().to_vec1().unwrap()
-}
-
-fn max_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
 }
 
 fn load(sub: &str) -> (HashMap<String, Tensor>, serde_json::Value) {

@@ -1,6 +1,10 @@
 //! Numeric parity with Hugging Face `transformers` on randomly initialised CLIP models
 //! (fixtures made by tools/make_parity_fixtures.py; no Python needed here).
 
+mod common;
+
+use common::max_diff;
+
 use candle_core::{Device, Tensor};
 use clipscope::model::{preprocess, LoadedModel, Preprocessed};
 use std::collections::HashMap;
@@ -47,14 +51,6 @@ impl Reference {
             .map(|p| p["text"].as_str().unwrap().to_string())
             .collect()
     }
-}
-
-fn max_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len(), "length differs");
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
 }
 
 fn to_vec(t: &Tensor) -> Vec<f32> {
