@@ -49,22 +49,7 @@ pub fn export(app: &ClipscopeApp, what: What, path: &Path) -> anyhow::Result<()>
         .ok_or_else(|| anyhow::anyhow!("no scores yet"))?;
     let m = &score.dcsm;
     if what == What::MatrixCsv {
-        let mut csv = String::from("row");
-        for (t, label) in score.tokenized.labels.iter().enumerate() {
-            csv.push_str(&format!(",{t}:{}", label.replace([',', '"', '\n'], "_")));
-        }
-        csv.push('\n');
-        for r in 0..m.rows {
-            csv.push_str(if r == 0 { "CLS" } else { "" });
-            if r > 0 {
-                csv.push_str(&format!("patch{}", r));
-            }
-            for c in 0..m.cols {
-                csv.push_str(&format!(",{}", m.get(r, c)));
-            }
-            csv.push('\n');
-        }
-        crate::atomic::write(path, csv.as_bytes())?;
+        crate::atomic::write(path, matrix_csv(score).as_bytes())?;
         return Ok(());
     }
     // The preview is the original scaled down: scale the crop the same way.
@@ -117,11 +102,11 @@ pub fn export(app: &ClipscopeApp, what: What, path: &Path) -> anyhow::Result<()>
             }
             sheet
         }
-        What::MatrixPng => {
+        // (The CSV was written above; both matrix exports share this branch.)
+        What::MatrixPng | What::MatrixCsv => {
             let scale = Scale::symmetric(&m.data);
             render::matrix_image(&m.data, m.rows, m.cols, scale, 12)
         }
-        What::MatrixCsv => unreachable!("handled above"),
     };
     let mut bytes = Vec::new();
     image.write_to(
@@ -130,4 +115,26 @@ pub fn export(app: &ClipscopeApp, what: What, path: &Path) -> anyhow::Result<()>
     )?;
     crate::atomic::write(path, &bytes)?;
     Ok(())
+}
+
+/// The DCSM as CSV: a header of `index:token`, then one line per image row (CLS, patch1, …).
+fn matrix_csv(score: &crate::model::PromptScore) -> String {
+    let m = &score.dcsm;
+    let mut csv = String::from("row");
+    for (t, label) in score.tokenized.labels.iter().enumerate() {
+        csv.push_str(&format!(",{t}:{}", label.replace([',', '"', '\n'], "_")));
+    }
+    csv.push('\n');
+    for r in 0..m.rows {
+        if r == 0 {
+            csv.push_str("CLS");
+        } else {
+            csv.push_str(&format!("patch{r}"));
+        }
+        for c in 0..m.cols {
+            csv.push_str(&format!(",{}", m.get(r, c)));
+        }
+        csv.push('\n');
+    }
+    csv
 }

@@ -439,7 +439,9 @@ impl ClipscopeApp {
                 let Some(pos) = self.sent.iter().position(|s| s.generation == r.generation) else {
                     return;
                 };
-                let request = self.sent.remove(pos).unwrap_or_else(|| unreachable!());
+                let Some(request) = self.sent.remove(pos) else {
+                    return;
+                };
                 // Everything older than this answer will never be shown.
                 self.sent.retain(|s| s.generation > r.generation);
                 let newer = self

@@ -311,8 +311,7 @@ fn random_scene(rng: &mut ChaCha8Rng) -> Scene {
             o.y = rng.random_range(r + 0.02..1.0 - r - 0.02);
         }
         if let Some(rel) = relation {
-            let (a, b) = (objects[0].clone(), objects[1].clone());
-            let gap = (a.size + b.size) / 2.0 + 0.04;
+            let gap = (objects[0].size + objects[1].size) / 2.0 + 0.04;
             let shared = rng.random_range(0.25..0.75f32);
             let jitter = |rng: &mut ChaCha8Rng| rng.random_range(-0.03..0.03f32);
             let (ja, jb) = (jitter(rng), jitter(rng));
@@ -343,7 +342,6 @@ fn random_scene(rng: &mut ChaCha8Rng) -> Scene {
                     objects[i].y = shared + j;
                 }
             }
-            let _ = (a, b);
         }
         let fits = objects.iter().all(|o| {
             let r = o.size / 2.0;
