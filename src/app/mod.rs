@@ -535,7 +535,7 @@ impl ClipscopeApp {
         }
         self.pump();
         self.hovered_token = None;
-        self.hovered_patch_next_frame();
+        self.hovered_patch = None;
         self.handle_input(ui.ctx());
         status::top_bar(self, ui);
         status::bottom_bar(self, ui);
@@ -549,10 +549,6 @@ impl ClipscopeApp {
         });
         gallery::drop_overlay(self, ui);
         self.timings.push_frame(start.elapsed().as_secs_f32() * 1e3);
-    }
-
-    fn hovered_patch_next_frame(&mut self) {
-        self.hovered_patch = None;
     }
 
     fn handle_input(&mut self, ctx: &egui::Context) {

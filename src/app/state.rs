@@ -170,10 +170,7 @@ pub struct Timings {
 
 impl Timings {
     pub fn push_frame(&mut self, ms: f32) {
-        if self.frame_ms.len() >= 600 {
-            self.frame_ms.remove(0);
-        }
-        self.frame_ms.push(ms);
+        push_recent(&mut self.frame_ms, ms);
     }
 
     pub fn push_full_frame(&mut self, ms: f32, busy: bool) {
@@ -182,16 +179,9 @@ impl Timings {
         if self.frames_seen <= WARM_UP_FRAMES {
             return;
         }
-        for (list, keep) in [
-            (&mut self.full_frame_ms, true),
-            (&mut self.busy_frame_ms, busy),
-        ] {
-            if keep {
-                if list.len() >= 600 {
-                    list.remove(0);
-                }
-                list.push(ms);
-            }
+        push_recent(&mut self.full_frame_ms, ms);
+        if busy {
+            push_recent(&mut self.busy_frame_ms, ms);
         }
     }
 
@@ -218,6 +208,14 @@ impl Timings {
             f(&edits)
         )
     }
+}
+
+/// Appends a timing, keeping only the most recent 600.
+fn push_recent(list: &mut Vec<f32>, ms: f32) {
+    if list.len() >= 600 {
+        list.remove(0);
+    }
+    list.push(ms);
 }
 
 /// (median, max) of a list of timings.

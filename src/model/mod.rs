@@ -264,14 +264,7 @@ impl LoadedModel {
         // Batches of bounded size keep peak memory flat for a thousand prompts at once.
         let mut tokens = Vec::with_capacity(tokenized.len());
         for chunk in tokenized.chunks(TEXT_BATCH) {
-            let width = chunk.iter().map(|t| t.ids.len()).max().unwrap_or(2);
-            let eos = self.tokenizer.eos_id();
-            let mut ids = Vec::with_capacity(width * chunk.len());
-            for t in chunk {
-                ids.extend(t.ids.iter().copied());
-                ids.extend(std::iter::repeat_n(eos, width - t.ids.len()));
-            }
-            let ids = Tensor::from_vec(ids, (chunk.len(), width), &self.device)?;
+            let ids = tokenizer::pad_ids(chunk, self.tokenizer.eos_id(), &self.device)?;
             let all = self.clip.text_tokens(&ids)?;
             for (b, t) in chunk.iter().enumerate() {
                 tokens.push(all.get(b)?.narrow(0, 0, t.ids.len())?);

@@ -41,6 +41,21 @@ impl Tokenized {
     }
 }
 
+/// Tokenised prompts as one (B, T) id tensor, each row padded to the longest with `pad`.
+pub fn pad_ids(
+    tokenized: &[Tokenized],
+    pad: u32,
+    device: &candle_core::Device,
+) -> candle_core::Result<candle_core::Tensor> {
+    let width = tokenized.iter().map(|t| t.ids.len()).max().unwrap_or(2);
+    let mut ids = Vec::with_capacity(width * tokenized.len());
+    for t in tokenized {
+        ids.extend(t.ids.iter().copied());
+        ids.extend(std::iter::repeat_n(pad, width - t.ids.len()));
+    }
+    candle_core::Tensor::from_vec(ids, (tokenized.len(), width), device)
+}
+
 /// Wraps a Hugging Face `tokenizers` CLIP tokenizer.
 pub struct ClipTokenizer {
     inner: Tokenizer,

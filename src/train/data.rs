@@ -3,6 +3,7 @@
 use candle_core::{Device, Result, Tensor};
 use rand_chacha::ChaCha8Rng;
 
+use crate::model::tokenizer::{self, Tokenized};
 use crate::model::{preprocess, ClipConfig, ClipTokenizer, PreprocessConfig};
 use crate::world::{self, Scene, Split};
 
@@ -41,24 +42,16 @@ pub fn pad_captions(
                 .map_err(candle_core::Error::wrap)
         })
         .collect::<Result<_>>()?;
-    let width = tokenized.iter().map(|t| t.ids.len()).max().unwrap_or(2);
-    let mut ids = Vec::with_capacity(width * tokenized.len());
+    let ids = tokenizer::pad_ids(&tokenized, tokenizer.eos_id(), device)?;
+    let width = ids.dim(1)?;
     let mut mask = Vec::with_capacity(width * tokenized.len());
-    let mut eos = Vec::with_capacity(tokenized.len());
     for t in &tokenized {
         let n = t.ids.len();
-        for i in 0..width {
-            ids.push(if i < n { t.ids[i] } else { tokenizer.eos_id() });
-            mask.push(if i > 0 && i + 1 < n { 1f32 } else { 0.0 });
-        }
-        eos.push(n - 1);
+        mask.extend((0..width).map(|i| if i > 0 && i + 1 < n { 1f32 } else { 0.0 }));
     }
-    let b = tokenized.len();
-    Ok((
-        Tensor::from_vec(ids, (b, width), device)?,
-        eos,
-        Tensor::from_vec(mask, (b, width), device)?,
-    ))
+    let eos = tokenized.iter().map(Tokenized::eos_index).collect();
+    let mask = Tensor::from_vec(mask, (tokenized.len(), width), device)?;
+    Ok((ids, eos, mask))
 }
 
 /// Makes batches of fresh scenes for one model.
