@@ -425,14 +425,23 @@ impl Scene {
         // Description (recognition): the object vs its shape in a colour the scene does not
         // have at all, and its colour on a shape the scene does not have at all. Negatives
         // built from the scene's other objects would test binding, a family of its own.
-        let other_colour = COLOURS
+        // Drawn at random among the absent ones: a fixed choice (the first absent in list order)
+        // would make one word the usual negative, which a model can be biased against by luck.
+        let mut pick = ChaCha8Rng::seed_from_u64(seed ^ 0xDE5C_0000);
+        let absent_colours: Vec<Colour> = COLOURS
             .iter()
             .copied()
-            .find(|c| self.objects.iter().all(|x| x.colour != *c));
-        let other_shape = SHAPES
+            .filter(|c| self.objects.iter().all(|x| x.colour != *c))
+            .collect();
+        let absent_shapes: Vec<Shape> = SHAPES
             .iter()
             .copied()
-            .find(|s| self.objects.iter().all(|x| x.shape != *s));
+            .filter(|s| self.objects.iter().all(|x| x.shape != *s))
+            .collect();
+        let other_colour = (!absent_colours.is_empty())
+            .then(|| absent_colours[pick.random_range(0..absent_colours.len())]);
+        let other_shape = (!absent_shapes.is_empty())
+            .then(|| absent_shapes[pick.random_range(0..absent_shapes.len())]);
         if let (Some(c), Some(s)) = (other_colour, other_shape) {
             out.push(Probe {
                 family: Family::Description,
