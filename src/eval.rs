@@ -80,7 +80,8 @@ pub struct SplitReport {
     pub localisation: Tally,
 }
 
-/// Scores every probe of every item with plain CLIP and measures localisation.
+/// Scores every probe of every item with plain CLIP and every scorer of the model, and measures
+/// localisation.
 pub fn evaluate(model: &LoadedModel, items: &[Item]) -> Result<SplitReport, ModelError> {
     let mut report = SplitReport {
         scenes: items.len(),
@@ -97,15 +98,28 @@ pub fn evaluate(model: &LoadedModel, items: &[Item]) -> Result<SplitReport, Mode
             captions.extend(probe.negatives.iter().cloned());
             let scores = model.score(&image, &model.encode_prompts(&captions)?)?;
             let truth = scores[0].clip_cosine;
-            let right = scores[1..].iter().all(|s| truth > s.clip_cosine);
-            let tally = report
+            let mut verdicts = vec![("clip", scores[1..].iter().all(|s| truth > s.clip_cosine))];
+            for (n, d) in scores[0].dcsm_scores.iter().enumerate() {
+                let beaten = scores[1..]
+                    .iter()
+                    .all(|s| s.dcsm_scores.get(n).is_some_and(|o| d.score > o.score));
+                verdicts.push((d.scorer, beaten));
+            }
+            if let Some(t) = &scores[0].smartclip {
+                let beaten = scores[1..]
+                    .iter()
+                    .all(|s| s.smartclip.as_ref().is_some_and(|o| t.score > o.score));
+                verdicts.push(("smartclip", beaten));
+            }
+            let family = report
                 .families
                 .entry(probe.family.name().into())
-                .or_default()
-                .entry("clip".into())
                 .or_default();
-            tally.total += 1;
-            tally.correct += usize::from(right);
+            for (scorer, right) in verdicts {
+                let tally = family.entry(scorer.into()).or_default();
+                tally.total += 1;
+                tally.correct += usize::from(right);
+            }
         }
         // Localisation: "a red circle" → the map of "circle" should peak on the circle.
         let phrases: Vec<String> = item

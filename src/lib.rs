@@ -1,6 +1,6 @@
 //! clipscope: where a CLIP model thinks each word of a prompt is in an image.
 //!
-//! The engine (`model`, `dcsm`, `worker`, `render`) knows nothing of the UI; the `app` knows
+//! The engine (`model`, `dcsm`, `smartclip`, `worker`, `render`) knows nothing of the UI; the `app` knows
 //! nothing of candle and talks to the engine only through the worker's `Job`/`Event` enums.
 
 pub mod app;
@@ -10,6 +10,7 @@ pub mod dcsm;
 pub mod eval;
 pub mod model;
 pub mod render;
+pub mod smartclip;
 pub mod train;
 pub mod worker;
 pub mod world;

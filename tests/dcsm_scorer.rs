@@ -7,7 +7,10 @@ use common::max_diff;
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
-use clipscope::dcsm::scorer::{global_zscore, word_token_starts, ColumnMode, Scorer, ScorerConfig};
+use clipscope::dcsm::scorer::{
+    global_zscore, word_token_starts, Architecture, ColumnMode, Scorer, ScorerConfig,
+    FUNCTIONAL_WORDS,
+};
 use clipscope::model::ClipTokenizer;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -133,14 +136,10 @@ fn the_b16_scorer_has_the_papers_parameter_count() {
     let varmap = VarMap::new();
     let config = ScorerConfig {
         mode: ColumnMode::Paper,
+        architecture: Architecture::Paper,
         rows: 197,
         columns: 30,
-        functional_words: [
-            "above", "below", "left", "right", "small", "big", "not", "no", "without", "but",
-            "absent",
-        ]
-        .map(String::from)
-        .to_vec(),
+        functional_words: FUNCTIONAL_WORDS.map(String::from).to_vec(),
         pad_id: 49407,
     };
     Scorer::new(
@@ -156,4 +155,86 @@ fn the_b16_scorer_has_the_papers_parameter_count() {
         .sum();
     assert_eq!(total, 3_026_365);
     assert_eq!(data["functional_embeddings"].dims(), &[11, 197]);
+}
+
+fn tiny_gelu() -> clipscope::model::LoadedModel {
+    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/parity/tiny_gelu");
+    clipscope::model::LoadedModel::from_folder(&dir, "tiny_gelu").unwrap()
+}
+
+fn parity_prompts() -> Vec<String> {
+    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/parity/tiny_gelu/reference.json");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir).unwrap()).unwrap();
+    json["prompts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["text"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn padded_text_columns_match_transformers_with_an_attention_mask() {
+    let model = tiny_gelu();
+    let cols = model.encode_columns(&parity_prompts(), 30, 49407).unwrap();
+    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/parity/tiny_gelu/padded30.safetensors");
+    let want = candle_core::safetensors::load(path, &Device::Cpu).unwrap();
+    let d = max_diff(
+        &cols.normalized.flatten_all().unwrap().to_vec1().unwrap(),
+        &want["columns"].flatten_all().unwrap().to_vec1().unwrap(),
+    );
+    assert!(d < 1e-4, "padded columns differ from transformers by {d}");
+}
+
+#[test]
+fn the_shared_text_pass_gives_the_scorer_the_same_columns() {
+    let mut model = tiny_gelu();
+    let (g, _) = model.grid();
+    let config = ScorerConfig {
+        mode: ColumnMode::Aligned,
+        architecture: Architecture::Grid,
+        rows: 1 + g * g,
+        columns: 30,
+        functional_words: FUNCTIONAL_WORDS.map(String::from).to_vec(),
+        pad_id: 49407,
+    };
+    let varmap = VarMap::new();
+    let table = Tensor::zeros((11, 1 + g * g), DType::F32, &Device::Cpu).unwrap();
+    let scorer = Scorer::with_table(
+        config,
+        VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu),
+        table,
+    )
+    .unwrap();
+    model.add_scorer(scorer).unwrap();
+    let mut prompts = parity_prompts();
+    // Longer than the scorer's 30 columns: it takes the second, truncated pass.
+    prompts.push(["a red circle"; 12].join(" and "));
+    let shared = model.encode_prompts(&prompts).unwrap();
+    let columns = shared.columns.as_ref().unwrap();
+    let alone = model.encode_columns(&prompts, 30, 49407).unwrap();
+    assert_eq!(columns.tokenized, alone.tokenized);
+    assert!(columns.tokenized.last().unwrap().truncated);
+    let d = max_diff(
+        &columns.normalized.flatten_all().unwrap().to_vec1().unwrap(),
+        &alone.normalized.flatten_all().unwrap().to_vec1().unwrap(),
+    );
+    assert!(d < 1e-5, "{d}");
+    // Scores come out for every prompt, z-scored together.
+    let image = model
+        .encode_image(&image::DynamicImage::new_rgb8(40, 40))
+        .unwrap();
+    let scores = model.score(&image, &shared).unwrap();
+    assert!(scores
+        .iter()
+        .all(|s| s.dcsm_score().is_some_and(f32::is_finite)));
+    let left = scores
+        .iter()
+        .find(|s| s.tokenized.text.contains("left"))
+        .unwrap();
+    assert!(left.functional.iter().any(|r| r.word == "left"));
 }

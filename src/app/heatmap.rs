@@ -4,6 +4,9 @@ use super::{colour, ClipscopeApp};
 use crate::dcsm::patch_map;
 use crate::model::PromptScore;
 
+/// The colour marking functional-word columns (replaced by the DCSM scorer).
+pub const FUNCTIONAL: egui::Color32 = egui::Color32::from_rgb(214, 120, 20);
+
 /// The row of token chips: words with their BPE pieces, SOS and EOS included.
 pub fn token_chips(app: &mut ClipscopeApp, ui: &mut egui::Ui) {
     let Some(score) = app.score_of(app.selected_prompt).cloned() else {
@@ -20,12 +23,20 @@ pub fn token_chips(app: &mut ClipscopeApp, ui: &mut egui::Ui) {
                 ui.spacing_mut().item_spacing.x = 2.0;
                 for t in word.start..word.end {
                     let label = &score.tokenized.labels[t];
-                    let chip = ui.selectable_label(active == Some(t) || app.selected_token == t, label);
-                    let tip = if pieces > 1 {
+                    let functional = score.functional.iter().find(|r| r.column == t);
+                    let text = match functional {
+                        Some(_) => egui::RichText::new(format!("{label} ƒ")).color(FUNCTIONAL),
+                        None => egui::RichText::new(label),
+                    };
+                    let chip = ui.selectable_label(active == Some(t) || app.selected_token == t, text);
+                    let mut tip = if pieces > 1 {
                         format!("token {t} `{}`: piece of the word \"{}\"; click to select, hover to preview", score.tokenized.tokens[t], word.text)
                     } else {
                         format!("token {t} `{}`; click to select, hover to preview", score.tokenized.tokens[t])
                     };
+                    if let Some(r) = functional {
+                        tip.push_str(&format!("\nƒ: the DCSM scorer replaces this column with its fixed vector for \"{}\"", r.word));
+                    }
                     let chip = chip.on_hover_text(tip);
                     if chip.hovered() {
                         app.hovered_token = Some(t);

@@ -1,6 +1,6 @@
 //! The whole DCSM as an egui_plot heatmap, hover-linked to the image beside it.
 
-use egui_plot::{Heatmap, Plot, PlotPoint};
+use egui_plot::{Heatmap, Plot, PlotPoint, PlotPoints, Polygon};
 
 use super::{colour, heatmap, ClipscopeApp};
 
@@ -25,6 +25,22 @@ pub fn show(app: &mut ClipscopeApp, ui: &mut egui::Ui) {
     );
     let labels = score.tokenized.labels.clone();
     let cols = m.cols;
+    let functional: Vec<usize> = score
+        .functional
+        .iter()
+        .map(|r| r.column)
+        .filter(|c| *c < cols)
+        .collect();
+    if !functional.is_empty() {
+        let words: Vec<String> = score.functional.iter().map(|r| r.word.clone()).collect();
+        ui.colored_label(
+            heatmap::FUNCTIONAL,
+            format!(
+                "ƒ outlined columns: the DCSM scorer replaces them with fixed vectors ({})",
+                words.join(", ")
+            ),
+        );
+    }
     let avail = ui.available_size();
     let plot_width = (avail.x * 0.62).max(200.0);
     ui.horizontal_top(|ui| {
@@ -34,7 +50,30 @@ pub fn show(app: &mut ClipscopeApp, ui: &mut egui::Ui) {
             .at(PlotPoint::new(0.0, 0.0))
             .show_labels(false)
             .name("DCSM");
-        let label_names = labels.clone();
+        let label_names: Vec<String> = labels
+            .iter()
+            .enumerate()
+            .map(|(i, l)| {
+                if functional.contains(&i) {
+                    format!("{l} ƒ")
+                } else {
+                    l.clone()
+                }
+            })
+            .collect();
+        let rows = m.rows as f64;
+        let outlines: Vec<Polygon> = functional
+            .iter()
+            .map(|&c| {
+                let (x0, x1) = (c as f64, c as f64 + 1.0);
+                Polygon::new(
+                    format!("functional column {c}"),
+                    PlotPoints::new(vec![[x0, 0.0], [x1, 0.0], [x1, rows], [x0, rows]]),
+                )
+                .fill_color(egui::Color32::TRANSPARENT)
+                .stroke(egui::Stroke::new(2.0, heatmap::FUNCTIONAL))
+            })
+            .collect();
         let response = Plot::new("dcsm matrix")
             .width(plot_width)
             .height(avail.y - 10.0)
@@ -53,7 +92,12 @@ pub fn show(app: &mut ClipscopeApp, ui: &mut egui::Ui) {
                 }
             })
             .label_formatter(|_| None::<String>)
-            .show(ui, |plot| plot.heatmap(map));
+            .show(ui, |plot| {
+                plot.heatmap(map);
+                for o in outlines {
+                    plot.polygon(o);
+                }
+            });
         if let Some(p) = response
             .response
             .hover_pos()

@@ -1,4 +1,5 @@
-//! Score bars: every prompt's plain CLIP cosine and softmax probability, one chart per score.
+//! Score bars: every prompt's plain CLIP cosine, softmax probability and DCSM score, one chart
+//! per score.
 
 use egui_plot::{Bar, BarChart, Plot};
 
@@ -6,37 +7,58 @@ use super::ClipscopeApp;
 
 /// A named score with one value per prompt (None where unscored).
 struct Series {
-    name: &'static str,
+    name: String,
     help: &'static str,
     values: Vec<Option<f64>>,
 }
 
+/// How to read DCSM scores.
+const DCSM_HELP: &str = "the DCSM scorer's output: a small CNN over the prompt's dense cosine \
+map, functional-word columns replaced by fixed vectors. The maps of all prompts are z-scored \
+together, so a score is relative to the other prompts: compare prompts here, not across images \
+or prompt sets.";
+
 pub fn show(app: &mut ClipscopeApp, ui: &mut egui::Ui) {
     ui.heading("Scores");
     let n = app.prompts.len();
-    let series = [
+    let mut series = vec![
         Series {
-            name: "CLIP cosine",
+            name: "CLIP cosine".into(),
             help: "cosine of the pooled image and text embeddings",
             values: (0..n)
                 .map(|i| app.score_of(i).map(|s| f64::from(s.clip_cosine)))
                 .collect(),
         },
         Series {
-            name: "CLIP probability",
+            name: "CLIP probability".into(),
             help: "softmax over the prompts of exp(logit_scale) · cosine",
             values: (0..n)
                 .map(|i| app.score_of(i).map(|s| f64::from(s.clip_prob)))
                 .collect(),
         },
     ];
+    let scorer = app
+        .score_of(0)
+        .and_then(|s| s.dcsm_scores.first().map(|d| d.scorer));
+    if let Some(scorer) = scorer {
+        series.push(Series {
+            name: format!("DCSM score ({scorer})"),
+            help: DCSM_HELP,
+            values: (0..n)
+                .map(|i| app.score_of(i).and_then(|s| s.dcsm_score()).map(f64::from))
+                .collect(),
+        });
+    }
     if app.current_shown().is_none() {
         ui.weak("no scores yet");
         return;
     }
     let selected = app.selected_prompt;
     for s in series {
-        ui.label(s.name).on_hover_text(s.help);
+        ui.label(&s.name).on_hover_text(s.help);
+        if s.help == DCSM_HELP {
+            ui.small("z-scored over these prompts together: relative, not absolute");
+        }
         let bars: Vec<Bar> = s
             .values
             .iter()
@@ -56,7 +78,7 @@ pub fn show(app: &mut ClipscopeApp, ui: &mut egui::Ui) {
                 })
             })
             .collect();
-        Plot::new(s.name)
+        Plot::new(&s.name)
             .height(110.0)
             .allow_zoom(false)
             .allow_drag(false)
@@ -69,7 +91,9 @@ pub fn show(app: &mut ClipscopeApp, ui: &mut egui::Ui) {
                     String::new()
                 }
             })
-            .show(ui, |plot| plot.bar_chart(BarChart::new(s.name, bars)));
+            .show(ui, |plot| {
+                plot.bar_chart(BarChart::new(s.name.as_str(), bars))
+            });
         let text: Vec<String> = s
             .values
             .iter()

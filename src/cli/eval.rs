@@ -56,52 +56,36 @@ pub fn run(args: &EvalArgs) -> Result<()> {
 }
 
 fn print_table(model: &str, reports: &[(String, SplitReport)]) {
-    let scorers: Vec<String> = {
-        let mut s: Vec<String> = reports
-            .iter()
-            .flat_map(|(_, r)| r.families.values().flat_map(|m| m.keys().cloned()))
-            .collect();
-        s.sort();
-        s.dedup();
-        s
-    };
     println!("model: {model}");
-    let mut header = format!("{:<13}", "family");
     for (name, r) in reports {
+        let mut scorers: Vec<&String> = r.families.values().flat_map(|m| m.keys()).collect();
+        scorers.sort();
+        scorers.dedup();
+        println!("\n{name} ({} scenes)", r.scenes);
+        let mut header = format!("{:<13}", "family");
         for s in &scorers {
-            header.push_str(&format!(" {:>22}", format!("{name}/{s} (n={})", r.scenes)));
+            header.push_str(&format!(" {s:>18}"));
         }
-    }
-    println!("{header}");
-    for family in eval::family_names() {
-        let mut line = format!("{family:<13}");
-        for (_, r) in reports {
+        println!("{header}");
+        for family in eval::family_names() {
+            let mut line = format!("{family:<13}");
             for s in &scorers {
                 let t = r
                     .families
                     .get(family)
-                    .and_then(|m| m.get(s))
+                    .and_then(|m| m.get(*s))
                     .copied()
                     .unwrap_or_default();
-                let cell = match t.accuracy() {
-                    Some(a) => format!("{:.3} ({}/{})", a, t.correct, t.total),
-                    None => "-".into(),
-                };
-                line.push_str(&format!(" {cell:>22}"));
+                line.push_str(&format!(" {:>18}", cell(t)));
             }
+            println!("{line}");
         }
-        println!("{line}");
+        println!("{:<13} {:>18}", "localisation", cell(r.localisation));
     }
-    let mut line = format!("{:<13}", "localisation");
-    for (_, r) in reports {
-        let t = r.localisation;
-        let cell = t.accuracy().map_or("-".into(), |a| {
-            format!("{:.3} ({}/{})", a, t.correct, t.total)
-        });
-        line.push_str(&format!(" {cell:>22}"));
-        for _ in 1..scorers.len() {
-            line.push_str(&format!(" {:>22}", ""));
-        }
-    }
-    println!("{line}");
+}
+
+fn cell(t: eval::Tally) -> String {
+    t.accuracy().map_or("-".into(), |a| {
+        format!("{:.3} ({}/{})", a, t.correct, t.total)
+    })
 }

@@ -1,10 +1,13 @@
 //! The command line: `map` and `score` use the engine directly (no worker, no UI).
 
+mod bench;
 mod eval;
 mod map;
 mod score;
 mod synth;
 mod train_clip;
+mod train_dcsm;
+mod train_smartclip;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
@@ -32,6 +35,12 @@ pub enum Command {
     Eval(eval::EvalArgs),
     /// Train the default CLIP on the shapes world.
     TrainClip(train_clip::TrainClipArgs),
+    /// Train SmartCLIP's mask network for a frozen CLIP.
+    TrainSmartclip(train_smartclip::TrainSmartclipArgs),
+    /// Time the engine on random-weight models at real shapes (JSON with --json).
+    Bench(bench::BenchArgs),
+    /// Train a DCSM scorer (the paper's CNN over dense cosine maps) for a frozen CLIP.
+    TrainDcsm(train_dcsm::TrainDcsmArgs),
 }
 
 /// Runs one subcommand.
@@ -42,6 +51,9 @@ pub fn run(command: Command) -> Result<()> {
         Command::Synth(args) => synth::run(&args),
         Command::Eval(args) => eval::run(&args),
         Command::TrainClip(args) => train_clip::run(&args),
+        Command::TrainDcsm(args) => train_dcsm::run(&args),
+        Command::Bench(args) => bench::run(&args),
+        Command::TrainSmartclip(args) => train_smartclip::run(&args),
     }
 }
 

@@ -14,6 +14,10 @@ pub struct ScoreArgs {
     pub json: bool,
 }
 
+/// How to read DCSM scores (they are relative to the prompts scored together).
+pub const ZSCORE_NOTE: &str = "DCSM scores are z-scored over all prompts given together: \
+compare prompts within one call, not across calls";
+
 pub fn run(args: &ScoreArgs) -> Result<()> {
     let (model, image) = args.common.load()?;
     let encoded = model.encode_image(&image)?;
@@ -23,32 +27,56 @@ pub fn run(args: &ScoreArgs) -> Result<()> {
         let prompts: Vec<_> = scores
             .iter()
             .map(|s| {
-                json!({
+                let mut p = json!({
                     "text": s.tokenized.text,
                     "truncated": s.tokenized.truncated,
                     "clip_cosine": s.clip_cosine,
                     "clip_prob": s.clip_prob,
-                })
+                });
+                if let Some(d) = s.dcsm_score() {
+                    p["dcsm_score"] = json!(d);
+                    p["dcsm_functional_words"] = json!(s
+                        .functional
+                        .iter()
+                        .map(|r| json!({"word": r.word, "column": r.column}))
+                        .collect::<Vec<_>>());
+                }
+                p
             })
             .collect();
-        let out = json!({
+        let mut out = json!({
             "model": model.name(),
             "image": args.common.image.display().to_string(),
             "prompts": prompts,
         });
+        if let Some(s) = model.scorers().first() {
+            out["dcsm"] = json!({
+                "scorer": s.label(),
+                "mode": s.config.mode,
+                "note": ZSCORE_NOTE,
+            });
+        }
         println!("{out}");
     } else {
-        println!("{:>8}  {:>7}  prompt", "cosine", "prob");
+        let dcsm = !model.scorers().is_empty();
+        let head = if dcsm { "      dcsm" } else { "" };
+        println!("{:>8}  {:>7}{head}  prompt", "cosine", "prob");
         for s in &scores {
             let note = if s.tokenized.truncated {
                 "  (truncated)"
             } else {
                 ""
             };
+            let d = s
+                .dcsm_score()
+                .map_or(String::new(), |d| format!("  {d:>8.3}"));
             println!(
-                "{:>8.4}  {:>7.4}  {}{note}",
+                "{:>8.4}  {:>7.4}{d}  {}{note}",
                 s.clip_cosine, s.clip_prob, s.tokenized.text
             );
+        }
+        if dcsm {
+            println!("dcsm: {ZSCORE_NOTE}");
         }
     }
     Ok(())

@@ -95,7 +95,7 @@ pub fn run(args: &TrainClipArgs) -> Result<()> {
 }
 
 /// A log line above the bar, or on stderr when the bar is hidden (not a terminal).
-fn say(bar: &ProgressBar, line: String) {
+pub(super) fn say(bar: &ProgressBar, line: String) {
     if bar.is_hidden() {
         eprintln!("{line}");
     } else {

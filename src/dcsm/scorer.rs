@@ -19,10 +19,30 @@ pub enum ColumnMode {
     Aligned,
 }
 
+/// How the CNN sees a map.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Architecture {
+    /// The paper's: 3×3 convolutions over the (rows × columns) map, rows in flattened patch
+    /// order, so vertically adjacent rows are not always neighbouring patches.
+    #[default]
+    Paper,
+    /// Ours: each text column's patch rows laid out as the 2-D patch grid and convolved there
+    /// (shared kernels, columns apart); the CLS row goes straight into the first dense layer.
+    Grid,
+}
+
+/// The functional words of the paper, in the order of its embedding table.
+pub const FUNCTIONAL_WORDS: [&str; 11] = [
+    "above", "below", "left", "right", "small", "big", "not", "no", "without", "but", "absent",
+];
+
 /// `scorer.json`: the mode and sizes of a scorer checkpoint.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ScorerConfig {
     pub mode: ColumnMode,
+    #[serde(default)]
+    pub architecture: Architecture,
     /// Image rows of the map: 1 + patches of the backbone.
     pub rows: usize,
     /// Text positions (30 in the paper), padded with `pad_id`.
@@ -33,8 +53,10 @@ pub struct ScorerConfig {
 }
 
 /// One replaced column.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Replacement {
+    /// The functional word.
+    pub word: String,
     pub table_index: usize,
     pub word_index: usize,
     pub column: usize,
@@ -55,37 +77,93 @@ impl Scorer {
     /// Builds the network; weights named as the reference's state dict (`conv1`, `conv2`, `fc1`,
     /// `fc2`) plus `functional_embeddings`.
     pub fn new(config: ScorerConfig, vb: VarBuilder) -> Result<Self> {
+        let table = vb.get(
+            (config.functional_words.len(), config.rows),
+            "functional_embeddings",
+        )?;
+        Self::with_table(config, vb, table)
+    }
+
+    /// Builds the network from `vb` around a given functional-word table (training keeps the
+    /// table out of the trained variables: the reference never trains it).
+    pub fn with_table(config: ScorerConfig, vb: VarBuilder, table: Tensor) -> Result<Self> {
         let conv = Conv2dConfig {
             padding: 1,
             ..Default::default()
         };
         let (r, c) = (config.rows, config.columns);
+        if table.dims() != [config.functional_words.len(), r] {
+            candle_core::bail!(
+                "functional_embeddings is {:?}, expected ({}, {r})",
+                table.dims(),
+                config.functional_words.len()
+            );
+        }
+        let features = match config.architecture {
+            Architecture::Paper => 4 * r * c,
+            Architecture::Grid => {
+                grid_side(r)?;
+                4 * (r - 1) * c + c
+            }
+        };
         Ok(Self {
             conv1: candle_nn::conv2d(1, 4, 3, conv, vb.pp("conv1"))?,
             conv2: candle_nn::conv2d(4, 4, 3, conv, vb.pp("conv2"))?,
-            fc1: candle_nn::linear(4 * r * c, 128, vb.pp("fc1"))?,
+            fc1: candle_nn::linear(features, 128, vb.pp("fc1"))?,
             fc2: candle_nn::linear(128, 1, vb.pp("fc2"))?,
-            table: vb.get((config.functional_words.len(), r), "functional_embeddings")?,
+            table,
             config,
         })
     }
 
     /// Loads `scorer.json` + `scorer.safetensors` from a folder.
     pub fn load(dir: &Path) -> std::result::Result<Self, ModelError> {
-        let json_path = dir.join("scorer.json");
+        Self::load_named(dir, "scorer")
+    }
+
+    /// Loads `<stem>.json` + `<stem>.safetensors` from a folder.
+    pub fn load_named(dir: &Path, stem: &str) -> std::result::Result<Self, ModelError> {
+        let json_path = dir.join(format!("{stem}.json"));
         let text = std::fs::read_to_string(&json_path).map_err(|e| ModelError::Io {
             path: json_path.clone(),
             message: e.to_string(),
         })?;
-        let config: ScorerConfig = serde_json::from_str(&text)
-            .map_err(|e| ModelError::Config(format!("{}: {e}", json_path.display())))?;
-        let weights = dir.join("scorer.safetensors");
+        let weights = dir.join(format!("{stem}.safetensors"));
         // SAFETY: mapped read-only; tensors are copied out when built.
         let vb =
             unsafe { VarBuilder::from_mmaped_safetensors(&[&weights], DType::F32, &Device::Cpu) }
                 .map_err(|e| ModelError::Weights(format!("{}: {e}", weights.display())))?;
-        Self::new(config, vb)
+        Self::from_json_and_weights(&text, vb)
             .map_err(|e| ModelError::Weights(format!("{}: {e}", weights.display())))
+    }
+
+    /// Builds a scorer from the text of its JSON and a weight source.
+    pub fn from_json_and_weights(
+        json: &str,
+        vb: VarBuilder,
+    ) -> std::result::Result<Self, ModelError> {
+        let config: ScorerConfig = serde_json::from_str(json)
+            .map_err(|e| ModelError::Config(format!("scorer.json: {e}")))?;
+        if config.columns < 2 || config.rows < 1 {
+            return Err(ModelError::Config(format!(
+                "scorer.json: a {}×{} map is too small",
+                config.rows, config.columns
+            )));
+        }
+        Self::new(config, vb).map_err(|e| ModelError::Weights(e.to_string()))
+    }
+
+    /// The name of this scorer in reports: `dcsm` (paper architecture) or `dcsm-grid`.
+    pub fn label(&self) -> &'static str {
+        match self.config.architecture {
+            Architecture::Paper => "dcsm",
+            Architecture::Grid => "dcsm-grid",
+        }
+    }
+
+    /// The functional-word table, (words, rows).
+    pub fn table(&self) -> &Tensor {
+        &self.table
     }
 
     /// The columns a caption's functional words replace, in table order. `word_starts[i]` is the
@@ -108,7 +186,8 @@ impl Scorer {
                     ColumnMode::Paper => c,
                     ColumnMode::Aligned => c - 1,
                 };
-                (column < limit).then_some(Replacement {
+                (column < limit).then(|| Replacement {
+                    word: fw.clone(),
                     table_index,
                     word_index,
                     column,
@@ -135,10 +214,31 @@ impl Scorer {
     /// The raw CNN output for (K, rows, columns) standardised maps: (K,).
     pub fn network(&self, maps: &Tensor) -> Result<Tensor> {
         let (k, r, c) = maps.dims3()?;
-        let x = maps.reshape((k, 1, r, c))?;
-        let x = self.conv1.forward(&x)?.relu()?;
-        let x = self.conv2.forward(&x)?.relu()?;
-        let x = self.fc1.forward(&x.flatten_from(1)?)?.relu()?;
+        let features = match self.config.architecture {
+            Architecture::Paper => {
+                let x = maps.reshape((k, 1, r, c))?;
+                let x = self.conv1.forward(&x)?.relu()?;
+                self.conv2.forward(&x)?.relu()?.flatten_from(1)?
+            }
+            Architecture::Grid => {
+                let g = grid_side(r)?;
+                // (K, g², C) → (K·C, 1, g, g): every column's patch map as an image.
+                let patches = maps
+                    .narrow(1, 1, r - 1)?
+                    .transpose(1, 2)?
+                    .contiguous()?
+                    .reshape((k * c, 1, g, g))?;
+                let x = self.conv1.forward(&patches)?.relu()?;
+                let x = self
+                    .conv2
+                    .forward(&x)?
+                    .relu()?
+                    .reshape((k, c * 4 * g * g))?;
+                let cls = maps.narrow(1, 0, 1)?.reshape((k, c))?;
+                Tensor::cat(&[&x, &cls], 1)?
+            }
+        };
+        let x = self.fc1.forward(&features)?.relu()?;
         self.fc2.forward(&x)?.squeeze(1)
     }
 
@@ -146,6 +246,35 @@ impl Scorer {
     pub fn score(&self, maps: &Tensor, replacements: &[Vec<Replacement>]) -> Result<Tensor> {
         self.network(&global_zscore(&self.replace(maps, replacements)?)?)
     }
+}
+
+/// The side of the square patch grid of a map with `rows` rows (CLS + g²).
+fn grid_side(rows: usize) -> Result<usize> {
+    let patches = rows.saturating_sub(1);
+    let g = (patches as f64).sqrt().round() as usize;
+    if g == 0 || g * g != patches {
+        candle_core::bail!("{rows} rows are not CLS + a square patch grid");
+    }
+    Ok(g)
+}
+
+/// A functional-word table as the reference initialises it (and never trains it):
+/// `(normalize(randn) + 1) / 3` per word, so values lie in [0, 2/3].
+pub fn init_table(words: usize, rows: usize, rng: &mut impl rand::Rng) -> Vec<f32> {
+    let mut out = Vec::with_capacity(words * rows);
+    for _ in 0..words {
+        let v: Vec<f32> = (0..rows).map(|_| standard_normal(rng)).collect();
+        let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+        out.extend(v.iter().map(|x| (x / norm + 1.0) / 3.0));
+    }
+    out
+}
+
+/// One standard normal draw (Box–Muller).
+fn standard_normal(rng: &mut impl rand::Rng) -> f32 {
+    let u1: f64 = rng.random_range(f64::MIN_POSITIVE..1.0);
+    let u2: f64 = rng.random();
+    ((-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()) as f32
 }
 
 /// One mean and one (unbiased) standard deviation over the whole tensor, as the reference does.

@@ -114,7 +114,7 @@ impl Attention {
 }
 
 #[derive(Debug, Clone)]
-struct EncoderLayer {
+pub(crate) struct EncoderLayer {
     attn: Attention,
     norm1: Norm,
     fc1: Linear,
@@ -124,6 +124,42 @@ struct EncoderLayer {
 }
 
 impl EncoderLayer {
+    /// A pre-norm residual attention block in OpenAI's layout (`ln_1`, `attn.in_proj_*` packed
+    /// q/k/v, `attn.out_proj`, `ln_2`, `mlp.c_fc`, `mlp.c_proj`), QuickGELU, as SmartCLIP's mask
+    /// network uses.
+    pub(crate) fn openai(dim: usize, heads: usize, train: bool, vb: VarBuilder) -> Result<Self> {
+        let init = candle_nn::init::DEFAULT_KAIMING_NORMAL;
+        let packed_w = vb.get_with_hints((3 * dim, dim), "attn.in_proj_weight", init)?;
+        let packed_b =
+            vb.get_with_hints(3 * dim, "attn.in_proj_bias", candle_nn::Init::Const(0.0))?;
+        let part = |i: usize| -> Result<Linear> {
+            Ok(Linear::new(
+                packed_w.narrow(0, i * dim, dim)?,
+                Some(packed_b.narrow(0, i * dim, dim)?),
+            ))
+        };
+        Ok(Self {
+            attn: Attention {
+                q: part(0)?,
+                k: part(1)?,
+                v: part(2)?,
+                out: linear(dim, dim, vb.pp("attn.out_proj"))?,
+                heads,
+                head_dim: dim / heads,
+            },
+            norm1: Norm::new(dim, 1e-5, train, vb.pp("ln_1"))?,
+            fc1: linear(dim, 4 * dim, vb.pp("mlp.c_fc"))?,
+            fc2: linear(4 * dim, dim, vb.pp("mlp.c_proj"))?,
+            norm2: Norm::new(dim, 1e-5, train, vb.pp("ln_2"))?,
+            act: Activation::QuickGelu,
+        })
+    }
+
+    /// Full (unmasked) attention over every position, then the MLP.
+    pub(crate) fn forward_unmasked(&self, xs: &Tensor) -> Result<Tensor> {
+        self.forward(xs, None)
+    }
+
     fn forward(&self, xs: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
         let h = (xs + self.attn.forward(&self.norm1.forward(xs)?, mask)?)?;
         let m = activate(self.act, &dense(&self.fc1, &self.norm2.forward(&h)?)?)?;
@@ -294,14 +330,20 @@ impl TextTower {
         })
     }
 
-    /// (B, T) ids → (B, T, hidden) after `final_layer_norm`.
-    fn forward(&self, ids: &Tensor) -> Result<Tensor> {
-        let (_, t) = ids.dims2()?;
+    /// (B, T) ids → (B, T, hidden) after `final_layer_norm`. With `lengths`, the keys at or past
+    /// `lengths[b]` are padding: no position attends to them (as `attention_mask` in
+    /// transformers), so a padding position sees only the real tokens.
+    fn forward(&self, ids: &Tensor, lengths: Option<&[usize]>) -> Result<Tensor> {
+        let (b, t) = ids.dims2()?;
         let x = self
             .token_embedding
             .forward(ids)?
             .broadcast_add(&self.position_embedding.narrow(0, 0, t)?.unsqueeze(0)?)?;
-        let mask = causal_mask(t, x.device())?;
+        let mask = match lengths {
+            Some(lengths) if lengths.len() == b => padded_causal_mask(t, lengths, x.device())?,
+            Some(lengths) => candle_core::bail!("{} lengths for {b} sequences", lengths.len()),
+            None => causal_mask(t, x.device())?,
+        };
         self.final_norm
             .forward(&self.encoder.forward(&x, Some(&mask))?)
     }
@@ -312,6 +354,25 @@ fn causal_mask(t: usize, device: &Device) -> Result<Tensor> {
         .flat_map(|i| (0..t).map(move |j| if j > i { f32::NEG_INFINITY } else { 0.0 }))
         .collect();
     Tensor::from_vec(values, (1, 1, t, t), device)
+}
+
+/// (B, 1, T, T): causal, and keys at or past each row's length masked out.
+fn padded_causal_mask(t: usize, lengths: &[usize], device: &Device) -> Result<Tensor> {
+    let values: Vec<f32> = lengths
+        .iter()
+        .flat_map(|&len| {
+            (0..t).flat_map(move |i| {
+                (0..t).map(move |j| {
+                    if j > i || j >= len.max(1) {
+                        f32::NEG_INFINITY
+                    } else {
+                        0.0
+                    }
+                })
+            })
+        })
+        .collect();
+    Tensor::from_vec(values, (lengths.len(), 1, t, t), device)
 }
 
 /// A CLIP model whose outputs keep every token.
@@ -363,7 +424,25 @@ impl Clip {
 
     /// (B, T) ids → (B, T, projection_dim): every position, projected.
     pub fn text_tokens(&self, ids: &Tensor) -> Result<Tensor> {
-        dense(&self.text_projection, &self.text.forward(ids)?)
+        dense(&self.text_projection, &self.text.forward(ids, None)?)
+    }
+
+    /// As `text_tokens`, for rows padded past `lengths[b]` whose padding keys are masked out.
+    pub fn text_tokens_padded(&self, ids: &Tensor, lengths: &[usize]) -> Result<Tensor> {
+        dense(
+            &self.text_projection,
+            &self.text.forward(ids, Some(lengths))?,
+        )
+    }
+
+    /// Projects `final_layer_norm` outputs (…, text hidden) → (…, projection_dim).
+    pub fn project_text(&self, hidden: &Tensor) -> Result<Tensor> {
+        dense(&self.text_projection, hidden)
+    }
+
+    /// (B, T) ids → (B, T, text hidden): `final_layer_norm` outputs before the projection.
+    pub fn text_hidden(&self, ids: &Tensor) -> Result<Tensor> {
+        self.text.forward(ids, None)
     }
 
     /// The raw `logit_scale` parameter (the logits use its exponential).

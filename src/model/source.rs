@@ -28,6 +28,8 @@ pub mod embedded {
     pub const CONFIG: &str = include_str!("../../assets/default-model/config.json");
     pub const WEIGHTS: &[u8] = include_bytes!("../../assets/default-model/model.safetensors");
     pub const NAME: &str = "shapes-world CLIP (embedded)";
+    /// DCSM scorers trained for it by `clipscope train-dcsm`, the shown one first.
+    pub const SCORERS: [(&str, &[u8]); 0] = [];
 }
 
 /// Progress of a long step (a download), reported as it goes.

@@ -41,13 +41,16 @@ impl Tokenized {
     }
 }
 
-/// Tokenised prompts as one (B, T) id tensor, each row padded to the longest with `pad`.
+/// Tokenised prompts as one (B, T) id tensor, each row padded with `pad` to the longest or to
+/// `min_width`, whichever is wider.
 pub fn pad_ids(
     tokenized: &[Tokenized],
     pad: u32,
+    min_width: usize,
     device: &candle_core::Device,
 ) -> candle_core::Result<candle_core::Tensor> {
-    let width = tokenized.iter().map(|t| t.ids.len()).max().unwrap_or(2);
+    let longest = tokenized.iter().map(|t| t.ids.len()).max().unwrap_or(2);
+    let width = longest.max(min_width);
     let mut ids = Vec::with_capacity(width * tokenized.len());
     for t in tokenized {
         ids.extend(t.ids.iter().copied());

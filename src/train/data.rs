@@ -42,7 +42,7 @@ pub fn pad_captions(
                 .map_err(candle_core::Error::wrap)
         })
         .collect::<Result<_>>()?;
-    let ids = tokenizer::pad_ids(&tokenized, tokenizer.eos_id(), device)?;
+    let ids = tokenizer::pad_ids(&tokenized, tokenizer.eos_id(), 0, device)?;
     let width = ids.dim(1)?;
     let mut mask = Vec::with_capacity(width * tokenized.len());
     for t in &tokenized {

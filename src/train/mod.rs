@@ -2,3 +2,5 @@
 
 pub mod clip;
 pub mod data;
+pub mod dcsm;
+pub mod smartclip;

@@ -1,5 +1,6 @@
 //! The synthetic shapes world: scenes with exact descriptions, captions, probe families, splits.
 
+pub mod contrast;
 pub mod demo;
 mod draw;
 

@@ -1,0 +1,314 @@
+//! `clipscope bench`: engine timings (load, image/text encode, DCSM, scorer, SmartCLIP mask,
+//! a prompt edit) on random-weight models at real shapes, with peak memory, as JSON.
+
+use anyhow::{bail, Context, Result};
+use candle_core::{DType, Device, Tensor};
+use candle_nn::{VarBuilder, VarMap};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use crate::dcsm::scorer::{Replacement, Scorer};
+use crate::model::{Clip, ClipConfig, LoadedModel};
+use crate::train::dcsm::{self as train_dcsm, Options as ScorerOptions};
+
+/// The prompts of the text measures (the PyTorch script uses the same list).
+pub const PROMPTS: [&str; 8] = [
+    "a photo of a dog",
+    "a dog without a collar",
+    "a red circle above a blue square",
+    "a small green triangle left of a big yellow circle",
+    "no cat on the sofa",
+    "two people walking on a beach at sunset",
+    "a blue square",
+    "a red circle below a green triangle and a small purple star",
+];
+
+const MODELS: [&str; 3] = ["vit-b32", "vit-b16", "default"];
+
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    /// Comma-separated: vit-b32, vit-b16, default.
+    #[arg(long, default_value = "vit-b32,vit-b16,default")]
+    pub models: String,
+    /// Threads (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Timed runs per measure (model loads: a quarter of this, at least 3).
+    #[arg(long, default_value_t = 20)]
+    pub runs: usize,
+    #[arg(long, default_value_t = 3)]
+    pub warmup: usize,
+    /// Also write the results as JSON here.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Where random-weight models are written once and reused.
+    #[arg(long, value_name = "DIR", default_value = "target/bench-models")]
+    pub cache: PathBuf,
+    /// Internal: measure one model in this process (the parent runs one process per model so
+    /// each peak-memory reading is that model's alone).
+    #[arg(long, hide = true)]
+    pub one_model: Option<String>,
+}
+
+/// One line of results: a timing or a memory reading.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct Row {
+    pub model: String,
+    pub measure: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub median_ms: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub p10_ms: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub p90_ms: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_ms: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_ms: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub runs: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value_mb: Option<f64>,
+}
+
+#[derive(Debug, Serialize, serde::Deserialize)]
+struct Report {
+    tool: String,
+    version: String,
+    threads: usize,
+    cpu: String,
+    results: Vec<Row>,
+}
+
+pub fn run(args: &BenchArgs) -> Result<()> {
+    let threads = args.threads.unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+    });
+    if let Some(name) = &args.one_model {
+        let rows = bench_model(name, args)?;
+        let out = serde_json::to_string(&rows)?;
+        println!("{out}");
+        return Ok(());
+    }
+    let exe = std::env::current_exe().context("cannot find the clipscope binary")?;
+    let mut results = Vec::new();
+    for name in args
+        .models
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
+        if !MODELS.contains(&name) {
+            bail!("unknown model {name:?}: use {}", MODELS.join(", "));
+        }
+        eprintln!("bench {name} ({threads} threads)…");
+        let out = std::process::Command::new(&exe)
+            .args(["bench", "--one-model", name, "--runs"])
+            .arg(args.runs.to_string())
+            .arg("--warmup")
+            .arg(args.warmup.to_string())
+            .arg("--cache")
+            .arg(&args.cache)
+            .env("RAYON_NUM_THREADS", threads.to_string())
+            .stderr(std::process::Stdio::inherit())
+            .output()
+            .with_context(|| format!("cannot run {}", exe.display()))?;
+        if !out.status.success() {
+            bail!("benchmarking {name} failed ({})", out.status);
+        }
+        let rows: Vec<Row> = serde_json::from_slice(&out.stdout)
+            .with_context(|| format!("benchmark of {name} printed no results"))?;
+        results.extend(rows);
+    }
+    print_table(&results);
+    let report = Report {
+        tool: "clipscope".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        threads,
+        cpu: cpu_name(),
+        results,
+    };
+    if let Some(path) = &args.json {
+        crate::atomic::write(path, serde_json::to_string_pretty(&report)?.as_bytes())
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(())
+}
+
+fn print_table(rows: &[Row]) {
+    println!(
+        "{:<9} {:<17} {:>10} {:>21}",
+        "model", "measure", "median", "p10–p90"
+    );
+    for r in rows {
+        match (r.median_ms, r.value_mb) {
+            (Some(m), _) => println!(
+                "{:<9} {:<17} {:>8.2}ms {:>9.2}–{:.2} ms",
+                r.model,
+                r.measure,
+                m,
+                r.p10_ms.unwrap_or(m),
+                r.p90_ms.unwrap_or(m)
+            ),
+            (None, Some(v)) => println!("{:<9} {:<17} {:>8.0}MB", r.model, r.measure, v),
+            _ => {}
+        }
+    }
+}
+
+/// Times `f` after warm-up runs.
+fn time<T>(
+    model: &str,
+    measure: &str,
+    warmup: usize,
+    runs: usize,
+    mut f: impl FnMut() -> Result<T>,
+) -> Result<Row> {
+    for _ in 0..warmup {
+        f()?;
+    }
+    let mut ms = Vec::with_capacity(runs);
+    for _ in 0..runs.max(1) {
+        let start = Instant::now();
+        std::hint::black_box(f()?);
+        ms.push(start.elapsed().as_secs_f64() * 1e3);
+    }
+    ms.sort_by(f64::total_cmp);
+    let q = |p: f64| ms[((ms.len() - 1) as f64 * p).round() as usize];
+    Ok(Row {
+        model: model.into(),
+        measure: measure.into(),
+        median_ms: Some(q(0.5)),
+        p10_ms: Some(q(0.1)),
+        p90_ms: Some(q(0.9)),
+        min_ms: ms.first().copied(),
+        max_ms: ms.last().copied(),
+        runs: Some(ms.len()),
+        value_mb: None,
+    })
+}
+
+/// The model folder: random weights at the real shape (written once), or the shipped default.
+fn model_dir(name: &str, cache: &Path) -> Result<PathBuf> {
+    let config = match name {
+        "vit-b32" => ClipConfig::vit_b32(),
+        "vit-b16" => ClipConfig::vit_b16(),
+        _ => return Ok(PathBuf::from("assets/default-model")),
+    };
+    let dir = cache.join(name);
+    if !dir.join("model.safetensors").is_file() {
+        eprintln!("writing random {name} weights to {}", dir.display());
+        let varmap = VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+        Clip::new(&config, false, vb)?;
+        crate::train::clip::save(&varmap, &config, &dir, DType::F32)?;
+    }
+    Ok(dir)
+}
+
+fn load(name: &str, dir: &Path) -> Result<LoadedModel> {
+    if dir.join("model.safetensors").is_file() {
+        Ok(LoadedModel::from_folder(dir, name)?)
+    } else {
+        // An installed binary without the source tree: the embedded default.
+        Ok(LoadedModel::embedded()?)
+    }
+}
+
+/// A random scorer for a backbone (the shipped one where the model has it).
+fn scorer_for(model: &LoadedModel) -> Result<Scorer> {
+    let options = ScorerOptions {
+        architecture: crate::dcsm::scorer::Architecture::Paper,
+        mode: crate::dcsm::scorer::ColumnMode::Aligned,
+        steps: 0,
+        scenes: 1,
+        lr: 0.0,
+        seed: 0,
+    };
+    let config = train_dcsm::config_for(model, &options);
+    let varmap = VarMap::new();
+    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+    let table = Tensor::rand(
+        0f32,
+        0.66,
+        (config.functional_words.len(), config.rows),
+        &Device::Cpu,
+    )?;
+    Ok(Scorer::with_table(config, vb, table)?)
+}
+
+fn bench_model(name: &str, args: &BenchArgs) -> Result<Vec<Row>> {
+    let (w, n) = (args.warmup, args.runs);
+    let dir = model_dir(name, &args.cache)?;
+    let mut rows = vec![time(name, "load", 1, (n / 4).max(3), || load(name, &dir))?];
+    let mut model = load(name, &dir)?;
+    let shipped_scorer = !model.scorers().is_empty();
+    let side = model.config().vision.image_size;
+    let pixels = Tensor::randn(0f32, 1.0, (1, 3, side, side), &Device::Cpu)?;
+    rows.push(time(name, "image_encode", w, n, || {
+        Ok(model.clip().image_tokens(&pixels)?)
+    })?);
+    let prompts: Vec<String> = PROMPTS.iter().map(|p| p.to_string()).collect();
+    let pre = model.preprocess(&image::DynamicImage::new_rgb8(side as u32, side as u32));
+    let image = model.encode_pixels(&pre)?;
+    // Text and DCSM alone: without a scorer the text pass pads only to the longest prompt.
+    let scorers = model.take_scorers();
+    rows.push(time(name, "text_encode_8", w, n, || {
+        Ok(model.encode_prompts(&prompts)?)
+    })?);
+    let encoded = model.encode_prompts(&prompts)?;
+    rows.push(time(name, "dcsm_8", w, n, || {
+        Ok(model.score(&image, &encoded)?)
+    })?);
+    let scorer = match scorers.into_iter().next() {
+        Some(s) => s,
+        None => scorer_for(&model)?,
+    };
+    let (r, c) = (scorer.config.rows, scorer.config.columns);
+    let maps = Tensor::randn(0f32, 0.2, (8, r, c), &Device::Cpu)?;
+    let reps: Vec<Vec<Replacement>> = vec![Vec::new(); 8];
+    rows.push(time(name, "dcsm_scorer_8", w, n, || {
+        Ok(scorer.score(&maps, &reps)?)
+    })?);
+    model.add_scorer(scorer)?;
+    rows.push(time(name, "prompt_edit_8", w, n, || {
+        let p = model.encode_prompts(&prompts)?;
+        Ok(model.score(&image, &p)?)
+    })?);
+    if !shipped_scorer {
+        eprintln!("{name}: random DCSM scorer ({r}×{c})");
+    }
+    rows.push(Row {
+        model: name.into(),
+        measure: "peak_rss".into(),
+        median_ms: None,
+        p10_ms: None,
+        p90_ms: None,
+        min_ms: None,
+        max_ms: None,
+        runs: None,
+        value_mb: peak_rss_mb(),
+    });
+    Ok(rows)
+}
+
+/// VmHWM of this process in MB (Linux), the peak resident set.
+fn peak_rss_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+fn cpu_name() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|v| v.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown".into())
+}

@@ -1,0 +1,100 @@
+//! `clipscope train-dcsm`: trains a DCSM scorer for a frozen CLIP on the shapes world.
+
+use anyhow::Result;
+use indicatif::{ProgressBar, ProgressStyle};
+use std::path::PathBuf;
+use std::time::Instant;
+
+use crate::dcsm::scorer::{Architecture, ColumnMode};
+use crate::train::dcsm::{self, Options};
+
+#[derive(Debug, clap::Args)]
+pub struct TrainDcsmArgs {
+    /// Backbone (folder or hub id; default: the embedded shapes-world model). It stays frozen.
+    #[arg(long, value_name = "DIR|HUB_ID")]
+    pub model: Option<String>,
+    /// Folder to write `scorer.json` + `scorer.safetensors` (`scorer-grid.*` for the grid variant).
+    #[arg(long, value_name = "DIR", default_value = "runs/dcsm")]
+    pub out: PathBuf,
+    /// `paper`: 3×3 convolutions over the flattened map; `grid`: over the 2-D patch grid.
+    #[arg(long, default_value = "paper", value_parser = ["paper", "grid"])]
+    pub architecture: String,
+    /// Functional-word columns: `aligned` (the word's own token) or `paper` (the reference's index).
+    #[arg(long, default_value = "aligned", value_parser = ["aligned", "paper"])]
+    pub mode: String,
+    #[arg(long, default_value_t = 3000)]
+    pub steps: usize,
+    /// Scenes per step (each with its opposite: a 2n × 2n logit matrix).
+    #[arg(long, default_value_t = 16)]
+    pub scenes: usize,
+    #[arg(long, default_value_t = 1e-3)]
+    pub lr: f64,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Also write the scorer so far to `<out>/checkpoint-<step>/` every this many steps (0: never).
+    #[arg(long, default_value_t = 500)]
+    pub checkpoint_every: usize,
+}
+
+pub fn run(args: &TrainDcsmArgs) -> Result<()> {
+    let model = super::load_model(args.model.as_deref())?;
+    let (architecture, stem) = match args.architecture.as_str() {
+        "grid" => (Architecture::Grid, "scorer-grid"),
+        _ => (Architecture::Paper, "scorer"),
+    };
+    let mode = match args.mode.as_str() {
+        "paper" => ColumnMode::Paper,
+        _ => ColumnMode::Aligned,
+    };
+    let options = Options {
+        architecture,
+        mode,
+        steps: args.steps,
+        scenes: args.scenes.max(1),
+        lr: args.lr,
+        seed: args.seed,
+    };
+    let bar = ProgressBar::new(args.steps as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:30} {pos}/{len} steps  {per_sec}  ETA {eta}  {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let start = Instant::now();
+    let (mut loss_avg, mut acc_avg) = (0.0f32, 0.0f32);
+    let (scorer, varmap) = dcsm::train(&model, &options, |r, scorer, vars| {
+        let done = r.step + 1;
+        if args.checkpoint_every > 0 && done % args.checkpoint_every == 0 && done < args.steps {
+            let dir = args.out.join(format!("checkpoint-{done}"));
+            if let Err(e) = dcsm::save(scorer, vars, &dir, stem) {
+                super::train_clip::say(&bar, format!("could not write {}: {e:#}", dir.display()));
+            }
+        }
+        let w = if r.step == 0 { 1.0 } else { 0.05 };
+        loss_avg += w * (r.loss - loss_avg);
+        acc_avg += w * (r.accuracy - acc_avg);
+        bar.set_position(r.step as u64 + 1);
+        bar.set_message(format!("loss {loss_avg:.3}  batch accuracy {acc_avg:.2}"));
+        if r.step % 100 == 0 || r.step + 1 == args.steps {
+            super::train_clip::say(
+                &bar,
+                format!(
+                    "step {:>5}  loss {loss_avg:.4}  batch accuracy {acc_avg:.3}  {:.0} s",
+                    r.step,
+                    start.elapsed().as_secs_f64()
+                ),
+            );
+        }
+    })?;
+    bar.finish();
+    dcsm::save(&scorer, &varmap, &args.out, stem)?;
+    eprintln!(
+        "trained a {} scorer ({} mode) for {} steps of {} scenes in {:.1} min; wrote {}/{stem}.*",
+        args.architecture,
+        args.mode,
+        args.steps,
+        options.scenes,
+        start.elapsed().as_secs_f64() / 60.0,
+        args.out.display()
+    );
+    Ok(())
+}

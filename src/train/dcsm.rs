@@ -1,0 +1,202 @@
+//! Trains a DCSM scorer on a frozen CLIP with the shapes world's hard negatives: images and their
+//! opposite images against captions and opposite captions, symmetric cross-entropy, Adam.
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::{loss::cross_entropy, AdamW, Optimizer, ParamsAdamW, VarBuilder, VarMap};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use std::collections::HashMap;
+use std::path::Path;
+
+use crate::dcsm::scorer::{
+    self, global_zscore, Architecture, ColumnMode, Replacement, Scorer, ScorerConfig,
+    FUNCTIONAL_WORDS,
+};
+use crate::model::{clip::l2_normalize, LoadedModel};
+use crate::world::{self, contrast, Split};
+
+/// Text columns of the scorer (the paper's 30).
+pub const COLUMNS: usize = 30;
+
+/// Training settings.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub architecture: Architecture,
+    pub mode: ColumnMode,
+    pub steps: usize,
+    /// Scenes per step; each brings its opposite, so the logit matrix is (2n × 2n).
+    pub scenes: usize,
+    pub lr: f64,
+    pub seed: u64,
+}
+
+/// One step's numbers.
+#[derive(Debug, Clone, Copy)]
+pub struct StepReport {
+    pub step: usize,
+    pub loss: f32,
+    /// Fraction of images whose own caption scored highest in the batch.
+    pub accuracy: f32,
+}
+
+/// The scorer's configuration for a backbone.
+pub fn config_for(model: &LoadedModel, options: &Options) -> ScorerConfig {
+    let (gr, gc) = model.grid();
+    ScorerConfig {
+        mode: options.mode,
+        architecture: options.architecture,
+        rows: 1 + gr * gc,
+        columns: COLUMNS.min(model.config().text.max_position_embeddings),
+        functional_words: FUNCTIONAL_WORDS.iter().map(|w| w.to_string()).collect(),
+        pad_id: model.tokenizer().eos_id(),
+    }
+}
+
+/// One batch: standardised (2n·2n, rows, columns) maps, image-major.
+struct Batch {
+    maps: Tensor,
+    images: usize,
+}
+
+/// Renders `n` training scenes and their opposites, encodes both sides with the frozen model
+/// and builds every image × caption map with functional-word columns replaced.
+fn batch(
+    model: &LoadedModel,
+    scorer: &Scorer,
+    first_scene: u64,
+    n: usize,
+    seed: u64,
+    rng: &mut ChaCha8Rng,
+) -> anyhow::Result<Batch> {
+    let mut scenes = Vec::with_capacity(2 * n);
+    let mut captions = Vec::with_capacity(2 * n);
+    let (mut opposites, mut opposite_captions) = (Vec::new(), Vec::new());
+    let mut index = first_scene;
+    while scenes.len() < n {
+        let scene = world::scene(seed, Split::Train, index);
+        index += 1;
+        if let Some(c) = contrast::contrast(&scene, rng, false) {
+            scenes.push(scene);
+            captions.push(c.caption);
+            opposites.push(c.opposite);
+            opposite_captions.push(c.opposite_caption);
+        }
+    }
+    scenes.extend(opposites);
+    captions.extend(opposite_captions);
+    let images = encode_scenes(model, &scenes)?; // (2n, R, D), normalised
+    let c = &scorer.config;
+    let cols = model.encode_columns(&captions, c.columns, c.pad_id)?;
+    let k = captions.len();
+    let (r, d) = (images.dim(1)?, images.dim(2)?);
+    let maps = images
+        .reshape((k * r, d))?
+        .matmul(&cols.normalized.reshape((k * c.columns, d))?.t()?)?
+        .reshape((k, r, k, c.columns))?
+        .transpose(1, 2)?
+        .contiguous()?
+        .reshape((k * k, r, c.columns))?;
+    let reps: Vec<Vec<Replacement>> = cols
+        .tokenized
+        .iter()
+        .map(|t| {
+            let starts = scorer::word_token_starts(model.tokenizer(), &t.text);
+            scorer.replacements(&t.text, &starts)
+        })
+        .collect();
+    let per_map: Vec<Vec<Replacement>> = (0..k * k).map(|i| reps[i % k].clone()).collect();
+    let maps = global_zscore(&scorer.replace(&maps, &per_map)?)?;
+    Ok(Batch { maps, images: k })
+}
+
+/// Renders and encodes scenes: (N, rows, D) L2-normalised image tokens.
+pub fn encode_scenes(model: &LoadedModel, scenes: &[world::Scene]) -> anyhow::Result<Tensor> {
+    let mut pixels = Vec::new();
+    let mut side = 0;
+    for s in scenes {
+        let image = image::DynamicImage::ImageRgb8(world::render(s));
+        let pre = model.preprocess(&image);
+        side = pre.side;
+        pixels.extend_from_slice(&pre.pixels);
+    }
+    let x = Tensor::from_vec(pixels, (scenes.len(), 3, side, side), &Device::Cpu)?;
+    Ok(l2_normalize(&model.clip().image_tokens(&x)?)?)
+}
+
+/// Trains a scorer for `model`; `report` sees every step with the scorer so far (to save
+/// checkpoints). Returns the scorer and its variables.
+pub fn train(
+    model: &LoadedModel,
+    options: &Options,
+    mut report: impl FnMut(StepReport, &Scorer, &VarMap),
+) -> anyhow::Result<(Scorer, VarMap)> {
+    let config = config_for(model, options);
+    let mut rng = ChaCha8Rng::seed_from_u64(options.seed);
+    let table = scorer::init_table(config.functional_words.len(), config.rows, &mut rng);
+    let table = Tensor::from_vec(
+        table,
+        (config.functional_words.len(), config.rows),
+        &Device::Cpu,
+    )?;
+    let varmap = VarMap::new();
+    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+    let scorer = Scorer::with_table(config, vb, table)?;
+    let params = ParamsAdamW {
+        lr: options.lr,
+        weight_decay: 0.0,
+        ..Default::default()
+    };
+    let mut opt = AdamW::new(varmap.all_vars(), params)?;
+    for step in 0..options.steps {
+        let first = (step * options.scenes * 2) as u64;
+        let b = batch(
+            model,
+            &scorer,
+            first,
+            options.scenes,
+            options.seed,
+            &mut rng,
+        )?;
+        let k = b.images;
+        let logits = scorer.network(&b.maps)?.reshape((k, k))?; // [image, caption]
+        let targets = Tensor::arange(0u32, k as u32, &Device::Cpu)?;
+        let loss = ((cross_entropy(&logits, &targets)?
+            + cross_entropy(&logits.t()?.contiguous()?, &targets)?)?
+            * 0.5)?;
+        opt.backward_step(&loss)?;
+        let best = logits.argmax(1)?.to_vec1::<u32>()?;
+        let right = best
+            .iter()
+            .enumerate()
+            .filter(|(i, b)| **b as usize == *i)
+            .count();
+        let numbers = StepReport {
+            step,
+            loss: loss.to_scalar()?,
+            accuracy: right as f32 / k as f32,
+        };
+        report(numbers, &scorer, &varmap);
+    }
+    Ok((scorer, varmap))
+}
+
+/// Writes `<stem>.json` + `<stem>.safetensors` (f32) into `dir`.
+pub fn save(scorer: &Scorer, varmap: &VarMap, dir: &Path, stem: &str) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let mut tensors: HashMap<String, Tensor> = {
+        let data = varmap
+            .data()
+            .lock()
+            .map_err(|_| anyhow::anyhow!("variable map poisoned"))?;
+        data.iter()
+            .map(|(k, v)| (k.clone(), v.as_tensor().clone()))
+            .collect()
+    };
+    tensors.insert("functional_embeddings".into(), scorer.table().clone());
+    crate::atomic::write_with(&dir.join(format!("{stem}.safetensors")), |tmp| {
+        candle_core::safetensors::save(&tensors, tmp).map_err(std::io::Error::other)
+    })?;
+    let json = serde_json::to_string_pretty(&scorer.config)?;
+    crate::atomic::write(&dir.join(format!("{stem}.json")), json.as_bytes())?;
+    Ok(())
+}

@@ -1,0 +1,164 @@
+//! Trains SmartCLIP's mask network on a frozen CLIP with the paper's losses, over shapes-world
+//! captions made of one sentence per object (partial captions name a subset of the objects).
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarBuilder, VarMap};
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::collections::HashMap;
+use std::path::Path;
+
+use crate::model::{tokenizer, Clip, LoadedModel, Tokenized};
+use crate::smartclip::{self, MaskNet, SmartConfig};
+use crate::world::{self, Scene, Split};
+
+/// Training settings.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub steps: usize,
+    /// Image-caption pairs per step.
+    pub batch: usize,
+    /// Training scenes encoded once and drawn from.
+    pub pool: usize,
+    pub lr: f64,
+    pub seed: u64,
+}
+
+/// One step's numbers.
+#[derive(Debug, Clone, Copy)]
+pub struct StepReport {
+    pub step: usize,
+    pub total: f32,
+    pub sparse: f32,
+    pub sidm: f32,
+    pub dism: f32,
+}
+
+/// The mask network's settings for a backbone (width = text width, a head per 64 dimensions).
+pub fn config_for(model: &LoadedModel) -> anyhow::Result<SmartConfig> {
+    let c = model.config();
+    let w = c.text.hidden_size;
+    if w != c.projection_dim {
+        anyhow::bail!(
+            "SmartCLIP masks the embedding with a text-width mask: text width {w} must equal \
+             the embedding size {}",
+            c.projection_dim
+        );
+    }
+    Ok(SmartConfig {
+        mask_width: w,
+        mask_heads: (w / 64).max(1),
+        mask_layers: 1,
+        text_pad_id: model.tokenizer().eos_id(),
+        score_scale: 100.0,
+        mask_threshold: 0.5,
+    })
+}
+
+/// A caption naming a random non-empty subset of the scene's objects, one sentence each.
+pub fn partial_caption(scene: &Scene, rng: &mut ChaCha8Rng) -> String {
+    let mut sentences: Vec<String> = scene
+        .objects
+        .iter()
+        .map(|o| format!("{}.", world::phrase(o.size_word(), o.colour, o.shape)))
+        .collect();
+    sentences.shuffle(rng);
+    let keep = rng.random_range(1..=sentences.len());
+    sentences.truncate(keep);
+    sentences.join(" ")
+}
+
+/// Unnormalised pooled image embeddings (N, E) of training scenes `0..n`.
+fn encode_pool(model: &LoadedModel, seed: u64, n: usize) -> anyhow::Result<(Vec<Scene>, Tensor)> {
+    let scenes: Vec<Scene> = (0..n as u64)
+        .map(|i| world::scene(seed, Split::Train, i))
+        .collect();
+    let mut parts = Vec::new();
+    for chunk in scenes.chunks(64) {
+        let mut pixels = Vec::new();
+        let mut side = 0;
+        for s in chunk {
+            let pre = model.preprocess(&image::DynamicImage::ImageRgb8(world::render(s)));
+            side = pre.side;
+            pixels.extend_from_slice(&pre.pixels);
+        }
+        let x = Tensor::from_vec(pixels, (chunk.len(), 3, side, side), &Device::Cpu)?;
+        parts.push(model.clip().image_tokens(&x)?.narrow(1, 0, 1)?.squeeze(1)?);
+    }
+    Ok((scenes, Tensor::cat(&parts, 0)?))
+}
+
+/// Trains the mask network; `report` sees every step.
+pub fn train(
+    model: &LoadedModel,
+    options: &Options,
+    mut report: impl FnMut(StepReport),
+) -> anyhow::Result<(MaskNet, VarMap)> {
+    let config = config_for(model)?;
+    let (scenes, images) = encode_pool(model, options.seed, options.pool.max(options.batch))?;
+    let varmap = VarMap::new();
+    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+    let net = MaskNet::new(config.clone(), true, vb.pp("mask_net"))?;
+    let params = ParamsAdamW {
+        lr: options.lr,
+        weight_decay: 0.0,
+        ..Default::default()
+    };
+    let mut opt = AdamW::new(varmap.all_vars(), params)?;
+    let mut rng = ChaCha8Rng::seed_from_u64(options.seed);
+    let context = model.config().text.max_position_embeddings;
+    let mut order: Vec<usize> = (0..scenes.len()).collect();
+    for step in 0..options.steps {
+        order.shuffle(&mut rng);
+        let picked = &order[..options.batch];
+        let captions: Vec<Tokenized> = picked
+            .iter()
+            .map(|&i| model.tokenize(&partial_caption(&scenes[i], &mut rng)))
+            .collect::<Result<_, _>>()?;
+        let ids = tokenizer::pad_ids(&captions, config.text_pad_id, context, &Device::Cpu)?;
+        let hidden = model.clip().text_hidden(&ids)?.detach();
+        let eos: Vec<usize> = captions.iter().map(Tokenized::eos_index).collect();
+        let texts = model
+            .clip()
+            .project_text(&Clip::pool_text(&hidden, &eos)?)?
+            .detach();
+        let idx = Tensor::from_vec(
+            picked.iter().map(|&i| i as u32).collect::<Vec<_>>(),
+            picked.len(),
+            &Device::Cpu,
+        )?;
+        let batch_images = images.index_select(&idx, 0)?;
+        let masks = smartclip::hard_mask(&net.forward(&hidden)?, config.mask_threshold)?;
+        let l = smartclip::losses(&batch_images, &masks, &texts, f64::from(config.score_scale))?;
+        opt.backward_step(&l.total)?;
+        report(StepReport {
+            step,
+            total: l.total.to_scalar()?,
+            sparse: l.sparse.to_scalar()?,
+            sidm: l.sidm.to_scalar()?,
+            dism: l.dism.to_scalar()?,
+        });
+    }
+    Ok((net, varmap))
+}
+
+/// Writes `smartclip.json` + `smartclip.safetensors` (`mask_net.*`, f32) into `dir`.
+pub fn save(net: &MaskNet, varmap: &VarMap, dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let tensors: HashMap<String, Tensor> = {
+        let data = varmap
+            .data()
+            .lock()
+            .map_err(|_| anyhow::anyhow!("variable map poisoned"))?;
+        data.iter()
+            .map(|(k, v)| (k.clone(), v.as_tensor().clone()))
+            .collect()
+    };
+    crate::atomic::write_with(&dir.join("smartclip.safetensors"), |tmp| {
+        candle_core::safetensors::save(&tensors, tmp).map_err(std::io::Error::other)
+    })?;
+    let json = serde_json::to_string_pretty(&net.config)?;
+    crate::atomic::write(&dir.join("smartclip.json"), json.as_bytes())?;
+    Ok(())
+}
