@@ -6,6 +6,7 @@ mod demo;
 pub mod export;
 mod gallery;
 mod heatmap;
+mod masks;
 mod matrix;
 mod prompts;
 mod scores;
@@ -91,6 +92,8 @@ pub struct ClipscopeApp {
     pub pinned: [Option<usize>; 2],
     /// The word compared in the compare view (None: EOS).
     pub compare_word: Option<String>,
+    /// The prompt whose SmartCLIP mask the masks view compares with the selected one.
+    pub mask_other: Option<usize>,
     pub shown: HashMap<ImageId, Shown>,
     sent: VecDeque<InFlight>,
     dirty_since: Option<Instant>,
@@ -160,6 +163,7 @@ impl ClipscopeApp {
             hovered_patch: None,
             pinned: [None, None],
             compare_word: None,
+            mask_other: None,
             shown: HashMap::new(),
             sent: VecDeque::new(),
             dirty_since: None,
@@ -546,6 +550,7 @@ impl ClipscopeApp {
             View::Grid => heatmap::grid_view(self, ui),
             View::Matrix => matrix::show(self, ui),
             View::Compare => compare::show(self, ui),
+            View::Masks => masks::show(self, ui),
         });
         gallery::drop_overlay(self, ui);
         self.timings.push_frame(start.elapsed().as_secs_f32() * 1e3);

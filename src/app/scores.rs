@@ -49,6 +49,20 @@ pub fn show(app: &mut ClipscopeApp, ui: &mut egui::Ui) {
                 .collect(),
         });
     }
+    if app.score_of(0).is_some_and(|s| s.smartclip.is_some()) {
+        series.push(Series {
+            name: "SmartCLIP score".into(),
+            help: "cosine of the image embedding, masked to the prompt's own dimensions, with the \
+                   text embedding",
+            values: (0..n)
+                .map(|i| {
+                    app.score_of(i)
+                        .and_then(|s| s.smartclip.as_ref())
+                        .map(|s| f64::from(s.score))
+                })
+                .collect(),
+        });
+    }
     if app.current_shown().is_none() {
         ui.weak("no scores yet");
         return;

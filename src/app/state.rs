@@ -15,6 +15,8 @@ pub enum View {
     Grid,
     Matrix,
     Compare,
+    /// SmartCLIP's mask activations.
+    Masks,
 }
 
 /// How map values become colours.

@@ -53,6 +53,11 @@ pub fn top_bar(app: &mut ClipscopeApp, ui: &mut egui::Ui) {
                     "Compare",
                     "Two pinned prompts side by side and their difference",
                 ),
+                (
+                    View::Masks,
+                    "Masks",
+                    "SmartCLIP: which embedding dimensions each prompt keeps",
+                ),
             ] {
                 ui.selectable_value(&mut app.settings.view, view, name)
                     .on_hover_text(tip);

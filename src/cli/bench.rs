@@ -225,6 +225,7 @@ fn scorer_for(model: &LoadedModel) -> Result<Scorer> {
         scenes: 1,
         lr: 0.0,
         seed: 0,
+        pairs: false,
     };
     let config = train_dcsm::config_for(model, &options);
     let varmap = VarMap::new();
@@ -236,6 +237,22 @@ fn scorer_for(model: &LoadedModel) -> Result<Scorer> {
         &Device::Cpu,
     )?;
     Ok(Scorer::with_table(config, vb, table)?)
+}
+
+/// A random mask network of SmartCLIP's shape for a backbone (width = text width).
+fn random_mask_net(model: &LoadedModel) -> Result<crate::smartclip::MaskNet> {
+    let w = model.config().text.hidden_size;
+    let config = crate::smartclip::SmartConfig {
+        mask_width: w,
+        mask_heads: (w / 64).max(1),
+        mask_layers: 1,
+        text_pad_id: 0,
+        score_scale: 100.0,
+        mask_threshold: 0.5,
+    };
+    let varmap = VarMap::new();
+    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+    Ok(crate::smartclip::MaskNet::new(config, false, vb)?)
 }
 
 fn bench_model(name: &str, args: &BenchArgs) -> Result<Vec<Row>> {
@@ -272,6 +289,22 @@ fn bench_model(name: &str, args: &BenchArgs) -> Result<Vec<Row>> {
         Ok(scorer.score(&maps, &reps)?)
     })?);
     model.add_scorer(scorer)?;
+    let net = match model.smartclip() {
+        Some(_) => None,
+        None => Some(random_mask_net(&model)?),
+    };
+    let net = net
+        .as_ref()
+        .or(model.smartclip())
+        .context("no mask network")?;
+    let (t, width) = (
+        model.config().text.max_position_embeddings,
+        net.config.mask_width,
+    );
+    let hidden = Tensor::randn(0f32, 1.0, (8, t, width), &Device::Cpu)?;
+    rows.push(time(name, "smartclip_mask_8", w, n, || {
+        Ok(crate::smartclip::hard_mask(&net.forward(&hidden)?, 0.5)?.to_vec2::<f32>()?)
+    })?);
     rows.push(time(name, "prompt_edit_8", w, n, || {
         let p = model.encode_prompts(&prompts)?;
         Ok(model.score(&image, &p)?)

@@ -31,6 +31,9 @@ pub struct TrainDcsmArgs {
     pub lr: f64,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Each image against its own and its opposite caption only (not the whole batch).
+    #[arg(long)]
+    pub pairs: bool,
     /// Also write the scorer so far to `<out>/checkpoint-<step>/` every this many steps (0: never).
     #[arg(long, default_value_t = 500)]
     pub checkpoint_every: usize,
@@ -53,6 +56,7 @@ pub fn run(args: &TrainDcsmArgs) -> Result<()> {
         scenes: args.scenes.max(1),
         lr: args.lr,
         seed: args.seed,
+        pairs: args.pairs,
     };
     let bar = ProgressBar::new(args.steps as u64);
     bar.set_style(
