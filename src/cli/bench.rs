@@ -226,6 +226,8 @@ fn scorer_for(model: &LoadedModel) -> Result<Scorer> {
         lr: 0.0,
         seed: 0,
         pairs: false,
+        families: Vec::new(),
+        init: None,
     };
     let config = train_dcsm::config_for(model, &options);
     let varmap = VarMap::new();

@@ -33,6 +33,11 @@ pub fn run(args: &ScoreArgs) -> Result<()> {
                     "clip_cosine": s.clip_cosine,
                     "clip_prob": s.clip_prob,
                 });
+                if let Some(m) = &s.smartclip {
+                    p["smartclip_score"] = json!(m.score);
+                    p["mask_kept"] = json!(m.mask_kept);
+                    p["mask"] = json!(m.mask);
+                }
                 if let Some(d) = s.dcsm_score() {
                     p["dcsm_score"] = json!(d);
                     p["dcsm_functional_words"] = json!(s
@@ -59,7 +64,14 @@ pub fn run(args: &ScoreArgs) -> Result<()> {
         println!("{out}");
     } else {
         let dcsm = !model.scorers().is_empty();
-        let head = if dcsm { "      dcsm" } else { "" };
+        let smart = model.smartclip().is_some();
+        let mut head = String::new();
+        if dcsm {
+            head.push_str("      dcsm");
+        }
+        if smart {
+            head.push_str("  smartclip   kept");
+        }
         println!("{:>8}  {:>7}{head}  prompt", "cosine", "prob");
         for s in &scores {
             let note = if s.tokenized.truncated {
@@ -67,9 +79,12 @@ pub fn run(args: &ScoreArgs) -> Result<()> {
             } else {
                 ""
             };
-            let d = s
+            let mut d = s
                 .dcsm_score()
                 .map_or(String::new(), |d| format!("  {d:>8.3}"));
+            if let Some(m) = &s.smartclip {
+                d.push_str(&format!("  {:>9.4}  {:>4.0}%", m.score, m.mask_kept * 100.0));
+            }
             println!(
                 "{:>8.4}  {:>7.4}{d}  {}{note}",
                 s.clip_cosine, s.clip_prob, s.tokenized.text

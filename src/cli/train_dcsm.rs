@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use crate::dcsm::scorer::{Architecture, ColumnMode};
 use crate::train::dcsm::{self, Options};
+use crate::world::{Family, FAMILIES};
 
 #[derive(Debug, clap::Args)]
 pub struct TrainDcsmArgs {
@@ -31,6 +32,13 @@ pub struct TrainDcsmArgs {
     pub lr: f64,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Comma-separated probe families to train on (description, binding, spatial, negation,
+    /// size); default all.
+    #[arg(long, value_name = "LIST")]
+    pub families: Option<String>,
+    /// Continue from this scorer (`scorer*.safetensors` of the same architecture and shape).
+    #[arg(long, value_name = "FILE")]
+    pub init: Option<PathBuf>,
     /// Each image against its own and its opposite caption only (not the whole batch).
     #[arg(long)]
     pub pairs: bool,
@@ -57,6 +65,8 @@ pub fn run(args: &TrainDcsmArgs) -> Result<()> {
         lr: args.lr,
         seed: args.seed,
         pairs: args.pairs,
+        families: parse_families(args.families.as_deref())?,
+        init: args.init.clone(),
     };
     let bar = ProgressBar::new(args.steps as u64);
     bar.set_style(
@@ -101,4 +111,21 @@ pub fn run(args: &TrainDcsmArgs) -> Result<()> {
         args.out.display()
     );
     Ok(())
+}
+
+fn parse_families(list: Option<&str>) -> Result<Vec<Family>> {
+    let Some(list) = list else {
+        return Ok(FAMILIES.to_vec());
+    };
+    list.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|name| {
+            FAMILIES
+                .iter()
+                .copied()
+                .find(|f| f.name() == name)
+                .ok_or_else(|| anyhow::anyhow!("unknown family {name:?}"))
+        })
+        .collect()
 }

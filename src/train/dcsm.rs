@@ -32,6 +32,10 @@ pub struct Options {
     /// instead of every caption of the batch: the hard negatives alone, 2n/4 times cheaper a
     /// scene, so many more scenes a step.
     pub pairs: bool,
+    /// Probe families the contrasts are drawn from.
+    pub families: Vec<crate::world::Family>,
+    /// Start from this scorer's weights (a `scorer*.safetensors` of the same shape).
+    pub init: Option<std::path::PathBuf>,
 }
 
 /// One step's numbers.
@@ -81,7 +85,7 @@ fn batch(
     while scenes.len() < n {
         let scene = world::scene(seed, Split::Train, index);
         index += 1;
-        if let Some(c) = contrast::contrast(&scene, rng, false) {
+        if let Some(c) = contrast::contrast_of(&scene, rng, false, &options.families) {
             scenes.push(scene);
             captions.push(c.caption);
             opposites.push(c.opposite);
@@ -158,14 +162,30 @@ pub fn train(
     let config = config_for(model, options);
     let mut rng = ChaCha8Rng::seed_from_u64(options.seed);
     let table = scorer::init_table(config.functional_words.len(), config.rows, &mut rng);
-    let table = Tensor::from_vec(
+    let mut table = Tensor::from_vec(
         table,
         (config.functional_words.len(), config.rows),
         &Device::Cpu,
     )?;
-    let varmap = VarMap::new();
+    let init = match &options.init {
+        Some(path) => {
+            let tensors = candle_core::safetensors::load(path, &Device::Cpu)
+                .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+            if let Some(t) = tensors.get("functional_embeddings") {
+                table = t.to_dtype(DType::F32)?;
+            }
+            Some(path)
+        }
+        None => None,
+    };
+    let mut varmap = VarMap::new();
     let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
     let scorer = Scorer::with_table(config, vb, table)?;
+    if let Some(path) = init {
+        varmap
+            .load(path)
+            .map_err(|e| anyhow::anyhow!("cannot start from {}: {e}", path.display()))?;
+    }
     let params = ParamsAdamW {
         lr: options.lr,
         weight_decay: 0.0,

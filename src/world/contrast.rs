@@ -19,6 +19,16 @@ pub struct Contrast {
 /// One contrast of the scene, its family drawn at random among those the scene supports.
 /// `allow_held_out` lets the opposite scene contain held-out colour-shape pairs (off in training).
 pub fn contrast(scene: &Scene, rng: &mut ChaCha8Rng, allow_held_out: bool) -> Option<Contrast> {
+    contrast_of(scene, rng, allow_held_out, &super::FAMILIES)
+}
+
+/// As `contrast`, among the given families only.
+pub fn contrast_of(
+    scene: &Scene,
+    rng: &mut ChaCha8Rng,
+    allow_held_out: bool,
+    wanted: &[Family],
+) -> Option<Contrast> {
     let mut families = vec![Family::Description, Family::Negation];
     if scene.objects.len() == 2 {
         families.push(Family::Binding);
@@ -29,6 +39,10 @@ pub fn contrast(scene: &Scene, rng: &mut ChaCha8Rng, allow_held_out: bool) -> Op
     }
     if scene.objects.len() == 1 && scene.objects[0].size_word().is_some() {
         families.push(Family::Size);
+    }
+    families.retain(|f| wanted.contains(f));
+    if families.is_empty() {
+        return None;
     }
     // A family can fail for a scene (no room to swap, a swap would make a held-out pair).
     for _ in 0..families.len() {
