@@ -83,7 +83,11 @@ pub fn run(args: &ScoreArgs) -> Result<()> {
                 .dcsm_score()
                 .map_or(String::new(), |d| format!("  {d:>8.3}"));
             if let Some(m) = &s.smartclip {
-                d.push_str(&format!("  {:>9.4}  {:>4.0}%", m.score, m.mask_kept * 100.0));
+                d.push_str(&format!(
+                    "  {:>9.4}  {:>4.0}%",
+                    m.score,
+                    m.mask_kept * 100.0
+                ));
             }
             println!(
                 "{:>8.4}  {:>7.4}{d}  {}{note}",

@@ -33,7 +33,7 @@ pub struct TrainDcsmArgs {
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Comma-separated probe families to train on (description, binding, spatial, negation,
-    /// size); default all.
+    /// size), drawn uniformly from the list: repeat one to weigh it up. Default: all once.
     #[arg(long, value_name = "LIST")]
     pub families: Option<String>,
     /// Continue from this scorer (`scorer*.safetensors` of the same architecture and shape).

@@ -1,5 +1,6 @@
 //! The dense CLIP engine: configuration, weights, preprocessing, tokenizer and the forward pass.
 
+mod cache;
 pub mod clip;
 pub mod config;
 pub mod preprocess;
@@ -56,6 +57,8 @@ pub struct LoadedModel {
     scorers: Vec<Scorer>,
     /// SmartCLIP's mask network, when the checkpoint has one.
     smartclip: Option<MaskNet>,
+    /// Text encodings of recent prompts (emptied whenever a head changes).
+    text_cache: std::sync::Mutex<cache::TextCache>,
 }
 
 /// Scorer checkpoints a model folder may hold, by file stem.
@@ -179,6 +182,14 @@ impl LoadedModel {
                 .map_err(|e| ModelError::Weights(format!("embedded scorer: {e}")))?;
             model.add_scorer(Scorer::from_json_and_weights(json, vb)?)?;
         }
+        let (json, weights) = source::embedded::SMARTCLIP;
+        let config = serde_json::from_str(json)
+            .map_err(|e| ModelError::Config(format!("embedded smartclip.json: {e}")))?;
+        let vb = VarBuilder::from_slice_safetensors(weights, DType::F32, &device)
+            .map_err(|e| ModelError::Weights(format!("embedded SmartCLIP mask: {e}")))?;
+        let net = smartclip::from_weights(config, vb.pp("mask_net"))
+            .map_err(|e| ModelError::Weights(format!("embedded SmartCLIP mask: {e}")))?;
+        model.set_smartclip(net)?;
         Ok(model)
     }
 
@@ -239,6 +250,7 @@ impl LoadedModel {
             device,
             scorers: Vec::new(),
             smartclip: None,
+            text_cache: Default::default(),
         };
         if let Some(net) = smartclip::load(dir, &config_json)? {
             model.set_smartclip(net)?;
@@ -277,6 +289,7 @@ impl LoadedModel {
         }
         self.scorers.retain(|s| s.label() != scorer.label());
         self.scorers.push(scorer);
+        self.clear_text_cache();
         Ok(())
     }
 
@@ -287,6 +300,7 @@ impl LoadedModel {
 
     /// Removes and returns the scorers (benchmarks time the model with and without them).
     pub fn take_scorers(&mut self) -> Vec<Scorer> {
+        self.clear_text_cache();
         std::mem::take(&mut self.scorers)
     }
 
@@ -301,6 +315,7 @@ impl LoadedModel {
             device: Device::Cpu,
             scorers: Vec::new(),
             smartclip: None,
+            text_cache: Default::default(),
         })
     }
 
@@ -316,7 +331,14 @@ impl LoadedModel {
             )));
         }
         self.smartclip = Some(net);
+        self.clear_text_cache();
         Ok(())
+    }
+
+    /// Removes and returns the mask network (benchmarks time the model with and without it).
+    pub fn take_smartclip(&mut self) -> Option<MaskNet> {
+        self.clear_text_cache();
+        self.smartclip.take()
     }
 
     /// SmartCLIP's mask network, when present.
@@ -421,11 +443,40 @@ impl LoadedModel {
             .encode(prompt, self.config().text.max_position_embeddings)
     }
 
+    /// Encodes prompts, reusing the encodings of prompts seen recently: after an edit only the
+    /// changed prompt runs through the text tower.
+    pub fn encode_prompts(&self, prompts: &[String]) -> Result<EncodedPrompts, ModelError> {
+        if prompts.is_empty() {
+            return Err(ModelError::Prompt("no prompts given".into()));
+        }
+        let mut cache = self
+            .text_cache
+            .lock()
+            .map_err(|_| ModelError::Prompt("internal: the text cache is poisoned".into()))?;
+        let misses = cache.misses(prompts);
+        if !misses.is_empty() {
+            let fresh = self.encode_prompts_uncached(&misses)?;
+            cache.insert(&misses, &fresh)?;
+        }
+        let out = cache.assemble(prompts);
+        cache.trim();
+        out
+    }
+
+    fn clear_text_cache(&mut self) {
+        if let Ok(c) = self.text_cache.get_mut() {
+            c.clear();
+        }
+    }
+
     /// Runs the text tower on a batch of prompts (padded; the padding keys are masked, so every
     /// position up to a prompt's own EOS is independent of the padding). With scorers, the same
     /// pass yields their padded columns; prompts longer than the scorer's columns get a second,
     /// truncated pass.
-    pub fn encode_prompts(&self, prompts: &[String]) -> Result<EncodedPrompts, ModelError> {
+    pub fn encode_prompts_uncached(
+        &self,
+        prompts: &[String],
+    ) -> Result<EncodedPrompts, ModelError> {
         if prompts.is_empty() {
             return Err(ModelError::Prompt("no prompts given".into()));
         }

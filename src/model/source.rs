@@ -29,7 +29,15 @@ pub mod embedded {
     pub const WEIGHTS: &[u8] = include_bytes!("../../assets/default-model/model.safetensors");
     pub const NAME: &str = "shapes-world CLIP (embedded)";
     /// DCSM scorers trained for it by `clipscope train-dcsm`, the shown one first.
-    pub const SCORERS: [(&str, &[u8]); 0] = [];
+    pub const SCORERS: [(&str, &[u8]); 1] = [(
+        include_str!("../../assets/default-model/scorer.json"),
+        include_bytes!("../../assets/default-model/scorer.safetensors"),
+    )];
+    /// SmartCLIP's mask network trained for it by `clipscope train-smartclip`.
+    pub const SMARTCLIP: (&str, &[u8]) = (
+        include_str!("../../assets/default-model/smartclip.json"),
+        include_bytes!("../../assets/default-model/smartclip.safetensors"),
+    );
 }
 
 /// Progress of a long step (a download), reported as it goes.

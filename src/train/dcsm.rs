@@ -3,7 +3,7 @@
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{loss::cross_entropy, AdamW, Optimizer, ParamsAdamW, VarBuilder, VarMap};
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::HashMap;
 use std::path::Path;
@@ -32,7 +32,8 @@ pub struct Options {
     /// instead of every caption of the batch: the hard negatives alone, 2n/4 times cheaper a
     /// scene, so many more scenes a step.
     pub pairs: bool,
-    /// Probe families the contrasts are drawn from.
+    /// Probe families the contrasts are drawn from, uniformly over this list (repeat a family
+    /// to weigh it up). Must not be empty.
     pub families: Vec<crate::world::Family>,
     /// Start from this scorer's weights (a `scorer*.safetensors` of the same shape).
     pub init: Option<std::path::PathBuf>,
@@ -83,13 +84,19 @@ fn batch(
     let (mut opposites, mut opposite_captions) = (Vec::new(), Vec::new());
     let mut index = first_scene;
     while scenes.len() < n {
-        let scene = world::scene(seed, Split::Train, index);
-        index += 1;
-        if let Some(c) = contrast::contrast_of(&scene, rng, false, &options.families) {
-            scenes.push(scene);
-            captions.push(c.caption);
-            opposites.push(c.opposite);
-            opposite_captions.push(c.opposite_caption);
+        // The family first (a family listed twice is drawn twice as often), then a scene
+        // that supports it.
+        let family = options.families[rng.random_range(0..options.families.len())];
+        loop {
+            let scene = world::scene(seed, Split::Train, index);
+            index += 1;
+            if let Some(c) = contrast::contrast_of(&scene, rng, false, &[family]) {
+                scenes.push(scene);
+                captions.push(c.caption);
+                opposites.push(c.opposite);
+                opposite_captions.push(c.opposite_caption);
+                break;
+            }
         }
     }
     scenes.extend(opposites);
@@ -159,6 +166,9 @@ pub fn train(
     options: &Options,
     mut report: impl FnMut(StepReport, &Scorer, &VarMap),
 ) -> anyhow::Result<(Scorer, VarMap)> {
+    if options.families.is_empty() {
+        anyhow::bail!("no probe families to train on");
+    }
     let config = config_for(model, options);
     let mut rng = ChaCha8Rng::seed_from_u64(options.seed);
     let table = scorer::init_table(config.functional_words.len(), config.rows, &mut rng);

@@ -86,7 +86,7 @@ fn encode_pool(model: &LoadedModel, seed: u64, n: usize) -> anyhow::Result<(Vec<
         let x = Tensor::from_vec(pixels, (chunk.len(), 3, side, side), &Device::Cpu)?;
         parts.push(model.clip().image_tokens(&x)?.narrow(1, 0, 1)?.squeeze(1)?);
     }
-    Ok((scenes, Tensor::cat(&parts, 0)?))
+    Ok((scenes, Tensor::cat(&parts, 0)?.contiguous()?))
 }
 
 /// Trains the mask network; `report` sees every step.
