@@ -148,7 +148,8 @@ fn overlap(ui: &mut egui::Ui, a: &SmartScore, b: &SmartScore) {
     }
     ui.horizontal(|ui| {
         for (c, t) in [(BOTH, "both"), (KEPT, "first only"), (OTHER, "second only")] {
-            ui.colored_label(c, "■");
+            let (r, _) = ui.allocate_exact_size(egui::vec2(12.0, 12.0), egui::Sense::hover());
+            ui.painter().rect_filled(r, 2.0, c);
             ui.label(t);
         }
     });

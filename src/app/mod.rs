@@ -107,6 +107,8 @@ pub struct ClipscopeApp {
     pub encodes: usize,
     textures: HashMap<String, egui::TextureHandle>,
     stats_printed: Instant,
+    /// When the app was created (for the time to the first maps).
+    started: Instant,
     /// Where prompts, images and settings are saved (none in tests).
     state_file: Option<std::path::PathBuf>,
 }
@@ -176,6 +178,7 @@ impl ClipscopeApp {
             encodes: 0,
             textures: HashMap::new(),
             stats_printed: Instant::now(),
+            started: Instant::now(),
             state_file: None,
         };
         app.load_model(model);
@@ -440,6 +443,13 @@ impl ClipscopeApp {
                 }
             }
             Event::Results(r) => {
+                if self.timings.first_results_ms.is_none() {
+                    let ms = self.started.elapsed().as_secs_f64() * 1e3;
+                    self.timings.first_results_ms = Some(ms);
+                    if std::env::var_os("CLIPSCOPE_FRAME_STATS").is_some() {
+                        eprintln!("first maps {ms:.0} ms after start");
+                    }
+                }
                 let Some(pos) = self.sent.iter().position(|s| s.generation == r.generation) else {
                     return;
                 };

@@ -168,6 +168,8 @@ pub struct Timings {
     pub busy_frame_ms: Vec<f32>,
     pub frames_seen: usize,
     pub edits: Vec<f64>,
+    /// From the app's creation to the first scores arriving (model load, image encode, score).
+    pub first_results_ms: Option<f64>,
 }
 
 impl Timings {
@@ -200,7 +202,8 @@ impl Timings {
         };
         let edits: Vec<f32> = self.edits.iter().map(|e| *e as f32).collect();
         format!(
-            "frames {}: ui code {}; whole frame {}; {} frames while the worker was busy: {}; edit-to-maps over {} edits: {}",
+            "first maps {} after start; frames {}: ui code {}; whole frame {}; {} frames while the worker was busy: {}; edit-to-maps over {} edits: {}",
+            self.first_results_ms.map_or("–".into(), |m| format!("{m:.0} ms")),
             self.frame_ms.len(),
             f(&self.frame_ms),
             f(&self.full_frame_ms),

@@ -119,6 +119,9 @@ pub struct ScorerColumns {
     pub normalized: Tensor,
 }
 
+/// Per prompt: every scorer's score, and the shown scorer's replaced columns.
+type DcsmVerdicts = (Vec<Vec<ScorerScore>>, Vec<Vec<Replacement>>);
+
 /// One scorer's verdict on one prompt.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ScorerScore {
@@ -646,7 +649,7 @@ impl LoadedModel {
         &self,
         image: &EncodedImage,
         prompts: &EncodedPrompts,
-    ) -> Result<(Vec<Vec<ScorerScore>>, Vec<Vec<Replacement>>), ModelError> {
+    ) -> Result<DcsmVerdicts, ModelError> {
         let k = prompts.tokens.len();
         let Some(columns) = &prompts.columns else {
             return Ok((vec![Vec::new(); k], vec![Vec::new(); k]));
