@@ -126,6 +126,39 @@ fn score_json_has_cosines_and_probabilities() {
     assert!(prompts.iter().all(|p| p["clip_cosine"].is_f64()));
 }
 
+#[test]
+fn score_json_of_the_embedded_model_has_dcsm_and_smartclip_fields() {
+    let scene =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/demo/red-circle-above-blue-square.png");
+    let o = clipscope(&[
+        "score",
+        "--image",
+        &scene.display().to_string(),
+        "--json",
+        "--prompt",
+        "a red circle above a blue square",
+        "--prompt",
+        "a blue square above a red circle",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(doc["dcsm"]["note"].as_str().unwrap().contains("z-scored"));
+    let prompts = doc["prompts"].as_array().unwrap();
+    for p in prompts {
+        assert!(p["dcsm_score"].is_f64());
+        assert!(p["smartclip_score"].is_f64());
+        let kept = p["mask_kept"].as_f64().unwrap();
+        assert!(kept > 0.0 && kept < 1.0, "{kept}");
+        let mask = p["mask"].as_array().unwrap();
+        assert_eq!(mask.len(), 128);
+        let on = mask.iter().filter(|v| v.as_f64().unwrap() >= 0.5).count();
+        assert!((on as f64 / 128.0 - kept).abs() < 1e-6);
+    }
+    assert_eq!(prompts[0]["dcsm_functional_words"][0]["word"], "above");
+    // The trained scorer tells the relation apart on the demo scene; plain CLIP barely does.
+    assert!(prompts[0]["dcsm_score"].as_f64() > prompts[1]["dcsm_score"].as_f64());
+}
+
 /// Fails with a non-zero code and exactly one line on stderr containing `needle`.
 fn fails_with(args: &[&str], needle: &str) {
     let o = clipscope(args);
