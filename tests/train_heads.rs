@@ -27,6 +27,7 @@ fn a_short_scorer_run_learns_the_size_contrast_and_loads_back() {
         // Size ("small" vs "big" over one object) is the quickest contrast to learn.
         families: vec![Family::Size],
         init: None,
+        zscore_per_image: false,
     };
     let mut losses = Vec::new();
     let (scorer, vars) = dcsm::train(&model, &options, |r, _, _| losses.push(r.loss)).unwrap();

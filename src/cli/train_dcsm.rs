@@ -36,6 +36,10 @@ pub struct TrainDcsmArgs {
     /// size), drawn uniformly from the list: repeat one to weigh it up. Default: all once.
     #[arg(long, value_name = "LIST")]
     pub families: Option<String>,
+    /// With --pairs: z-score each image's two maps together, as scoring a probe does, instead
+    /// of the whole batch (the paper's training).
+    #[arg(long)]
+    pub zscore_per_image: bool,
     /// Continue from this scorer (`scorer*.safetensors` of the same architecture and shape).
     #[arg(long, value_name = "FILE")]
     pub init: Option<PathBuf>,
@@ -67,6 +71,7 @@ pub fn run(args: &TrainDcsmArgs) -> Result<()> {
         pairs: args.pairs,
         families: parse_families(args.families.as_deref())?,
         init: args.init.clone(),
+        zscore_per_image: args.zscore_per_image,
     };
     let bar = ProgressBar::new(args.steps as u64);
     bar.set_style(

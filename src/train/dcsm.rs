@@ -35,6 +35,9 @@ pub struct Options {
     /// Probe families the contrasts are drawn from, uniformly over this list (repeat a family
     /// to weigh it up). Must not be empty.
     pub families: Vec<crate::world::Family>,
+    /// With `pairs`: z-score each image's two maps together (as `score` does for a probe's
+    /// captions) instead of the whole batch at once (the paper's training).
+    pub zscore_per_image: bool,
     /// Start from this scorer's weights (a `scorer*.safetensors` of the same shape).
     pub init: Option<std::path::PathBuf>,
 }
@@ -141,7 +144,17 @@ fn batch(
         maps
     };
     let per_map: Vec<Vec<Replacement>> = pairs.iter().map(|(_, j)| reps[*j].clone()).collect();
-    let maps = global_zscore(&scorer.replace(&maps, &per_map)?)?;
+    let maps = scorer.replace(&maps, &per_map)?;
+    let maps = if options.pairs && options.zscore_per_image {
+        // Each image with its two captions, as an eval probe scores them.
+        let (m, r, c) = maps.dims3()?;
+        let groups = (0..m / 2)
+            .map(|g| global_zscore(&maps.narrow(0, 2 * g, 2)?))
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        Tensor::cat(&groups, 0)?.reshape((m, r, c))?
+    } else {
+        global_zscore(&maps)?
+    };
     Ok(Batch { maps, images: k })
 }
 
