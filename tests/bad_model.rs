@@ -85,3 +85,72 @@ fn unknown_activation_is_refused() {
     let dir = broken(|_| {}, |c| c["text_config"]["hidden_act"] = "swiglu".into());
     assert!(load_error(&dir).contains("unknown hidden_act \"swiglu\""));
 }
+
+/// The embedded model's files in a folder, with the heads' files as given.
+fn default_with(files: &[(&str, &[u8])]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let assets = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/default-model");
+    for f in ["config.json", "model.safetensors"] {
+        std::fs::copy(assets.join(f), dir.path().join(f)).unwrap();
+    }
+    for (name, bytes) in files {
+        std::fs::write(dir.path().join(name), bytes).unwrap();
+    }
+    dir
+}
+
+fn asset(name: &str) -> Vec<u8> {
+    std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("assets/default-model")
+            .join(name),
+    )
+    .unwrap()
+}
+
+#[test]
+fn broken_dcsm_scorers_and_smartclip_masks_are_refused_with_the_reason() {
+    // A scorer for another backbone (197 rows: ViT-B/16) on our 50-row model.
+    let json = String::from_utf8(asset("scorer.json"))
+        .unwrap()
+        .replace("\"rows\": 50", "\"rows\": 197");
+    let dir = default_with(&[
+        ("scorer.json", json.as_bytes()),
+        ("scorer.safetensors", &asset("scorer.safetensors")),
+    ]);
+    let e = load_error(&dir);
+    assert!(e.contains("197") && e.contains("scorer"), "{e}");
+
+    // Truncated scorer weights.
+    let weights = asset("scorer.safetensors");
+    let dir = default_with(&[
+        ("scorer.json", &asset("scorer.json")),
+        ("scorer.safetensors", &weights[..weights.len() / 2]),
+    ]);
+    let e = load_error(&dir);
+    assert!(e.contains("scorer.safetensors"), "{e}");
+
+    // A scorer.json that is not one.
+    let dir = default_with(&[
+        ("scorer.json", b"{\"mode\": 3}"),
+        ("scorer.safetensors", &weights),
+    ]);
+    let e = load_error(&dir);
+    assert!(e.contains("scorer"), "{e}");
+
+    // A SmartCLIP mask wider than the model's embedding.
+    let json = String::from_utf8(asset("smartclip.json"))
+        .unwrap()
+        .replace("\"mask_width\": 128", "\"mask_width\": 256");
+    let dir = default_with(&[
+        ("smartclip.json", json.as_bytes()),
+        ("smartclip.safetensors", &asset("smartclip.safetensors")),
+    ]);
+    let e = load_error(&dir);
+    assert!(e.contains("mask") || e.contains("smartclip"), "{e}");
+
+    // SmartCLIP weights missing.
+    let dir = default_with(&[("smartclip.json", &asset("smartclip.json"))]);
+    let e = load_error(&dir);
+    assert!(e.contains("smartclip.safetensors"), "{e}");
+}
