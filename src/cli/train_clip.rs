@@ -44,11 +44,7 @@ pub fn run(args: &TrainClipArgs) -> Result<()> {
         warmup: (args.steps / 20).max(1),
         init: args.init.clone(),
     };
-    let bar = ProgressBar::new(args.steps as u64);
-    bar.set_style(
-        ProgressStyle::with_template("{bar:30} {pos}/{len} steps  {per_sec}  ETA {eta}  {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
+    let bar = progress_bar(args.steps);
     let start = Instant::now();
     let (varmap, _) = clip::train(&options, |r, vars| {
         if args.checkpoint_every > 0
@@ -92,6 +88,16 @@ pub fn run(args: &TrainClipArgs) -> Result<()> {
         args.out.display()
     );
     Ok(())
+}
+
+/// A bar counting training steps, with speed, ETA and the latest losses.
+pub(super) fn progress_bar(steps: usize) -> ProgressBar {
+    let bar = ProgressBar::new(steps as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:30} {pos}/{len} steps  {per_sec}  ETA {eta}  {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar
 }
 
 /// A log line above the bar, or on stderr when the bar is hidden (not a terminal).

@@ -1,7 +1,6 @@
 //! `clipscope train-dcsm`: trains a DCSM scorer for a frozen CLIP on the shapes world.
 
 use anyhow::Result;
-use indicatif::{ProgressBar, ProgressStyle};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -73,11 +72,7 @@ pub fn run(args: &TrainDcsmArgs) -> Result<()> {
         init: args.init.clone(),
         zscore_per_image: args.zscore_per_image,
     };
-    let bar = ProgressBar::new(args.steps as u64);
-    bar.set_style(
-        ProgressStyle::with_template("{bar:30} {pos}/{len} steps  {per_sec}  ETA {eta}  {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
+    let bar = super::train_clip::progress_bar(args.steps);
     let start = Instant::now();
     let (mut loss_avg, mut acc_avg) = (0.0f32, 0.0f32);
     let (scorer, varmap) = dcsm::train(&model, &options, |r, scorer, vars| {

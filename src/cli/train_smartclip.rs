@@ -1,7 +1,6 @@
 //! `clipscope train-smartclip`: trains SmartCLIP's mask network for a frozen CLIP.
 
 use anyhow::Result;
-use indicatif::{ProgressBar, ProgressStyle};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -37,11 +36,7 @@ pub fn run(args: &TrainSmartclipArgs) -> Result<()> {
         lr: args.lr,
         seed: args.seed,
     };
-    let bar = ProgressBar::new(args.steps as u64);
-    bar.set_style(
-        ProgressStyle::with_template("{bar:30} {pos}/{len} steps  {per_sec}  ETA {eta}  {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
+    let bar = super::train_clip::progress_bar(args.steps);
     let start = Instant::now();
     eprintln!("encoding {} training scenes…", options.pool);
     let (net, varmap) = smartclip::train(&model, &options, |r| {

@@ -4,7 +4,6 @@ use candle_core::{DType, Device, IndexOp, Result, Tensor};
 use candle_nn::{loss::cross_entropy, AdamW, Optimizer, ParamsAdamW, VarBuilder, VarMap};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use std::collections::HashMap;
 use std::path::Path;
 
 use super::data;
@@ -201,17 +200,7 @@ fn schedule(options: &Options, step: usize) -> f64 {
 /// Writes the model as a Hugging Face `CLIPModel` folder (config.json + model.safetensors).
 pub fn save(varmap: &VarMap, config: &ClipConfig, dir: &Path, dtype: DType) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir)?;
-    let data = varmap
-        .data()
-        .lock()
-        .map_err(|_| anyhow::anyhow!("variable map poisoned"))?;
-    let tensors: HashMap<String, Tensor> = data
-        .iter()
-        .map(|(k, v)| Ok((k.clone(), v.as_tensor().to_dtype(dtype)?)))
-        .collect::<Result<_>>()?;
-    crate::atomic::write_with(&dir.join("model.safetensors"), |tmp| {
-        candle_core::safetensors::save(&tensors, tmp).map_err(std::io::Error::other)
-    })?;
+    super::save_vars(varmap, &[], &dir.join("model.safetensors"), dtype)?;
     let json = serde_json::to_string_pretty(&config.to_hf_json())?;
     crate::atomic::write(&dir.join("config.json"), json.as_bytes())?;
     Ok(())

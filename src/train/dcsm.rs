@@ -5,7 +5,6 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::{loss::cross_entropy, AdamW, Optimizer, ParamsAdamW, VarBuilder, VarMap};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use std::collections::HashMap;
 use std::path::Path;
 
 use crate::dcsm::scorer::{
@@ -104,7 +103,7 @@ fn batch(
     }
     scenes.extend(opposites);
     captions.extend(opposite_captions);
-    let images = encode_scenes(model, &scenes)?; // (2n, R, D), normalised
+    let images = l2_normalize(&super::image_tokens(model, &scenes)?)?; // (2n, R, D)
     let c = &scorer.config;
     let cols = model.encode_columns(&captions, c.columns, c.pad_id)?;
     let k = captions.len();
@@ -156,20 +155,6 @@ fn batch(
         global_zscore(&maps)?
     };
     Ok(Batch { maps, images: k })
-}
-
-/// Renders and encodes scenes: (N, rows, D) L2-normalised image tokens.
-pub fn encode_scenes(model: &LoadedModel, scenes: &[world::Scene]) -> anyhow::Result<Tensor> {
-    let mut pixels = Vec::new();
-    let mut side = 0;
-    for s in scenes {
-        let image = image::DynamicImage::ImageRgb8(world::render(s));
-        let pre = model.preprocess(&image);
-        side = pre.side;
-        pixels.extend_from_slice(&pre.pixels);
-    }
-    let x = Tensor::from_vec(pixels, (scenes.len(), 3, side, side), &Device::Cpu)?;
-    Ok(l2_normalize(&model.clip().image_tokens(&x)?)?)
 }
 
 /// Trains a scorer for `model`; `report` sees every step with the scorer so far (to save
@@ -252,20 +237,9 @@ pub fn train(
 
 /// Writes `<stem>.json` + `<stem>.safetensors` (f32) into `dir`.
 pub fn save(scorer: &Scorer, varmap: &VarMap, dir: &Path, stem: &str) -> anyhow::Result<()> {
-    std::fs::create_dir_all(dir)?;
-    let mut tensors: HashMap<String, Tensor> = {
-        let data = varmap
-            .data()
-            .lock()
-            .map_err(|_| anyhow::anyhow!("variable map poisoned"))?;
-        data.iter()
-            .map(|(k, v)| (k.clone(), v.as_tensor().clone()))
-            .collect()
-    };
-    tensors.insert("functional_embeddings".into(), scorer.table().clone());
-    crate::atomic::write_with(&dir.join(format!("{stem}.safetensors")), |tmp| {
-        candle_core::safetensors::save(&tensors, tmp).map_err(std::io::Error::other)
-    })?;
+    let weights = dir.join(format!("{stem}.safetensors"));
+    let table = [("functional_embeddings", scorer.table())];
+    super::save_vars(varmap, &table, &weights, DType::F32)?;
     let json = serde_json::to_string_pretty(&scorer.config)?;
     crate::atomic::write(&dir.join(format!("{stem}.json")), json.as_bytes())?;
     Ok(())

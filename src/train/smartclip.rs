@@ -6,7 +6,6 @@ use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarBuilder, VarMap};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use std::collections::HashMap;
 use std::path::Path;
 
 use crate::model::{tokenizer, Clip, LoadedModel, Tokenized};
@@ -76,15 +75,8 @@ fn encode_pool(model: &LoadedModel, seed: u64, n: usize) -> anyhow::Result<(Vec<
         .collect();
     let mut parts = Vec::new();
     for chunk in scenes.chunks(64) {
-        let mut pixels = Vec::new();
-        let mut side = 0;
-        for s in chunk {
-            let pre = model.preprocess(&image::DynamicImage::ImageRgb8(world::render(s)));
-            side = pre.side;
-            pixels.extend_from_slice(&pre.pixels);
-        }
-        let x = Tensor::from_vec(pixels, (chunk.len(), 3, side, side), &Device::Cpu)?;
-        parts.push(model.clip().image_tokens(&x)?.narrow(1, 0, 1)?.squeeze(1)?);
+        let tokens = super::image_tokens(model, chunk)?;
+        parts.push(tokens.narrow(1, 0, 1)?.squeeze(1)?);
     }
     Ok((scenes, Tensor::cat(&parts, 0)?.contiguous()?))
 }
@@ -145,19 +137,7 @@ pub fn train(
 
 /// Writes `smartclip.json` + `smartclip.safetensors` (`mask_net.*`, f32) into `dir`.
 pub fn save(net: &MaskNet, varmap: &VarMap, dir: &Path) -> anyhow::Result<()> {
-    std::fs::create_dir_all(dir)?;
-    let tensors: HashMap<String, Tensor> = {
-        let data = varmap
-            .data()
-            .lock()
-            .map_err(|_| anyhow::anyhow!("variable map poisoned"))?;
-        data.iter()
-            .map(|(k, v)| (k.clone(), v.as_tensor().clone()))
-            .collect()
-    };
-    crate::atomic::write_with(&dir.join("smartclip.safetensors"), |tmp| {
-        candle_core::safetensors::save(&tensors, tmp).map_err(std::io::Error::other)
-    })?;
+    super::save_vars(varmap, &[], &dir.join("smartclip.safetensors"), DType::F32)?;
     let json = serde_json::to_string_pretty(&net.config)?;
     crate::atomic::write(&dir.join("smartclip.json"), json.as_bytes())?;
     Ok(())

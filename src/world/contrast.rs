@@ -141,7 +141,7 @@ fn spatial(scene: &Scene) -> Option<Contrast> {
     let (mut na, mut nb) = (a.clone(), b.clone());
     (na.x, na.y, nb.x, nb.y) = (b.x, b.y, a.x, a.y);
     let objects = vec![na, nb];
-    if !fits(&objects) {
+    if !super::placed_well(&objects) {
         return None;
     }
     let opposite = Scene {
@@ -211,21 +211,6 @@ fn size(scene: &Scene, rng: &mut ChaCha8Rng) -> Option<Contrast> {
     })
 }
 
-/// Inside the canvas and not overlapping, as scene placement requires.
-fn fits(objects: &[Object]) -> bool {
-    let inside = objects.iter().all(|o| {
-        let r = o.size / 2.0;
-        o.x - r >= 0.0 && o.x + r <= 1.0 && o.y - r >= 0.0 && o.y + r <= 1.0
-    });
-    let apart = objects.iter().enumerate().all(|(i, a)| {
-        objects.iter().skip(i + 1).all(|b| {
-            let d = ((a.x - b.x).powi(2) + (a.y - b.y).powi(2)).sqrt();
-            d > (a.size + b.size) / 2.0 * 1.05
-        })
-    });
-    inside && apart
-}
-
 /// Whether `a rel b` holds geometrically in a scene's placement (as the generator makes it).
 pub fn relation_holds(rel: Relation, a: &Object, b: &Object) -> bool {
     match rel {
@@ -262,7 +247,7 @@ mod tests {
                     };
                     // Object 1 (named first in the opposite caption) now stands where 0 stood.
                     assert!(relation_holds(rel, b, a), "{c:?}");
-                    assert!(fits(&c.opposite.objects));
+                    assert!(crate::world::placed_well(&c.opposite.objects));
                 }
                 Family::Binding => {
                     let [a, b] = c.opposite.objects.as_slice() else {

@@ -284,6 +284,21 @@ fn random_object(rng: &mut ChaCha8Rng, used: &[Object]) -> Object {
     }
 }
 
+/// Every object inside the canvas and none overlapping another.
+fn placed_well(objects: &[Object]) -> bool {
+    let inside = objects.iter().all(|o| {
+        let r = o.size / 2.0;
+        o.x - r >= 0.0 && o.x + r <= 1.0 && o.y - r >= 0.0 && o.y + r <= 1.0
+    });
+    let apart = objects.iter().enumerate().all(|(i, a)| {
+        objects.iter().skip(i + 1).all(|b| {
+            let d = ((a.x - b.x).powi(2) + (a.y - b.y).powi(2)).sqrt();
+            d > (a.size + b.size) / 2.0 * 1.05
+        })
+    });
+    inside && apart
+}
+
 fn random_scene(rng: &mut ChaCha8Rng) -> Scene {
     let background = rng.random_range(150..=240u8);
     let count = [1usize, 2, 2, 2, 3][rng.random_range(0..5)];
@@ -344,17 +359,7 @@ fn random_scene(rng: &mut ChaCha8Rng) -> Scene {
                 }
             }
         }
-        let fits = objects.iter().all(|o| {
-            let r = o.size / 2.0;
-            o.x - r >= 0.0 && o.x + r <= 1.0 && o.y - r >= 0.0 && o.y + r <= 1.0
-        });
-        let apart = objects.iter().enumerate().all(|(i, a)| {
-            objects.iter().skip(i + 1).all(|b| {
-                let d = ((a.x - b.x).powi(2) + (a.y - b.y).powi(2)).sqrt();
-                d > (a.size + b.size) / 2.0 * 1.05
-            })
-        });
-        if fits && apart {
+        if placed_well(&objects) {
             break;
         }
     }
