@@ -186,13 +186,10 @@ impl LoadedModel {
             model.add_scorer(Scorer::from_json_and_weights(json, vb)?)?;
         }
         let (json, weights) = source::embedded::SMARTCLIP;
-        let config = serde_json::from_str(json)
-            .map_err(|e| ModelError::Config(format!("embedded smartclip.json: {e}")))?;
+        let config = smartclip::parse_config(json, "embedded smartclip.json")?;
         let vb = VarBuilder::from_slice_safetensors(weights, DType::F32, &device)
             .map_err(|e| ModelError::Weights(format!("embedded SmartCLIP mask: {e}")))?;
-        let net = smartclip::from_weights(config, vb.pp("mask_net"))
-            .map_err(|e| ModelError::Weights(format!("embedded SmartCLIP mask: {e}")))?;
-        model.set_smartclip(net)?;
+        model.set_smartclip(smartclip::build(config, vb, "embedded SmartCLIP mask")?)?;
         Ok(model)
     }
 
@@ -205,7 +202,12 @@ impl LoadedModel {
                 message: "model folder does not exist".into(),
             });
         }
-        let config = ClipConfig::from_file(&dir.join("config.json"))?;
+        let config_path = dir.join("config.json");
+        let config_text = std::fs::read_to_string(&config_path).map_err(|e| ModelError::Io {
+            path: config_path.clone(),
+            message: e.to_string(),
+        })?;
+        let config = ClipConfig::from_json(&config_text)?;
         let weights = source::weights_file(dir)?;
         let device = Device::Cpu;
         // SAFETY: the file is mapped read-only and not modified while the model lives; candle
@@ -241,10 +243,10 @@ impl LoadedModel {
         } else {
             PreprocessConfig::openai(config.vision.image_size)
         };
-        let config_json: serde_json::Value = std::fs::read_to_string(dir.join("config.json"))
+        // A converted SmartCLIP checkpoint keeps the mask's settings in config.json.
+        let smart_section = serde_json::from_str::<serde_json::Value>(&config_text)
             .ok()
-            .and_then(|t| serde_json::from_str(&t).ok())
-            .unwrap_or_default();
+            .and_then(|v| v.get("smartclip").cloned());
         let mut model = Self {
             clip,
             tokenizer,
@@ -255,7 +257,7 @@ impl LoadedModel {
             smartclip: None,
             text_cache: Default::default(),
         };
-        if let Some(net) = smartclip::load(dir, &config_json)? {
+        if let Some(net) = smartclip::load(dir, smart_section)? {
             model.set_smartclip(net)?;
         }
         for stem in SCORER_STEMS {

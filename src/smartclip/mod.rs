@@ -98,10 +98,11 @@ pub fn masked_cosines(images: &Tensor, masks: &Tensor, texts: &Tensor) -> Result
     masked.broadcast_mul(&texts)?.sum(D::Minus1)
 }
 
-/// A loaded mask network (inference).
+/// The mask network of a model folder: `smartclip.json` + `smartclip.safetensors` beside it, or
+/// the `smartclip` section of a converted checkpoint's config.json with its weights.
 pub fn load(
     dir: &Path,
-    config_json: &serde_json::Value,
+    section: Option<serde_json::Value>,
 ) -> std::result::Result<Option<MaskNet>, ModelError> {
     let side = dir.join("smartclip.json");
     let (config, weights) = if side.is_file() {
@@ -109,12 +110,10 @@ pub fn load(
             path: side.clone(),
             message: e.to_string(),
         })?;
-        let config: SmartConfig = serde_json::from_str(&text)
-            .map_err(|e| ModelError::Config(format!("{}: {e}", side.display())))?;
+        let config = parse_config(&text, &side.display().to_string())?;
         (config, dir.join("smartclip.safetensors"))
-    } else if let Some(v) = config_json.get("smartclip") {
-        let config: SmartConfig = serde_json::from_value(v.clone())
-            .map_err(|e| ModelError::Config(format!("config.json smartclip: {e}")))?;
+    } else if let Some(v) = section {
+        let config = parse_config(&v.to_string(), "config.json smartclip")?;
         (config, crate::model::source::weights_file(dir)?)
     } else {
         return Ok(None);
@@ -122,9 +121,22 @@ pub fn load(
     // SAFETY: mapped read-only; tensors are copied out when built.
     let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[&weights], DType::F32, &Device::Cpu) }
         .map_err(|e| ModelError::Weights(format!("{}: {e}", weights.display())))?;
+    build(config, vb, &weights.display().to_string()).map(Some)
+}
+
+/// Parses mask settings; `what` names the source in the error.
+pub fn parse_config(json: &str, what: &str) -> std::result::Result<SmartConfig, ModelError> {
+    serde_json::from_str(json).map_err(|e| ModelError::Config(format!("{what}: {e}")))
+}
+
+/// An inference mask network from weights holding `mask_net.*`; `what` names them in errors.
+pub fn build(
+    config: SmartConfig,
+    vb: VarBuilder,
+    what: &str,
+) -> std::result::Result<MaskNet, ModelError> {
     from_weights(config, vb.pp("mask_net"))
-        .map(Some)
-        .map_err(|e| ModelError::Weights(format!("{}: mask_net: {e}", weights.display())))
+        .map_err(|e| ModelError::Weights(format!("{what}: mask_net: {e}")))
 }
 
 /// Builds an inference mask network from a weight source already at `mask_net`.
