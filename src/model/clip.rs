@@ -1,7 +1,8 @@
 //! The CLIP towers in candle, in the Hugging Face `CLIPModel` weight layout, with dense outputs.
 
 use candle_core::{DType, Device, IndexOp, Module, Result, Tensor, D};
-use candle_nn::{Embedding, Linear, VarBuilder};
+use candle_nn::{Embedding, VarBuilder};
+use rayon::prelude::*;
 
 use super::config::{Activation, ClipConfig, TextConfig, VisionConfig};
 
@@ -38,87 +39,233 @@ impl Module for Norm {
     }
 }
 
-fn activate(act: Activation, xs: &Tensor) -> Result<Tensor> {
+/// The MLP activation; `fused` takes the one-pass QuickGELU kernel (inference, contiguous f32).
+fn activate(act: Activation, xs: &Tensor, fused: bool) -> Result<Tensor> {
     match act {
+        Activation::QuickGelu if fused && xs.is_contiguous() && xs.dtype() == DType::F32 => {
+            super::quick_gelu::quick_gelu(xs)
+        }
         Activation::QuickGelu => xs * candle_nn::ops::sigmoid(&(xs * 1.702)?)?,
         Activation::Gelu => xs.gelu_erf(),
         Activation::GeluTanh => xs.gelu(),
     }
 }
 
-fn linear(in_dim: usize, out_dim: usize, vb: VarBuilder) -> Result<Linear> {
-    candle_nn::linear(in_dim, out_dim, vb)
+/// A linear layer applied as one 2-D matmul over all leading dimensions.
+///
+/// At inference the weight is kept transposed, (in, out) and contiguous: gemm then reads it in
+/// place, where the stored (out, in) layout made it repack the whole matrix on every call. In
+/// training the weight stays the variable itself (a transposed copy would not follow optimiser
+/// updates). candle-nn's `Linear` is not used because it broadcasts the weight over the batch,
+/// which makes its weight gradient a per-sample tensor summed afterwards.
+#[derive(Debug, Clone)]
+struct Dense {
+    /// (out, in) in training, (in, out) contiguous at inference.
+    weight: Tensor,
+    bias: Option<Tensor>,
+    transposed: bool,
 }
 
-/// Applies a linear layer as one 2-D matmul over all leading dimensions. candle-nn's `Linear`
-/// broadcasts the weight over the batch instead, which makes its weight gradient a per-sample
-/// tensor summed afterwards: several times slower to train.
-fn dense(layer: &Linear, xs: &Tensor) -> Result<Tensor> {
-    let dims = xs.dims().to_vec();
-    let (last, lead) = dims
-        .split_last()
-        .ok_or_else(|| candle_core::Error::Msg("empty shape".into()))?;
-    let rows: usize = lead.iter().product();
-    let w = layer.weight();
-    let mut out = xs.reshape((rows, *last))?.matmul(&w.t()?)?;
-    if let Some(b) = layer.bias() {
-        out = out.broadcast_add(b)?;
+impl Dense {
+    /// `weight` is (out, in) as stored; at inference (`train` false) it is transposed once here.
+    fn new(weight: Tensor, bias: Option<Tensor>, train: bool) -> Result<Self> {
+        if train {
+            return Ok(Self {
+                weight,
+                bias,
+                transposed: false,
+            });
+        }
+        Ok(Self {
+            weight: weight.t()?.contiguous()?,
+            bias,
+            transposed: true,
+        })
     }
-    let mut shape = lead.to_vec();
-    shape.push(w.dim(0)?);
-    out.reshape(shape)
+
+    fn load(
+        in_dim: usize,
+        out_dim: usize,
+        bias: bool,
+        train: bool,
+        vb: VarBuilder,
+    ) -> Result<Self> {
+        let weight = vb.get_with_hints(
+            (out_dim, in_dim),
+            "weight",
+            candle_nn::init::DEFAULT_KAIMING_NORMAL,
+        )?;
+        let bias = if bias {
+            let bound = 1. / (in_dim as f64).sqrt();
+            let init = candle_nn::Init::Uniform {
+                lo: -bound,
+                up: bound,
+            };
+            Some(vb.get_with_hints(out_dim, "bias", init)?)
+        } else {
+            None
+        };
+        Self::new(weight, bias, train)
+    }
+
+    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        let dims = xs.dims().to_vec();
+        let (last, lead) = dims
+            .split_last()
+            .ok_or_else(|| candle_core::Error::Msg("empty shape".into()))?;
+        let rows: usize = lead.iter().product();
+        let x = xs.reshape((rows, *last))?;
+        let (mut out, out_dim) = if self.transposed {
+            (x.matmul(&self.weight)?, self.weight.dim(1)?)
+        } else {
+            (x.matmul(&self.weight.t()?)?, self.weight.dim(0)?)
+        };
+        if let Some(b) = &self.bias {
+            out = out.broadcast_add(b)?;
+        }
+        let mut shape = lead.to_vec();
+        shape.push(out_dim);
+        out.reshape(shape)
+    }
+}
+
+/// The query, key and value projections: one fused (in, 3·dim) matmul at inference, with the
+/// attention scale folded into the query part; three variables in training.
+#[derive(Debug, Clone)]
+enum Qkv {
+    Fused(Dense),
+    Separate { q: Dense, k: Dense, v: Dense },
+}
+
+impl Qkv {
+    /// From (3·dim, dim) packed weights and (3·dim) biases, q then k then v.
+    fn from_packed(weight: &Tensor, bias: &Tensor, scale: f64, train: bool) -> Result<Self> {
+        let dim = weight.dim(1)?;
+        if train {
+            let part = |i: usize| {
+                Dense::new(
+                    weight.narrow(0, i * dim, dim)?,
+                    Some(bias.narrow(0, i * dim, dim)?),
+                    true,
+                )
+            };
+            return Ok(Self::Separate {
+                q: part(0)?,
+                k: part(1)?,
+                v: part(2)?,
+            });
+        }
+        let factors = Tensor::cat(
+            &[
+                Tensor::full(scale as f32, dim, weight.device())?,
+                Tensor::ones(2 * dim, DType::F32, weight.device())?,
+            ],
+            0,
+        )?
+        .to_dtype(weight.dtype())?;
+        let weight = weight.broadcast_mul(&factors.unsqueeze(1)?)?;
+        let bias = bias.mul(&factors)?;
+        Ok(Self::Fused(Dense::new(weight, Some(bias), false)?))
+    }
+
+    /// (B, T, dim) → q (scaled), k, v, each (B, heads, T, head_dim) and contiguous.
+    fn forward(&self, xs: &Tensor, heads: usize, scale: f64) -> Result<(Tensor, Tensor, Tensor)> {
+        let (b, t, dim) = xs.dims3()?;
+        let hd = dim / heads;
+        match self {
+            Self::Fused(qkv) => {
+                let all = qkv
+                    .forward(xs)?
+                    .reshape((b, t, 3, heads, hd))?
+                    .permute((2, 0, 3, 1, 4))?
+                    .contiguous()?;
+                Ok((all.i(0)?, all.i(1)?, all.i(2)?))
+            }
+            Self::Separate { q, k, v } => {
+                let split = |x: Tensor| -> Result<Tensor> {
+                    x.reshape((b, t, heads, hd))?.transpose(1, 2)?.contiguous()
+                };
+                Ok((
+                    split((q.forward(xs)? * scale)?)?,
+                    split(k.forward(xs)?)?,
+                    split(v.forward(xs)?)?,
+                ))
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
 struct Attention {
-    q: Linear,
-    k: Linear,
-    v: Linear,
-    out: Linear,
+    qkv: Qkv,
+    out: Dense,
     heads: usize,
     head_dim: usize,
+    /// Picks the differentiable softmax (candle's fused one has no backward pass).
+    train: bool,
 }
 
 impl Attention {
-    fn new(dim: usize, heads: usize, vb: VarBuilder) -> Result<Self> {
+    fn new(dim: usize, heads: usize, train: bool, vb: VarBuilder) -> Result<Self> {
+        let head_dim = dim / heads;
+        let load = |name: &str, train: bool| Dense::load(dim, dim, true, train, vb.pp(name));
+        let qkv = if train {
+            Qkv::Separate {
+                q: load("q_proj", true)?,
+                k: load("k_proj", true)?,
+                v: load("v_proj", true)?,
+            }
+        } else {
+            // Loaded untransposed, then packed and transposed once.
+            let parts = [
+                load("q_proj", true)?,
+                load("k_proj", true)?,
+                load("v_proj", true)?,
+            ];
+            let weight = Tensor::cat(&parts.iter().map(|p| &p.weight).collect::<Vec<_>>(), 0)?;
+            let biases = parts
+                .iter()
+                .map(|p| p.bias.clone())
+                .collect::<Option<Vec<_>>>()
+                .ok_or_else(|| candle_core::Error::Msg("missing bias".into()))?;
+            Qkv::from_packed(&weight, &Tensor::cat(&biases, 0)?, scale(head_dim), false)?
+        };
         Ok(Self {
-            q: linear(dim, dim, vb.pp("q_proj"))?,
-            k: linear(dim, dim, vb.pp("k_proj"))?,
-            v: linear(dim, dim, vb.pp("v_proj"))?,
-            out: linear(dim, dim, vb.pp("out_proj"))?,
+            qkv,
+            out: Dense::load(dim, dim, true, train, vb.pp("out_proj"))?,
             heads,
-            head_dim: dim / heads,
+            head_dim,
+            train,
         })
-    }
-
-    fn split_heads(&self, xs: &Tensor, b: usize, t: usize) -> Result<Tensor> {
-        xs.reshape((b, t, self.heads, self.head_dim))?
-            .transpose(1, 2)?
-            .contiguous()
     }
 
     fn forward(&self, xs: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
         let (b, t, dim) = xs.dims3()?;
-        let scale = (self.head_dim as f64).powf(-0.5);
-        let q = self.split_heads(&(dense(&self.q, xs)? * scale)?, b, t)?;
-        let k = self.split_heads(&dense(&self.k, xs)?, b, t)?;
-        let v = self.split_heads(&dense(&self.v, xs)?, b, t)?;
+        let (q, k, v) = self.qkv.forward(xs, self.heads, scale(self.head_dim))?;
         let mut weights = q.matmul(&k.t()?)?;
         if let Some(mask) = mask {
             weights = weights.broadcast_add(mask)?;
         }
-        let weights = candle_nn::ops::softmax(&weights, D::Minus1)?;
+        let weights = if self.train {
+            candle_nn::ops::softmax(&weights, D::Minus1)?
+        } else {
+            candle_nn::ops::softmax_last_dim(&weights)?
+        };
         let attended = weights.matmul(&v)?.transpose(1, 2)?.reshape((b, t, dim))?;
-        dense(&self.out, &attended)
+        self.out.forward(&attended)
     }
+}
+
+fn scale(head_dim: usize) -> f64 {
+    (head_dim as f64).powf(-0.5)
 }
 
 #[derive(Debug, Clone)]
 pub(crate) struct EncoderLayer {
     attn: Attention,
     norm1: Norm,
-    fc1: Linear,
-    fc2: Linear,
+    fc1: Dense,
+    fc2: Dense,
     norm2: Norm,
     act: Activation,
 }
@@ -132,24 +279,18 @@ impl EncoderLayer {
         let packed_w = vb.get_with_hints((3 * dim, dim), "attn.in_proj_weight", init)?;
         let packed_b =
             vb.get_with_hints(3 * dim, "attn.in_proj_bias", candle_nn::Init::Const(0.0))?;
-        let part = |i: usize| -> Result<Linear> {
-            Ok(Linear::new(
-                packed_w.narrow(0, i * dim, dim)?,
-                Some(packed_b.narrow(0, i * dim, dim)?),
-            ))
-        };
+        let head_dim = dim / heads;
         Ok(Self {
             attn: Attention {
-                q: part(0)?,
-                k: part(1)?,
-                v: part(2)?,
-                out: linear(dim, dim, vb.pp("attn.out_proj"))?,
+                qkv: Qkv::from_packed(&packed_w, &packed_b, scale(head_dim), train)?,
+                out: Dense::load(dim, dim, true, train, vb.pp("attn.out_proj"))?,
                 heads,
-                head_dim: dim / heads,
+                head_dim,
+                train,
             },
             norm1: Norm::new(dim, 1e-5, train, vb.pp("ln_1"))?,
-            fc1: linear(dim, 4 * dim, vb.pp("mlp.c_fc"))?,
-            fc2: linear(4 * dim, dim, vb.pp("mlp.c_proj"))?,
+            fc1: Dense::load(dim, 4 * dim, true, train, vb.pp("mlp.c_fc"))?,
+            fc2: Dense::load(4 * dim, dim, true, train, vb.pp("mlp.c_proj"))?,
             norm2: Norm::new(dim, 1e-5, train, vb.pp("ln_2"))?,
             act: Activation::QuickGelu,
         })
@@ -162,8 +303,12 @@ impl EncoderLayer {
 
     fn forward(&self, xs: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
         let h = (xs + self.attn.forward(&self.norm1.forward(xs)?, mask)?)?;
-        let m = activate(self.act, &dense(&self.fc1, &self.norm2.forward(&h)?)?)?;
-        h + dense(&self.fc2, &m)?
+        let m = activate(
+            self.act,
+            &self.fc1.forward(&self.norm2.forward(&h)?)?,
+            !self.attn.train,
+        )?;
+        h + self.fc2.forward(&m)?
     }
 }
 
@@ -185,14 +330,16 @@ struct Encoder {
 impl Encoder {
     fn new(s: &EncoderSizes, train: bool, vb: VarBuilder) -> Result<Self> {
         let vb = vb.pp("layers");
+        // Layers are built in parallel: at inference each one transposes its weights.
         let layers = (0..s.layers)
+            .into_par_iter()
             .map(|i| {
                 let vb = vb.pp(i.to_string());
                 Ok(EncoderLayer {
-                    attn: Attention::new(s.dim, s.heads, vb.pp("self_attn"))?,
+                    attn: Attention::new(s.dim, s.heads, train, vb.pp("self_attn"))?,
                     norm1: Norm::new(s.dim, s.eps, train, vb.pp("layer_norm1"))?,
-                    fc1: linear(s.dim, s.mlp, vb.pp("mlp.fc1"))?,
-                    fc2: linear(s.mlp, s.dim, vb.pp("mlp.fc2"))?,
+                    fc1: Dense::load(s.dim, s.mlp, true, train, vb.pp("mlp.fc1"))?,
+                    fc2: Dense::load(s.mlp, s.dim, true, train, vb.pp("mlp.fc2"))?,
                     norm2: Norm::new(s.dim, s.eps, train, vb.pp("layer_norm2"))?,
                     act: s.act,
                 })
@@ -213,8 +360,8 @@ impl Encoder {
 /// The vision transformer up to `post_layernorm`, applied to every token.
 #[derive(Debug, Clone)]
 struct VisionTower {
-    /// The patch convolution as a matrix: (hidden, 3·p·p).
-    patch_weight: Tensor,
+    /// The patch convolution as a matrix from 3·p·p pixels to hidden.
+    patch_embedding: Dense,
     class_embedding: Tensor,
     position_embedding: Tensor,
     pre_norm: Norm,
@@ -236,6 +383,7 @@ impl VisionTower {
         let patch_weight = emb
             .get_with_hints((h, c.num_channels, p, p), "patch_embedding.weight", init)?
             .reshape((h, c.num_channels * p * p))?;
+        let patch_embedding = Dense::new(patch_weight, None, train)?;
         let sizes = EncoderSizes {
             dim: h,
             mlp: c.intermediate_size,
@@ -245,7 +393,7 @@ impl VisionTower {
             act: c.hidden_act,
         };
         Ok(Self {
-            patch_weight,
+            patch_embedding,
             class_embedding: emb.get_with_hints(h, "class_embedding", init)?,
             position_embedding: emb.get_with_hints(
                 (grid * grid + 1, h),
@@ -274,8 +422,8 @@ impl VisionTower {
             .permute((0, 2, 4, 1, 3, 5))?
             .reshape((b * g * g, c * p * p))?;
         let patch_tokens =
-            patches
-                .matmul(&self.patch_weight.t()?)?
+            self.patch_embedding
+                .forward(&patches)?
                 .reshape((b, g * g, self.hidden))?;
         let cls = self
             .class_embedding
@@ -380,8 +528,8 @@ fn padded_causal_mask(t: usize, lengths: &[usize], device: &Device) -> Result<Te
 pub struct Clip {
     vision: VisionTower,
     text: TextTower,
-    visual_projection: Linear,
-    text_projection: Linear,
+    visual_projection: Dense,
+    text_projection: Dense,
     logit_scale: Tensor,
     config: ClipConfig,
 }
@@ -396,14 +544,18 @@ impl Clip {
         Ok(Self {
             vision: VisionTower::new(&config.vision, train, vb.pp("vision_model"))?,
             text: TextTower::new(&config.text, train, vb.pp("text_model"))?,
-            visual_projection: candle_nn::linear_no_bias(
+            visual_projection: Dense::load(
                 config.vision.hidden_size,
                 p,
+                false,
+                train,
                 vb.pp("visual_projection"),
             )?,
-            text_projection: candle_nn::linear_no_bias(
+            text_projection: Dense::load(
                 config.text.hidden_size,
                 p,
+                false,
+                train,
                 vb.pp("text_projection"),
             )?,
             logit_scale,
@@ -424,20 +576,18 @@ impl Clip {
 
     /// (B, T) ids → (B, T, projection_dim): every position, projected.
     pub fn text_tokens(&self, ids: &Tensor) -> Result<Tensor> {
-        dense(&self.text_projection, &self.text.forward(ids, None)?)
+        self.text_projection.forward(&self.text.forward(ids, None)?)
     }
 
     /// As `text_tokens`, for rows padded past `lengths[b]` whose padding keys are masked out.
     pub fn text_tokens_padded(&self, ids: &Tensor, lengths: &[usize]) -> Result<Tensor> {
-        dense(
-            &self.text_projection,
-            &self.text.forward(ids, Some(lengths))?,
-        )
+        self.text_projection
+            .forward(&self.text.forward(ids, Some(lengths))?)
     }
 
     /// Projects `final_layer_norm` outputs (…, text hidden) → (…, projection_dim).
     pub fn project_text(&self, hidden: &Tensor) -> Result<Tensor> {
-        dense(&self.text_projection, hidden)
+        self.text_projection.forward(hidden)
     }
 
     /// (B, T) ids → (B, T, text hidden): `final_layer_norm` outputs before the projection.

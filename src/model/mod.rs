@@ -4,8 +4,10 @@ mod cache;
 pub mod clip;
 pub mod config;
 pub mod preprocess;
+mod quick_gelu;
 pub mod source;
 pub mod tokenizer;
+mod weights;
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
@@ -210,9 +212,7 @@ impl LoadedModel {
         let config = ClipConfig::from_json(&config_text)?;
         let weights = source::weights_file(dir)?;
         let device = Device::Cpu;
-        // SAFETY: the file is mapped read-only and not modified while the model lives; candle
-        // copies each tensor out of the map when it is built.
-        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[&weights], DType::F32, &device) }
+        let vb = weights::var_builder(&weights, DType::F32, &device)
             .map_err(|e| ModelError::Weights(format!("{}: {e}", weights.display())))?;
         let clip = Clip::new(&config, false, vb).map_err(|e| {
             ModelError::Weights(format!(
