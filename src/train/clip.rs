@@ -145,13 +145,11 @@ pub fn train(
 ) -> anyhow::Result<(VarMap, Clip)> {
     keep_freed_memory();
     let device = Device::Cpu;
-    let mut varmap = VarMap::new();
+    let varmap = VarMap::new();
     let vb = VarBuilder::from_varmap(&varmap, DType::F32, &device);
     let model = Clip::new(&options.config, true, vb)?;
     if let Some(init) = &options.init {
-        varmap
-            .load(init)
-            .map_err(|e| anyhow::anyhow!("cannot start from {}: {e}", init.display()))?;
+        super::load_vars(&varmap, init)?;
     }
     train_from(options, varmap, model, &mut report)
 }

@@ -186,13 +186,11 @@ pub fn train(
         }
         None => None,
     };
-    let mut varmap = VarMap::new();
+    let varmap = VarMap::new();
     let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
     let scorer = Scorer::with_table(config, vb, table)?;
     if let Some(path) = init {
-        varmap
-            .load(path)
-            .map_err(|e| anyhow::anyhow!("cannot start from {}: {e}", path.display()))?;
+        super::load_vars(&varmap, path)?;
     }
     let params = ParamsAdamW {
         lr: options.lr,

@@ -26,6 +26,26 @@ pub fn image_tokens(model: &LoadedModel, scenes: &[Scene]) -> anyhow::Result<Ten
     Ok(model.clip().image_tokens(&x)?)
 }
 
+/// Sets every variable of `varmap` from a safetensors file, converting each tensor to the
+/// variable's dtype (the shipped models are f16, training runs in f32). Every variable must be in
+/// the file with its shape.
+pub fn load_vars(varmap: &VarMap, path: &Path) -> anyhow::Result<()> {
+    let tensors = candle_core::safetensors::load(path, &Device::Cpu)
+        .map_err(|e| anyhow::anyhow!("cannot start from {}: {e}", path.display()))?;
+    let data = varmap
+        .data()
+        .lock()
+        .map_err(|_| anyhow::anyhow!("variable map poisoned"))?;
+    for (name, var) in data.iter() {
+        let t = tensors.get(name).ok_or_else(|| {
+            anyhow::anyhow!("cannot start from {}: it has no {name}", path.display())
+        })?;
+        var.set(&t.to_dtype(var.dtype())?)
+            .map_err(|e| anyhow::anyhow!("cannot start from {}: {name}: {e}", path.display()))?;
+    }
+    Ok(())
+}
+
 /// Writes a variable map (plus `extra` tensors) as safetensors, atomically, in `dtype`.
 pub fn save_vars(
     varmap: &VarMap,
@@ -52,4 +72,38 @@ pub fn save_vars(
         candle_core::safetensors::save(&tensors, tmp).map_err(std::io::Error::other)
     })?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_nn::{Init, VarBuilder};
+
+    fn vars(value: f64) -> VarMap {
+        let varmap = VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+        vb.get_with_hints((2, 3), "a.weight", Init::Const(value))
+            .unwrap();
+        varmap
+    }
+
+    #[test]
+    fn starts_from_an_f16_file_and_names_what_is_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.safetensors");
+        save_vars(&vars(0.25), &[], &path, DType::F16).unwrap();
+        let target = vars(0.0);
+        load_vars(&target, &path).unwrap();
+        let loaded = target.data().lock().unwrap()["a.weight"]
+            .as_tensor()
+            .clone();
+        assert_eq!(loaded.dtype(), DType::F32);
+        assert_eq!(loaded.to_vec2::<f32>().unwrap(), vec![vec![0.25f32; 3]; 2]);
+
+        let other = VarMap::new();
+        let vb = VarBuilder::from_varmap(&other, DType::F32, &Device::Cpu);
+        vb.get_with_hints(4, "b.bias", Init::Const(0.0)).unwrap();
+        let err = load_vars(&other, &path).unwrap_err().to_string();
+        assert!(err.contains("b.bias"), "{err}");
+    }
 }
