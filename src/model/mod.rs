@@ -396,7 +396,10 @@ impl LoadedModel {
     /// A short description of where the model runs.
     pub fn device_name(&self) -> String {
         match self.device {
-            Device::Cpu => format!("CPU ({} threads)", candle_core::utils::get_num_threads()),
+            Device::Cpu => match candle_core::utils::get_num_threads() {
+                1 => "CPU (1 thread)".to_string(),
+                n => format!("CPU ({n} threads)"),
+            },
             _ => "accelerator".into(),
         }
     }
