@@ -129,10 +129,8 @@ impl Scorer {
             message: e.to_string(),
         })?;
         let weights = dir.join(format!("{stem}.safetensors"));
-        // SAFETY: mapped read-only; tensors are copied out when built.
-        let vb =
-            unsafe { VarBuilder::from_mmaped_safetensors(&[&weights], DType::F32, &Device::Cpu) }
-                .map_err(|e| ModelError::Weights(format!("{}: {e}", weights.display())))?;
+        let vb = crate::model::weights::var_builder(&weights, DType::F32, &Device::Cpu)
+            .map_err(|e| ModelError::Weights(format!("{}: {e}", weights.display())))?;
         Self::from_json_and_weights(&text, vb)
             .map_err(|e| ModelError::Weights(format!("{}: {e}", weights.display())))
     }

@@ -7,7 +7,7 @@ pub mod preprocess;
 mod quick_gelu;
 pub mod source;
 pub mod tokenizer;
-mod weights;
+pub(crate) mod weights;
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;

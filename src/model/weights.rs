@@ -1,4 +1,5 @@
 //! Reads a safetensors file one tensor at a time, so loading never holds the whole file in memory.
+//! Every weight file clipscope opens (models, scorers, SmartCLIP masks) goes through here.
 //!
 //! candle's memory-mapped loader keeps every page it has touched resident until the model is
 //! built, so a model's peak memory was its weights twice over (the map and the tensors). Here each

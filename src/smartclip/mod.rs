@@ -118,8 +118,7 @@ pub fn load(
     } else {
         return Ok(None);
     };
-    // SAFETY: mapped read-only; tensors are copied out when built.
-    let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[&weights], DType::F32, &Device::Cpu) }
+    let vb = crate::model::weights::var_builder(&weights, DType::F32, &Device::Cpu)
         .map_err(|e| ModelError::Weights(format!("{}: {e}", weights.display())))?;
     build(config, vb, &weights.display().to_string()).map(Some)
 }
