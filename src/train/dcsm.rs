@@ -175,22 +175,22 @@ pub fn train(
         (config.functional_words.len(), config.rows),
         &Device::Cpu,
     )?;
+    // The starting file is read once: its table before the network exists, then its variables.
     let init = match &options.init {
         Some(path) => {
-            let tensors = candle_core::safetensors::load(path, &Device::Cpu)
-                .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+            let tensors = super::read_tensors(path)?;
             if let Some(t) = tensors.get("functional_embeddings") {
                 table = t.to_dtype(DType::F32)?;
             }
-            Some(path)
+            Some((path, tensors))
         }
         None => None,
     };
     let varmap = VarMap::new();
     let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
     let scorer = Scorer::with_table(config, vb, table)?;
-    if let Some(path) = init {
-        super::load_vars(&varmap, path)?;
+    if let Some((path, tensors)) = init {
+        super::set_vars(&varmap, &tensors, path)?;
     }
     let params = ParamsAdamW {
         lr: options.lr,

@@ -30,8 +30,21 @@ pub fn image_tokens(model: &LoadedModel, scenes: &[Scene]) -> anyhow::Result<Ten
 /// variable's dtype (the shipped models are f16, training runs in f32). Every variable must be in
 /// the file with its shape.
 pub fn load_vars(varmap: &VarMap, path: &Path) -> anyhow::Result<()> {
-    let tensors = candle_core::safetensors::load(path, &Device::Cpu)
-        .map_err(|e| anyhow::anyhow!("cannot start from {}: {e}", path.display()))?;
+    set_vars(varmap, &read_tensors(path)?, path)
+}
+
+/// Every tensor of a safetensors file we start training from.
+pub fn read_tensors(path: &Path) -> anyhow::Result<HashMap<String, Tensor>> {
+    candle_core::safetensors::load(path, &Device::Cpu)
+        .map_err(|e| anyhow::anyhow!("cannot start from {}: {e}", path.display()))
+}
+
+/// As `load_vars`, from tensors already read from `path`.
+pub fn set_vars(
+    varmap: &VarMap,
+    tensors: &HashMap<String, Tensor>,
+    path: &Path,
+) -> anyhow::Result<()> {
     let data = varmap
         .data()
         .lock()
