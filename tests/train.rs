@@ -42,6 +42,7 @@ fn a_short_run_lowers_the_validation_loss() {
         lr: 3e-3,
         seed: 3,
         token_weight: 1.0,
+        ground_weight: 0.0,
         warmup: 5,
         init: None,
     };

@@ -24,6 +24,10 @@ pub struct TrainClipArgs {
     /// Weight of the token-level (FILIP-style) loss; 0 = plain CLIP loss.
     #[arg(long, default_value_t = 1.0)]
     pub token_weight: f64,
+    /// Weight of the grounding loss: the colour and shape tokens of every object a caption
+    /// names should match the patch holding that object best (0 = off).
+    #[arg(long, default_value_t = 0.0)]
+    pub ground_weight: f64,
     /// Continue from this model.safetensors (same shape) instead of random weights.
     #[arg(long, value_name = "FILE")]
     pub init: Option<PathBuf>,
@@ -41,6 +45,7 @@ pub fn run(args: &TrainClipArgs) -> Result<()> {
         lr: args.lr,
         seed: args.seed,
         token_weight: args.token_weight,
+        ground_weight: args.ground_weight,
         warmup: (args.steps / 20).max(1),
         init: args.init.clone(),
     };
@@ -61,18 +66,19 @@ pub fn run(args: &TrainClipArgs) -> Result<()> {
         }
         bar.set_position(r.step as u64 + 1);
         bar.set_message(format!(
-            "loss {:.3} (clip {:.3}, token {:.3})",
-            r.loss, r.clip_loss, r.token_loss
+            "loss {:.3} (clip {:.3}, token {:.3}, ground {:.3})",
+            r.loss, r.clip_loss, r.token_loss, r.ground_loss
         ));
         if r.step % 50 == 0 || r.step + 1 == args.steps {
             say(
                 &bar,
                 format!(
-                    "step {:>5}  loss {:.4}  clip {:.4}  token {:.4}  {:.0} s",
+                    "step {:>5}  loss {:.4}  clip {:.4}  token {:.4}  ground {:.4}  {:.0} s",
                     r.step,
                     r.loss,
                     r.clip_loss,
                     r.token_loss,
+                    r.ground_loss,
                     start.elapsed().as_secs_f64()
                 ),
             );

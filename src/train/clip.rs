@@ -52,6 +52,9 @@ pub struct Options {
     pub seed: u64,
     /// Weight of the token-level (FILIP-style) loss; 0 trains with the CLIP loss alone.
     pub token_weight: f64,
+    /// Weight of the grounding loss: each named object's colour and shape tokens against the
+    /// patches of their own image, the object's patch the target (0: off).
+    pub ground_weight: f64,
     pub warmup: usize,
     /// Start from these weights (a model.safetensors of the same shape) instead of random ones.
     pub init: Option<std::path::PathBuf>,
@@ -64,14 +67,24 @@ pub struct StepReport {
     pub loss: f32,
     pub clip_loss: f32,
     pub token_loss: f32,
+    pub ground_loss: f32,
 }
 
-/// The losses of one batch: (total, clip, token).
+/// The losses of one batch.
+struct Losses {
+    total: Tensor,
+    clip: Tensor,
+    token: Tensor,
+    ground: Tensor,
+}
+
+/// The losses of one batch, weighted into their total.
 fn losses(
     model: &Clip,
     batch: &data::Batch,
     token_weight: f64,
-) -> Result<(Tensor, Tensor, Tensor)> {
+    ground_weight: f64,
+) -> Result<Losses> {
     let b = batch.eos.len();
     let img = model.image_tokens(&batch.pixels)?; // (B, 1+P, D)
     let txt = model.text_tokens(&batch.ids)?; // (B, T, D)
@@ -121,8 +134,43 @@ fn losses(
     let i2t = i2t.broadcast_mul(&scale)?;
     let token_loss =
         ((cross_entropy(&i2t, &targets)? + cross_entropy(&t2i.t()?, &targets)?)? * 0.5)?;
-    let total = (&clip_loss + (&token_loss * token_weight)?)?;
-    Ok((total, clip_loss, token_loss))
+    let ground = ground_loss(&patches, &words, batch, &scale)?;
+    let total = ((&clip_loss + (&token_loss * token_weight)?)? + (&ground * ground_weight)?)?;
+    Ok(Losses {
+        total,
+        clip: clip_loss,
+        token: token_loss,
+        ground,
+    })
+}
+
+/// Cross-entropy of each grounded token over its own image's patches, the named object's patch
+/// the target: (B, P, D) normalised patches, (B, T, D) normalised tokens. Zero without targets.
+fn ground_loss(
+    patches: &Tensor,
+    words: &Tensor,
+    batch: &data::Batch,
+    scale: &Tensor,
+) -> Result<Tensor> {
+    if batch.ground.is_empty() {
+        return Tensor::zeros((), DType::F32, patches.device());
+    }
+    let (b, p, _) = patches.dims3()?;
+    let t = words.dim(1)?;
+    let own = words
+        .matmul(&patches.transpose(1, 2)?)?
+        .reshape((b * t, p))?; // [caption·token, patch]
+    let rows: Vec<u32> = batch
+        .ground
+        .iter()
+        .map(|(i, g)| (i * t + g.token) as u32)
+        .collect();
+    let targets: Vec<u32> = batch.ground.iter().map(|(_, g)| g.patch as u32).collect();
+    let n = rows.len();
+    let logits = own
+        .index_select(&Tensor::from_vec(rows, n, patches.device())?, 0)?
+        .broadcast_mul(scale)?;
+    cross_entropy(&logits, &Tensor::from_vec(targets, n, patches.device())?)
 }
 
 /// Keeps freed memory in the process: training allocates and frees the same large tensors every
@@ -173,13 +221,14 @@ fn train_from(
         opt.set_learning_rate(lr);
         let start = (step * options.batch) as u64;
         let batch = batcher.batch(Split::Train, start, options.batch, &mut rng)?;
-        let (total, clip_loss, token_loss) = losses(&model, &batch, options.token_weight)?;
-        opt.backward_step(&total)?;
+        let l = losses(&model, &batch, options.token_weight, options.ground_weight)?;
+        opt.backward_step(&l.total)?;
         let numbers = StepReport {
             step,
-            loss: total.to_scalar()?,
-            clip_loss: clip_loss.to_scalar()?,
-            token_loss: token_loss.to_scalar()?,
+            loss: l.total.to_scalar()?,
+            clip_loss: l.clip.to_scalar()?,
+            token_loss: l.token.to_scalar()?,
+            ground_loss: l.ground.to_scalar()?,
         };
         report(numbers, &varmap);
     }
@@ -213,5 +262,5 @@ pub fn validation_loss(
 ) -> anyhow::Result<f32> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let batch = data::Batcher::new(config, seed)?.batch(Split::Validation, 0, size, &mut rng)?;
-    Ok(losses(model, &batch, 1.0)?.0.to_scalar()?)
+    Ok(losses(model, &batch, 1.0, 0.0)?.total.to_scalar()?)
 }

@@ -19,6 +19,8 @@ pub struct Batch {
     pub word_mask: Tensor,
     pub scenes: Vec<Scene>,
     pub captions: Vec<String>,
+    /// Grounding targets: (caption, target) for every object a caption names.
+    pub ground: Vec<(usize, super::ground::Target)>,
 }
 
 /// Normalised CHW pixels of a rendered scene.
@@ -60,6 +62,8 @@ pub struct Batcher {
     pub tokenizer: ClipTokenizer,
     pub pre: PreprocessConfig,
     pub context: usize,
+    /// Patches per side of the image grid.
+    pub grid: usize,
     pub device: Device,
 }
 
@@ -70,6 +74,7 @@ impl Batcher {
             tokenizer: ClipTokenizer::bundled()?,
             pre: PreprocessConfig::openai(config.vision.image_size),
             context: config.text.max_position_embeddings,
+            grid: config.vision.image_size / config.vision.patch_size,
             device: Device::Cpu,
         })
     }
@@ -94,6 +99,16 @@ impl Batcher {
         let pixels = Tensor::from_vec(pixels, (size, 3, side, side), &self.device)?;
         let (ids, eos, word_mask) =
             pad_captions(&self.tokenizer, &captions, self.context, &self.device)?;
+        let ground = scenes
+            .iter()
+            .zip(&captions)
+            .enumerate()
+            .flat_map(|(i, (scene, caption))| {
+                super::ground::targets(&self.tokenizer, scene, caption, self.grid, self.context)
+                    .into_iter()
+                    .map(move |t| (i, t))
+            })
+            .collect();
         Ok(Batch {
             pixels,
             ids,
@@ -101,6 +116,7 @@ impl Batcher {
             word_mask,
             scenes,
             captions,
+            ground,
         })
     }
 }
