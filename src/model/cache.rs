@@ -14,7 +14,8 @@ const CAPACITY: usize = 256;
 struct Entry {
     tokenized: Tokenized,
     tokens: Tensor,
-    columns: Option<(Tokenized, Tensor)>,
+    /// Scorer columns: tokens, word starts, normalised (columns, D).
+    columns: Option<(Tokenized, Vec<usize>, Tensor)>,
     smart: Option<(Tensor, Tensor)>,
 }
 
@@ -49,7 +50,11 @@ impl TextCache {
                 tokenized: enc.tokenized[i].clone(),
                 tokens: enc.tokens[i].clone(),
                 columns: match &enc.columns {
-                    Some(c) => Some((c.tokenized[i].clone(), c.normalized.get(i)?)),
+                    Some(c) => Some((
+                        c.tokenized[i].clone(),
+                        c.word_starts[i].clone(),
+                        c.normalized.get(i)?,
+                    )),
                     None => None,
                 },
                 smart: match &enc.smart {
@@ -85,10 +90,15 @@ impl TextCache {
             })
             .collect::<Result<Vec<_>, _>>()?;
         let columns = if entries.iter().all(|e| e.columns.is_some()) {
-            let (tokenized, rows): (Vec<Tokenized>, Vec<Tensor>) =
-                entries.iter().filter_map(|e| e.columns.clone()).unzip();
+            let (mut tokenized, mut word_starts, mut rows) = (Vec::new(), Vec::new(), Vec::new());
+            for (t, w, r) in entries.iter().filter_map(|e| e.columns.clone()) {
+                tokenized.push(t);
+                word_starts.push(w);
+                rows.push(r);
+            }
             Some(ScorerColumns {
                 tokenized,
+                word_starts,
                 normalized: Tensor::stack(&rows, 0)?,
             })
         } else {

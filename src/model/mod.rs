@@ -117,8 +117,25 @@ pub struct SmartScore {
 #[derive(Debug, Clone)]
 pub struct ScorerColumns {
     pub tokenized: Vec<Tokenized>,
+    /// Per prompt, the first token column of each space-separated word (functional words are
+    /// found by these), worked out once at encoding.
+    pub word_starts: Vec<Vec<usize>>,
     /// (K, columns, projection_dim), L2-normalised.
     pub normalized: Tensor,
+}
+
+impl ScorerColumns {
+    fn new(tokenizer: &ClipTokenizer, tokenized: Vec<Tokenized>, normalized: Tensor) -> Self {
+        let word_starts = tokenized
+            .iter()
+            .map(|t| scorer::word_token_starts(tokenizer, &t.text))
+            .collect();
+        Self {
+            tokenized,
+            word_starts,
+            normalized,
+        }
+    }
 }
 
 /// Per prompt: every scorer's score, and the shown scorer's replaced columns.
@@ -579,10 +596,11 @@ impl LoadedModel {
                 }
             }
         }
-        Ok(ScorerColumns {
+        Ok(ScorerColumns::new(
+            &self.tokenizer,
             tokenized,
-            normalized: Tensor::stack(&cols, 0)?,
-        })
+            Tensor::stack(&cols, 0)?,
+        ))
     }
 
     /// Prompts as a scorer reads them: tokenised to `columns` tokens, padded with `pad`
@@ -601,10 +619,11 @@ impl LoadedModel {
         for chunk in tokenized.chunks(TEXT_BATCH) {
             parts.push(self.text_pass(chunk, pad, columns)?);
         }
-        Ok(ScorerColumns {
+        Ok(ScorerColumns::new(
+            &self.tokenizer,
             tokenized,
-            normalized: clip::l2_normalize(&Tensor::cat(&parts, 0)?)?,
-        })
+            clip::l2_normalize(&Tensor::cat(&parts, 0)?)?,
+        ))
     }
 
     /// (K, rows, columns) scorer maps of the prompts against the image.
@@ -660,18 +679,13 @@ impl LoadedModel {
             return Ok((vec![Vec::new(); k], vec![Vec::new(); k]));
         };
         let maps = self.scorer_maps(image, columns)?;
-        let starts: Vec<Vec<usize>> = columns
-            .tokenized
-            .iter()
-            .map(|t| scorer::word_token_starts(&self.tokenizer, &t.text))
-            .collect();
         let mut scores = vec![Vec::with_capacity(self.scorers.len()); k];
         let mut shown = Vec::new();
         for (n, s) in self.scorers.iter().enumerate() {
             let reps: Vec<Vec<Replacement>> = columns
                 .tokenized
                 .iter()
-                .zip(&starts)
+                .zip(&columns.word_starts)
                 .map(|(t, st)| s.replacements(&t.text, st))
                 .collect();
             let out = s.score(&maps, &reps)?.to_vec1::<f32>()?;

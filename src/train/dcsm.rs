@@ -118,10 +118,8 @@ fn batch(
     let reps: Vec<Vec<Replacement>> = cols
         .tokenized
         .iter()
-        .map(|t| {
-            let starts = scorer::word_token_starts(model.tokenizer(), &t.text);
-            scorer.replacements(&t.text, &starts)
-        })
+        .zip(&cols.word_starts)
+        .map(|(t, starts)| scorer.replacements(&t.text, starts))
         .collect();
     // (image, caption) of every map used.
     let pairs: Vec<(usize, usize)> = if options.pairs {
