@@ -577,12 +577,13 @@ impl LoadedModel {
         } else {
             Some(self.encode_columns(&long, columns, pad)?)
         };
-        let (mut tokenized, mut cols) = (Vec::new(), Vec::new());
+        let (mut tokenized, mut word_starts, mut cols) = (Vec::new(), Vec::new(), Vec::new());
         let mut next_long = 0;
         for (t, c) in display.iter().zip(shared) {
             match (c, &cut) {
                 (Some(c), _) => {
                     tokenized.push(t.clone());
+                    word_starts.push(scorer::word_token_starts(&self.tokenizer, &t.text));
                     cols.push(clip::l2_normalize(&c)?);
                 }
                 (None, cut) => {
@@ -591,16 +592,17 @@ impl LoadedModel {
                         ModelError::Prompt("internal: a prompt has no scorer columns".into())
                     })?;
                     tokenized.push(cut.tokenized[next_long].clone());
+                    word_starts.push(cut.word_starts[next_long].clone());
                     cols.push(cut.normalized.get(next_long)?);
                     next_long += 1;
                 }
             }
         }
-        Ok(ScorerColumns::new(
-            &self.tokenizer,
+        Ok(ScorerColumns {
             tokenized,
-            Tensor::stack(&cols, 0)?,
-        ))
+            word_starts,
+            normalized: Tensor::stack(&cols, 0)?,
+        })
     }
 
     /// Prompts as a scorer reads them: tokenised to `columns` tokens, padded with `pad`

@@ -29,13 +29,14 @@ pub fn scene_pixels(scene: &Scene, config: &PreprocessConfig) -> Vec<f32> {
     preprocess::preprocess(&image, config).pixels
 }
 
-/// Pads tokenised captions into one (B, T) id tensor with a word mask.
+/// Tokenises captions and pads them into one (B, T) id tensor with a word mask; also returns the
+/// EOS positions and the tokenised captions.
 pub fn pad_captions(
     tokenizer: &ClipTokenizer,
     captions: &[String],
     context: usize,
     device: &Device,
-) -> Result<(Tensor, Vec<usize>, Tensor)> {
+) -> Result<(Tensor, Vec<usize>, Tensor, Vec<Tokenized>)> {
     let tokenized: Vec<_> = captions
         .iter()
         .map(|c| {
@@ -53,7 +54,7 @@ pub fn pad_captions(
     }
     let eos = tokenized.iter().map(Tokenized::eos_index).collect();
     let mask = Tensor::from_vec(mask, (tokenized.len(), width), device)?;
-    Ok((ids, eos, mask))
+    Ok((ids, eos, mask, tokenized))
 }
 
 /// Makes batches of fresh scenes for one model.
@@ -97,16 +98,16 @@ impl Batcher {
             pixels.extend(scene_pixels(s, &self.pre));
         }
         let pixels = Tensor::from_vec(pixels, (size, 3, side, side), &self.device)?;
-        let (ids, eos, word_mask) =
+        let (ids, eos, word_mask, tokenized) =
             pad_captions(&self.tokenizer, &captions, self.context, &self.device)?;
         let ground = scenes
             .iter()
-            .zip(&captions)
+            .zip(&tokenized)
             .enumerate()
-            .flat_map(|(i, (scene, caption))| {
-                super::ground::targets(&self.tokenizer, scene, caption, self.grid, self.context)
+            .flat_map(|(i, (scene, t))| {
+                super::ground::targets(scene, &t.words, self.grid)
                     .into_iter()
-                    .map(move |t| (i, t))
+                    .map(move |g| (i, g))
             })
             .collect();
         Ok(Batch {

@@ -1,8 +1,7 @@
 //! Grounding targets for training: which patch each named object's colour and shape tokens
 //! should match best, read from the scene that the caption describes.
 
-use crate::dcsm::scorer::word_token_starts;
-use crate::model::ClipTokenizer;
+use crate::model::Word;
 use crate::world::{Object, Scene, COLOURS, SHAPES};
 
 /// One target: token `token` of a caption should match patch `patch` of its image best.
@@ -12,28 +11,23 @@ pub struct Target {
     pub patch: usize,
 }
 
-/// The grounding targets of `caption` about `scene`, for a `grid` × `grid` patch layout.
+/// The grounding targets of a caption about `scene`, from the caption's tokenised `words` (SOS …
+/// EOS, as `ClipTokenizer::encode` groups them, so truncated words are already gone), for a
+/// `grid` × `grid` patch layout.
 ///
 /// Every shape word the caption asserts (not one after "no" or "without") with the colour word
-/// before it, when exactly one object of the scene fits them, points both tokens at the patch
-/// holding that object's centre. Tokens past `context` (truncated away) are left out.
-pub fn targets(
-    tokenizer: &ClipTokenizer,
-    scene: &Scene,
-    caption: &str,
-    grid: usize,
-    context: usize,
-) -> Vec<Target> {
-    let words: Vec<&str> = caption.split(' ').collect();
-    let starts = word_token_starts(tokenizer, caption);
+/// before it, when exactly one object of the scene fits them, points the first token of both at
+/// the patch holding that object's centre.
+pub fn targets(scene: &Scene, words: &[Word], grid: usize) -> Vec<Target> {
     let mut out = Vec::new();
     let mut denied = false;
     for (i, word) in words.iter().enumerate() {
-        if *word == "no" || *word == "without" {
+        let word = word.text.as_str();
+        if word == "no" || word == "without" {
             denied = true;
             continue;
         }
-        let Some(shape) = SHAPES.iter().find(|s| s.word() == *word) else {
+        let Some(shape) = SHAPES.iter().find(|s| s.word() == word) else {
             continue;
         };
         if std::mem::take(&mut denied) {
@@ -41,7 +35,7 @@ pub fn targets(
         }
         let colour = i
             .checked_sub(1)
-            .and_then(|j| COLOURS.iter().find(|c| c.word() == words[j]));
+            .and_then(|j| COLOURS.iter().find(|c| c.word() == words[j].text));
         let fits: Vec<&Object> = scene
             .objects
             .iter()
@@ -51,16 +45,16 @@ pub fn targets(
             continue;
         };
         let patch = patch_of(object, grid);
-        let mut tokens = vec![starts[i]];
+        out.push(Target {
+            token: words[i].start,
+            patch,
+        });
         if colour.is_some() {
-            tokens.push(starts[i - 1]);
+            out.push(Target {
+                token: words[i - 1].start,
+                patch,
+            });
         }
-        out.extend(
-            tokens
-                .into_iter()
-                .filter(|t| *t + 1 < context)
-                .map(|token| Target { token, patch }),
-        );
     }
     out
 }
@@ -74,7 +68,12 @@ pub fn patch_of(object: &Object, grid: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::ClipTokenizer;
     use crate::world::{self, Split};
+
+    fn words(tokenizer: &ClipTokenizer, caption: &str) -> Vec<Word> {
+        tokenizer.encode(caption, 32).unwrap().words
+    }
 
     #[test]
     fn asserted_objects_point_at_their_patch_and_denied_ones_do_not() {
@@ -94,12 +93,12 @@ mod tests {
                 b.colour.word(),
                 b.shape.word()
             );
-            let t = targets(&tokenizer, &scene, &caption, 7, 32);
+            let t = targets(&scene, &words(&tokenizer, &caption), 7);
             // The colour and shape of `a`, none for the denied `b`.
             assert_eq!(t.len(), 2, "{caption}");
             assert!(t.iter().all(|t| t.patch == patch_of(a, 7)));
             let description = scene.description();
-            let t = targets(&tokenizer, &scene, &description, 7, 32);
+            let t = targets(&scene, &words(&tokenizer, &description), 7);
             assert_eq!(t.len(), 4, "{description}");
             assert_eq!(
                 t.iter().filter(|t| t.patch == patch_of(b, 7)).count() % 2,
