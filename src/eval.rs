@@ -76,7 +76,8 @@ pub struct SplitReport {
     pub scenes: usize,
     /// Per family, per scorer (`clip`, later `dcsm`, `smartclip`).
     pub families: BTreeMap<String, BTreeMap<String, Tally>>,
-    /// Objects whose shape-word map peaks within one patch of the object.
+    /// Objects whose shape-word map peaks on a patch whose centre lies inside the object grown by
+    /// half a patch.
     pub localisation: Tally,
 }
 
@@ -150,12 +151,9 @@ pub fn evaluate(model: &LoadedModel, items: &[Item]) -> Result<SplitReport, Mode
                     }
                 })
                 .0;
-            let (pr, pc) = ((peak / cols) as i64, (peak % cols) as i64);
-            let or = ((object.y * rows as f32) as i64).min(rows as i64 - 1);
-            let oc = ((object.x * cols as f32) as i64).min(cols as i64 - 1);
             report.localisation.total += 1;
             report.localisation.correct +=
-                usize::from((pr - or).abs() <= 1 && (pc - oc).abs() <= 1);
+                usize::from(rows == cols && world::geometry::patches_on(object, cols).contains(&peak));
         }
     }
     Ok(report)

@@ -102,10 +102,10 @@ fn add_type_select_switch_and_compare() {
         .iter()
         .position(|l| l == "collar")
         .unwrap();
-    assert_eq!(h.state().selected_token, collar);
+    assert_eq!(h.state().selected_token, Some(collar));
     h.get_by_label("EOS").click();
     h.step();
-    assert_eq!(h.state().selected_token, score.tokenized.ids.len() - 1);
+    assert_eq!(h.state().selected_token, Some(score.tokenized.ids.len() - 1));
 
     // Switch images by clicking the second thumbnail's name.
     let second = h.state().images[1].id;

@@ -45,10 +45,53 @@ fn a_short_run_lowers_the_validation_loss() {
         ground_weight: 0.0,
         warmup: 5,
         init: None,
+        resume: None,
     };
     let mut losses = Vec::new();
-    let (_, model) = train(&options, |r, _| losses.push(r.loss)).unwrap();
+    let (_, model) = train(&options, |p| losses.push(p.report.loss)).unwrap();
     let after = validation_loss(&model, &config, 5, 32).unwrap();
     assert_eq!(losses.len(), 60);
     assert!(after < before - 0.3, "validation loss {before} → {after}");
+}
+
+#[test]
+fn a_run_stopped_and_resumed_ends_where_an_unbroken_run_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.safetensors");
+    let options = Options {
+        config: tiny(),
+        steps: 6,
+        batch: 8,
+        lr: 3e-3,
+        seed: 9,
+        token_weight: 1.0,
+        ground_weight: 1.0,
+        warmup: 2,
+        init: None,
+        resume: None,
+    };
+    let weights = |m: &VarMap| {
+        let data = m.data().lock().unwrap();
+        let mut names: Vec<_> = data.keys().cloned().collect();
+        names.sort();
+        names
+            .iter()
+            .flat_map(|n| data[n].as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap())
+            .collect::<Vec<f32>>()
+    };
+    // The unbroken run saves its state after step 2, as `train-clip` does every N steps.
+    let (whole, _) = train(&options, |p| {
+        if p.report.step == 2 {
+            p.save_state(&state).unwrap();
+        }
+    })
+    .unwrap();
+    let resumed = Options {
+        resume: Some(state),
+        ..options
+    };
+    let mut steps = Vec::new();
+    let (rest, _) = train(&resumed, |p| steps.push(p.report.step)).unwrap();
+    assert_eq!(steps, vec![3, 4, 5]);
+    assert_eq!(weights(&whole), weights(&rest));
 }

@@ -3,25 +3,56 @@
 `clipscope synth` draws scenes with our Rust tiny-skia renderer and writes
 `scenes.jsonl`. This script re-draws the *described* scenes with Pillow's
 ImageDraw so the model can be checked on images made by another program:
-same shapes, colour names, positions, sizes, rotations and relations (so every
-caption and probe stays true), but different pixels:
+same shapes, colour names, positions, sizes, rotations, relations, image size
+and kind of background (so every caption and probe stays true), but different
+pixels:
 
-- drawn at 4x (896 px) with polygons/ellipses and downsampled with
-  Image.LANCZOS (supersampled anti-aliasing, not tiny-skia's coverage AA);
+- drawn at 4x with polygons/ellipses and downsampled with Image.LANCZOS
+  (supersampled anti-aliasing, not tiny-skia's coverage AA);
 - its own colour per colour name (the per-object ``rgb`` in the JSON is ignored);
 - a faint darker outline (~1.25 px) on every shape;
-- a slight linear background gradient (+-6 grey levels around ``background``,
-  in a direction chosen per scene from its file name) instead of a flat fill.
+- its own variant of the scene's background: the gradient's ``from`` and
+  ``to`` colours each shifted by up to +-6 levels per channel (so a plain
+  background becomes a faint gradient), and its own noise (numpy RandomState
+  seeded by the crc32 of the file name; same amplitude, another pattern).
 
-Geometry (from the description of the format): canvas 224x224; object centred
-at (x*224, y*224); r = size*224/2; circle radius r; square half-side 0.88r;
-triangle equilateral pointing up, vertices at radius r at -90/30/150 degrees,
-shifted down by 0.15r; star 5 points, outer r, inner 0.45r, first point up;
-cross = plus sign, arm half-length 0.95r, half-width 0.32r; rotation in degrees,
-clockwise on screen (y down), about the centre. Objects drawn in list order.
+Scene format (the ``scene`` object of a scenes.jsonl line):
+
+- ``background``: ``{"from":[r,g,b],"to":[r,g,b],"angle":deg,"noise":n}``, a
+  linear gradient across the whole image (not just the scene square) from
+  ``from`` to ``to`` in direction ``angle`` (0: left to right, 90: top to
+  bottom; y down): at pixel centre (u, v), each in -0.5..0.5 of the width and
+  height, t = clamp((u cos a + v sin a) / sqrt(2) + 0.5, 0, 1); plain when
+  from == to; plus uniform per-pixel noise of +-``noise`` levels (the same on
+  the three channels). ``angle`` and ``noise`` default to 0. An old-format
+  integer background is a plain grey of that level.
+- ``aspect``: width / height of the image (default 1). The scene square of
+  224x224 px sits in the centre of a W x H image, W = 224 + e(aspect),
+  H = 224 + e(1/aspect), e(r) = ((round(224 max(r, 1)) - 224) // 2) * 2 (an
+  even extra, so a centre crop of 224 takes exactly the square; rounding and
+  arithmetic as Rust's f32). left = (W-224)/2, top = (H-224)/2.
+- ``objects``: shape, colour, rgb, x, y, size (fractions of the scene
+  square; size 1/12..1/2), rotation (degrees, -45..45).
+
+Geometry: object centred at (left + x*224, top + y*224); r = size*224/2;
+circle radius r; square half-side 0.88r; triangle equilateral pointing up,
+vertices at radius r at -90/30/150 degrees, shifted down by 0.15r; star 5
+points, outer r, inner 0.45r, first point up; cross = plus sign, arm
+half-length 0.95r, half-width 0.32r; rotation clockwise on screen (y down),
+about the centre. Objects drawn in list order.
+
+The background is drawn at 4x under the shapes and, after the downsampling,
+replaced by its exact output-resolution value (with the noise) away from the
+shapes (blended by the downsampled shape coverage), so gradients and noise are
+not smoothed by the supersampling.
+
 Check of the geometry: ``render(scene, key, palette=None, outline=False,
-gradient=False)`` (JSON rgb, no outline, flat background) differs from the Rust
-PNGs only along anti-aliased edges (mean |diff| ~0.17 grey levels, max < 60).
+gradient=False)`` is as close to the Rust renderer as this script gets (JSON
+rgb, no outline, the scene's exact background colours without perturbation
+or noise); it gives the Rust image sizes exactly and, on noise-free scenes,
+differs from the Rust PNGs only within ~3 px of object edges (LANCZOS vs
+tiny-skia anti-aliasing; on the 32 noise-free scenes of the fixture command
+below: mean |diff| ~0.1 levels, max < 90).
 
 Output: ``OUT/<file>`` for every line and ``OUT/scenes.jsonl`` with the input
 lines unchanged except for an added ``"renderer":"pil"`` field. Deterministic:
@@ -47,9 +78,9 @@ import zlib
 import numpy as np
 from PIL import Image, ImageDraw
 
-SIZE = 224
+CANVAS = 224  # side of the scene square in output pixels
+SIZE = CANVAS  # old name, kept for callers
 SS = 4  # supersampling factor
-BIG = SIZE * SS
 
 # Our own palette, one colour per name (close to the usual named colours, not
 # the jittered per-object rgb the Rust renderer uses).
@@ -63,7 +94,7 @@ PALETTE = {
 }
 OUTLINE_DARKEN = 0.8  # outline colour = fill * this
 OUTLINE_WIDTH = 5  # at 4x, i.e. ~1.25 output pixels
-GRADIENT = 6.0  # +- grey levels
+BACKGROUND_SHIFT = 6  # +- levels per channel of the background's from / to colours
 
 
 def shape_points(shape, r):
@@ -94,7 +125,7 @@ def shape_points(shape, r):
 
 
 def to_big(px, py):
-    """Output-pixel coordinates (continuous, 0..224; pixel i spans [i, i+1)) to 4x canvas."""
+    """Output-pixel coordinates (continuous; pixel i spans [i, i+1)) to the 4x canvas."""
     return (px * SS, py * SS)
 
 
@@ -126,46 +157,122 @@ def inset(pts, d):
     return out
 
 
-def background(level, key):
-    """Slight linear gradient around `level`, direction fixed by `key`."""
-    h = zlib.crc32(key.encode("utf-8"))
-    angle = (h % 3600) / 10.0
-    a = math.radians(angle)
-    c = (np.arange(BIG, dtype=np.float64) + 0.5) / BIG - 0.5  # -0.5..0.5
-    xx, yy = np.meshgrid(c, c)
-    proj = xx * math.cos(a) + yy * math.sin(a)
-    t = proj / (0.5 * (abs(math.cos(a)) + abs(math.sin(a))))  # -1..1 corner to corner
-    grey = np.clip(np.rint(level + GRADIENT * t), 0, 255).astype(np.uint8)
-    return Image.fromarray(np.repeat(grey[:, :, None], 3, axis=2), "RGB")
+def image_size(aspect):
+    """(W, H) of the image for a scene of this aspect, computed like Rust's `Scene::image_size`
+    (f32 arithmetic, round half away from zero)."""
+    a = np.float32(aspect)
+    if not (np.isfinite(a) and a > 0):
+        raise ValueError(f"bad aspect {aspect!r}")
+    one = np.float32(1.0)
+
+    def grow(ratio):
+        v = np.float32(CANVAS) * max(ratio, one)  # f32 product
+        extra = max(int(math.floor(float(v) + 0.5)) - CANVAS, 0)
+        return CANVAS + extra // 2 * 2
+
+    return grow(a), grow(one / a)
+
+
+def parse_background(bg):
+    """(from, to, angle, noise) of a scene's background; an int is a plain grey (old format)."""
+    if isinstance(bg, bool):
+        raise ValueError(f"bad background {bg!r}")
+    if isinstance(bg, (int, float)):
+        level = int(bg)
+        return (level,) * 3, (level,) * 3, 0.0, 0
+    if isinstance(bg, dict):
+        frm = tuple(int(v) for v in bg["from"])
+        to = tuple(int(v) for v in bg.get("to", frm))
+        if len(frm) != 3 or len(to) != 3:
+            raise ValueError(f"bad background {bg!r}")
+        return frm, to, float(bg.get("angle", 0.0)), int(bg.get("noise", 0))
+    raise ValueError(f"bad background {bg!r}")
+
+
+def gradient_field(frm, to, angle, width, height, noise=None):
+    """Float32 (height, width, 3) gradient at pixel centres, computed like Rust's
+    `Background::at` (f32), plus an optional (height, width) noise added to every channel;
+    not yet rounded."""
+    f32 = np.float32
+    a = f32(angle) * (f32(math.pi) / f32(180.0))
+    sin, cos = np.sin(a), np.cos(a)
+    u = (np.arange(width, dtype=f32) + f32(0.5)) / f32(width) - f32(0.5)
+    v = (np.arange(height, dtype=f32) + f32(0.5)) / f32(height) - f32(0.5)
+    proj = u[None, :] * cos + v[:, None] * sin
+    t = np.clip(proj / f32(math.sqrt(2.0)) + f32(0.5), f32(0.0), f32(1.0))[:, :, None]
+    frm = np.asarray(frm, dtype=f32)[None, None, :]
+    to = np.asarray(to, dtype=f32)[None, None, :]
+    c = frm * (f32(1.0) - t) + to * t
+    if noise is not None:
+        c = c + noise.astype(f32)[:, :, None]
+    return c
+
+
+def to_uint8(c):
+    """Round half away from zero (as Rust's f32::round for these non-negative values), clamp."""
+    return np.clip(np.floor(c + 0.5), 0, 255).astype(np.uint8)
+
+
+def own_background(frm, to, angle, noise, key, width, height):
+    """Our variant of the scene's background: from / to shifted by up to +-BACKGROUND_SHIFT per
+    channel and our own uniform noise of +-noise, all chosen by the crc32 of `key`."""
+    rs = np.random.RandomState(zlib.crc32(key.encode("utf-8")))
+    shift = rs.randint(-BACKGROUND_SHIFT, BACKGROUND_SHIFT + 1, size=(2, 3))
+    frm = tuple(int(np.clip(c + d, 0, 255)) for c, d in zip(frm, shift[0]))
+    to = tuple(int(np.clip(c + d, 0, 255)) for c, d in zip(to, shift[1]))
+    field = rs.randint(-noise, noise + 1, size=(height, width)) if noise > 0 else None
+    return frm, to, field
 
 
 def render(scene, key, palette=PALETTE, outline=True, gradient=True):
-    """Render one scene dict (the JSON ``scene`` object) to a 224x224 RGB image."""
-    level = int(scene["background"])
+    """Render one scene dict (the JSON ``scene`` object) to a W x H RGB image.
+
+    ``gradient=True`` uses our own variant of the background (shifted colours, own noise);
+    ``gradient=False`` the scene's exact from / to / angle without noise."""
+    width, height = image_size(scene.get("aspect", 1.0))
+    left, top = (width - CANVAS) // 2, (height - CANVAS) // 2
+    frm, to, angle, noise = parse_background(scene["background"])
+    field = None
     if gradient:
-        im = background(level, key)
-    else:
-        im = Image.new("RGB", (BIG, BIG), (level, level, level))
-    draw = ImageDraw.Draw(im)
+        frm, to, field = own_background(frm, to, angle, noise, key, width, height)
+    # Exact background at output resolution, and the same gradient sampled at 4x.
+    exact = gradient_field(frm, to, angle, width, height, field)
+    bg_big = Image.fromarray(to_uint8(gradient_field(frm, to, angle, width * SS, height * SS)), "RGB")
+
+    im = bg_big.copy()
+    mask = Image.new("L", im.size, 0)
+    draw, mdraw = ImageDraw.Draw(im), ImageDraw.Draw(mask)
     for obj in scene["objects"]:
         fill = tuple(palette[obj["colour"]]) if palette else tuple(obj["rgb"])
         edge = tuple(int(round(v * OUTLINE_DARKEN)) for v in fill) if outline else None
-        width = OUTLINE_WIDTH if outline else 0
-        cx, cy = obj["x"] * SIZE, obj["y"] * SIZE
-        r = obj["size"] * SIZE / 2.0
+        width_px = OUTLINE_WIDTH if outline else 0
+        cx, cy = left + obj["x"] * CANVAS, top + obj["y"] * CANVAS
+        r = obj["size"] * CANVAS / 2.0
         if obj["shape"] == "circle":
             x0, y0 = to_big(cx - r, cy - r)
             x1, y1 = to_big(cx + r, cy + r)
             g = PILLOW_GROWTH
-            draw.ellipse([x0 + g, y0 + g, x1 - g, y1 - g], fill=fill, outline=edge, width=width)
+            box = [x0 + g, y0 + g, x1 - g, y1 - g]
+            draw.ellipse(box, fill=fill, outline=edge, width=width_px)
+            mdraw.ellipse(box, fill=255)
             continue
         th = math.radians(obj["rotation"])
         c, s = math.cos(th), math.sin(th)
         # Screen coordinates have y down, so this matrix turns clockwise on screen.
         pts = [to_big(cx + px * c - py * s, cy + px * s + py * c)
                for px, py in shape_points(obj["shape"], r)]
-        draw.polygon(inset(pts, PILLOW_GROWTH), fill=fill, outline=edge, width=width)
-    return im.resize((SIZE, SIZE), Image.LANCZOS)
+        poly = inset(pts, PILLOW_GROWTH)
+        draw.polygon(poly, fill=fill, outline=edge, width=width_px)
+        mdraw.polygon(poly, fill=255)
+
+    size = (width, height)
+    down = np.asarray(im.resize(size, Image.LANCZOS), dtype=np.float32)
+    bg_down = np.asarray(bg_big.resize(size, Image.LANCZOS), dtype=np.float32)
+    cover = np.clip(np.asarray(mask.resize(size, Image.LANCZOS), dtype=np.float32) / 255.0, 0.0, 1.0)
+    # Away from the shapes (cover 0, where down == bg_down) this is exactly the output-resolution
+    # background; on them (cover 1) the supersampled drawing; in between a blend.
+    out = down + (exact - bg_down) * (1.0 - cover)[:, :, None]
+    return Image.fromarray(to_uint8(out), "RGB")
 
 
 def with_renderer(line):

@@ -28,7 +28,7 @@ pub fn token_chips(app: &mut ClipscopeApp, ui: &mut egui::Ui) {
                         Some(_) => egui::RichText::new(format!("{label} ƒ")).color(FUNCTIONAL),
                         None => egui::RichText::new(label),
                     };
-                    let chip = ui.selectable_label(active == Some(t) || app.selected_token == t, text);
+                    let chip = ui.selectable_label(active == Some(t) || app.selected_token() == t, text);
                     let mut tip = if pieces > 1 {
                         format!("token {t} `{}`: piece of the word \"{}\"; click to select, hover to preview", score.tokenized.tokens[t], word.text)
                     } else {
@@ -42,7 +42,7 @@ pub fn token_chips(app: &mut ClipscopeApp, ui: &mut egui::Ui) {
                         app.hovered_token = Some(t);
                     }
                     if chip.clicked() {
-                        app.selected_token = t;
+                        app.selected_token = Some(t);
                     }
                 }
             }));
@@ -276,7 +276,7 @@ pub fn grid_view(app: &mut ClipscopeApp, ui: &mut egui::Ui) {
                             ui.allocate_exact_size(egui::vec2(cell, cell), egui::Sense::click());
                         let crop = crop_only(ui, &tex, rect, &info);
                         paint_token(app, ui, "grid", &score, t, &info, crop);
-                        if app.selected_token == t {
+                        if app.selected_token() == t {
                             ui.painter().rect_stroke(
                                 rect,
                                 0.0,
@@ -287,7 +287,7 @@ pub fn grid_view(app: &mut ClipscopeApp, ui: &mut egui::Ui) {
                         if r.on_hover_text(format!("{label}: click to select this token"))
                             .clicked()
                         {
-                            app.selected_token = t;
+                            app.selected_token = Some(t);
                         }
                         ui.label(label);
                     });

@@ -106,7 +106,7 @@ pub fn show(app: &mut ClipscopeApp, ui: &mut egui::Ui) {
             let (col, row) = (p.x.floor(), p.y.floor());
             if col >= 0.0 && row >= 0.0 && (col as usize) < cols && (row as usize) < m.rows {
                 let (col, row) = (col as usize, row as usize);
-                app.selected_token = col;
+                app.selected_token = Some(col);
                 if row > 0 {
                     app.hovered_patch = Some(row - 1);
                 }
@@ -127,7 +127,7 @@ pub fn show(app: &mut ClipscopeApp, ui: &mut egui::Ui) {
             let side = (avail.x - plot_width - 20.0).clamp(120.0, avail.y - 40.0);
             let (rect, _) = ui.allocate_exact_size(egui::vec2(side, side), egui::Sense::hover());
             let crop = heatmap::crop_only(ui, &tex, rect, &info);
-            let t = app.selected_token.min(cols - 1);
+            let t = app.selected_token().min(cols - 1);
             heatmap::paint_token(app, ui, "matrix", &score, t, &info, crop);
             if let Some(p) = app.hovered_patch {
                 heatmap::outline_patch(ui, crop, info.grid, p);

@@ -84,7 +84,8 @@ pub struct ClipscopeApp {
     pub current: Option<ImageId>,
     pub prompts: Vec<String>,
     pub selected_prompt: usize,
-    pub selected_token: usize,
+    /// The token the user chose (None: the first content word of the selected prompt).
+    pub selected_token: Option<usize>,
     /// Token under the pointer this frame (chips or matrix), shown instead of the selection.
     pub hovered_token: Option<usize>,
     /// Patch under the pointer this frame (image or matrix row), 0-based, CLS excluded.
@@ -160,7 +161,7 @@ impl ClipscopeApp {
             current: None,
             prompts: Vec::new(),
             selected_prompt: 0,
-            selected_token: 0,
+            selected_token: None,
             hovered_token: None,
             hovered_patch: None,
             pinned: [None, None],
@@ -204,6 +205,34 @@ impl ClipscopeApp {
                 self.prompts = first.starters.clone();
             }
         }
+    }
+
+    /// Opens lesson `index` of the Starters menu: its demo image (added again if it was removed)
+    /// and its prompts, the first two pinned for the compare view.
+    pub fn start_lesson(&mut self, index: usize) {
+        let Some(d) = demo::scenes().into_iter().nth(index) else {
+            return;
+        };
+        let id = match self.images.iter().find(|e| e.name == d.name) {
+            Some(e) => e.id,
+            None => {
+                let id = self.add_image(d.name.into(), ImageInput::Bytes(Arc::new(d.png.to_vec())));
+                if let Some(e) = self.images.iter_mut().find(|e| e.id == id) {
+                    e.starters = d.prompts.iter().map(|s| s.to_string()).collect();
+                }
+                id
+            }
+        };
+        self.set_current(id);
+        self.prompts = d.prompts.iter().map(|s| s.to_string()).collect();
+        self.selected_prompt = 0;
+        self.selected_token = None;
+        self.pinned = if self.prompts.len() >= 2 {
+            [Some(0), Some(1)]
+        } else {
+            [None, None]
+        };
+        self.mark_dirty();
     }
 
     pub fn add_path(&mut self, path: std::path::PathBuf) -> ImageId {
@@ -296,13 +325,23 @@ impl ClipscopeApp {
         shown.results.prompts.get(pos)
     }
 
+    /// The selected token: the user's choice, else the first content word of the selected
+    /// prompt ("circle"'s colour in "a red circle", not SOS), so a map that means something shows.
+    pub fn selected_token(&self) -> usize {
+        self.selected_token.unwrap_or_else(|| {
+            self.score_of(self.selected_prompt)
+                .and_then(|s| s.tokenized.first_content_token())
+                .unwrap_or(0)
+        })
+    }
+
     /// The token whose map is displayed: hovered, else selected (clamped to the prompt).
     pub fn active_token(&self) -> Option<usize> {
         let score = self.score_of(self.selected_prompt)?;
         let n = score.tokenized.ids.len();
         Some(
             self.hovered_token
-                .unwrap_or(self.selected_token)
+                .unwrap_or(self.selected_token())
                 .min(n.saturating_sub(1)),
         )
     }
@@ -610,13 +649,13 @@ impl ClipscopeApp {
         }
         if !typing {
             if left {
-                self.selected_token = self.selected_token.saturating_sub(1);
+                self.selected_token = Some(self.selected_token().saturating_sub(1));
             }
             if right {
                 let n = self
                     .score_of(self.selected_prompt)
                     .map_or(0, |s| s.tokenized.ids.len());
-                self.selected_token = (self.selected_token + 1).min(n.saturating_sub(1));
+                self.selected_token = Some((self.selected_token() + 1).min(n.saturating_sub(1)));
             }
         }
     }

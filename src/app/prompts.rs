@@ -86,18 +86,21 @@ pub fn show(app: &mut ClipscopeApp, ui: &mut egui::Ui) {
                 {
                     action = Some(Action::Add);
                 }
-                let starters = app
-                    .current_entry()
-                    .map(|e| e.starters.clone())
-                    .unwrap_or_default();
-                if !starters.is_empty()
-                    && ui
-                        .button("Starters")
-                        .on_hover_text("Replace the prompts with this scene's starters")
-                        .clicked()
-                {
-                    action = Some(Action::Starters(starters));
-                }
+                ui.menu_button("Starters", |ui| {
+                    ui.label("One lesson per scene: its image and prompts");
+                    for (i, d) in super::demo::scenes().iter().enumerate() {
+                        if ui
+                            .button(d.lesson)
+                            .on_hover_text(format!("{}\n{}", d.point, d.prompts.join("\n")))
+                            .clicked()
+                        {
+                            action = Some(Action::Lesson(i));
+                            ui.close();
+                        }
+                    }
+                })
+                .response
+                .on_hover_text("Lessons: recognition, binding, spatial, negation and more");
             });
             if let Some(a) = action {
                 apply(app, a);
@@ -114,7 +117,7 @@ enum Action {
     Up(usize),
     Remove(usize),
     Add,
-    Starters(Vec<String>),
+    Lesson(usize),
 }
 
 fn apply(app: &mut ClipscopeApp, action: Action) {
@@ -142,12 +145,7 @@ fn apply(app: &mut ClipscopeApp, action: Action) {
         Action::Up(_) => {}
         Action::Remove(i) => app.remove_prompt(i),
         Action::Add => app.add_prompt(String::new()),
-        Action::Starters(s) => {
-            app.prompts = s;
-            app.selected_prompt = 0;
-            app.pinned = [None, None];
-            app.mark_dirty();
-        }
+        Action::Lesson(i) => app.start_lesson(i),
     }
 }
 

@@ -28,16 +28,33 @@ pub struct TrainClipArgs {
     /// names should match the patch holding that object best (0 = off).
     #[arg(long, default_value_t = 0.0)]
     pub ground_weight: f64,
-    /// Continue from this model.safetensors (same shape) instead of random weights.
+    /// Start from this model.safetensors (same towers; a position table of another patch grid
+    /// is resized bicubically) instead of random weights.
     #[arg(long, value_name = "FILE")]
     pub init: Option<PathBuf>,
-    /// Also write a checkpoint every this many steps (0: only at the end).
-    #[arg(long, default_value_t = 250)]
+    /// Input side in pixels (patch 16): train most steps at 112 and continue at 224 with --init.
+    #[arg(long, default_value_t = 224)]
+    pub image_size: usize,
+    /// Write the training state (weights, optimiser moments, step) to DIR/state.safetensors
+    /// every this many steps (0: never).
+    #[arg(long, default_value_t = 50)]
     pub checkpoint_every: usize,
+    /// Continue from DIR/state.safetensors where an earlier run with the same options stopped.
+    #[arg(long)]
+    pub resume: bool,
 }
 
 pub fn run(args: &TrainClipArgs) -> Result<()> {
-    let config = clip::default_config();
+    let mut config = clip::default_config();
+    let patch = config.vision.patch_size;
+    if args.image_size == 0 || args.image_size % patch != 0 {
+        anyhow::bail!("--image-size must be a positive multiple of the patch ({patch})");
+    }
+    config.vision.image_size = args.image_size;
+    let state = args.out.join("state.safetensors");
+    if args.resume && !state.is_file() {
+        anyhow::bail!("--resume: there is no {} to continue from", state.display());
+    }
     let options = Options {
         config: config.clone(),
         steps: args.steps,
@@ -48,20 +65,20 @@ pub fn run(args: &TrainClipArgs) -> Result<()> {
         ground_weight: args.ground_weight,
         warmup: (args.steps / 20).max(1),
         init: args.init.clone(),
+        resume: args.resume.then(|| state.clone()),
     };
     let bar = progress_bar(args.steps);
     let start = Instant::now();
-    let (varmap, _) = clip::train(&options, |r, vars| {
+    let (varmap, _) = clip::train(&options, |progress| {
+        let r = progress.report;
         if args.checkpoint_every > 0
-            && (r.step + 1) % args.checkpoint_every == 0
-            && r.step + 1 < args.steps
+            && ((r.step + 1) % args.checkpoint_every == 0 || r.step + 1 == args.steps)
         {
-            let dir = args.out.join(format!("checkpoint-{}", r.step + 1));
-            if let Err(e) = clip::save(vars, &config, &dir, DType::F32) {
-                say(
-                    &bar,
-                    format!("could not write checkpoint {}: {e:#}", dir.display()),
-                );
+            let saved = progress
+                .save_state(&state)
+                .and_then(|()| clip::save(progress.varmap, &config, &args.out, DType::F16));
+            if let Err(e) = saved {
+                say(&bar, format!("could not write {}: {e:#}", state.display()));
             }
         }
         bar.set_position(r.step as u64 + 1);
@@ -69,17 +86,21 @@ pub fn run(args: &TrainClipArgs) -> Result<()> {
             "loss {:.3} (clip {:.3}, token {:.3}, ground {:.3})",
             r.loss, r.clip_loss, r.token_loss, r.ground_loss
         ));
-        if r.step % 50 == 0 || r.step + 1 == args.steps {
+        if r.step % 25 == 0 || r.step + 1 == args.steps || r.step < 3 {
             say(
                 &bar,
                 format!(
-                    "step {:>5}  loss {:.4}  clip {:.4}  token {:.4}  ground {:.4}  {:.0} s",
+                    "step {:>5}  loss {:.4}  clip {:.4}  token {:.4}  ground {:.4}  {:.0} s  \
+                     (this step: data {:.2} s, forward {:.2} s, backward+update {:.2} s)",
                     r.step,
                     r.loss,
                     r.clip_loss,
                     r.token_loss,
                     r.ground_loss,
-                    start.elapsed().as_secs_f64()
+                    start.elapsed().as_secs_f64(),
+                    r.data_seconds,
+                    r.forward_seconds,
+                    r.backward_seconds,
                 ),
             );
         }

@@ -3,6 +3,7 @@
 mod cache;
 pub mod clip;
 pub mod config;
+pub mod interpolate;
 pub mod preprocess;
 mod quick_gelu;
 pub mod source;

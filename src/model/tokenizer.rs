@@ -39,6 +39,20 @@ impl Tokenized {
     pub fn eos_index(&self) -> usize {
         self.ids.len() - 1
     }
+
+    /// The first token of the first word that carries content: not SOS or EOS, not an article,
+    /// not punctuation ("red" in "a red circle").
+    pub fn first_content_token(&self) -> Option<usize> {
+        let last = self.ids.len().saturating_sub(1);
+        self.words
+            .iter()
+            .filter(|w| w.start > 0 && w.start < last)
+            .find(|w| {
+                w.text.chars().any(char::is_alphanumeric)
+                    && !matches!(w.text.to_lowercase().as_str(), "a" | "an" | "the")
+            })
+            .map(|w| w.start)
+    }
 }
 
 /// Tokenised prompts as one (B, T) id tensor, each row padded with `pad` to the longest or to
@@ -220,6 +234,20 @@ mod tests {
         let words: Vec<&str> = r.words.iter().map(|w| w.text.as_str()).collect();
         assert_eq!(words, vec!["SOS", "a", "red", "square", "EOS"]);
         assert!(!r.truncated);
+    }
+
+    #[test]
+    fn the_first_content_word_skips_sos_and_articles() {
+        let t = ClipTokenizer::bundled().unwrap();
+        let first = |text: &str| {
+            let r = t.encode(text, 77).unwrap();
+            r.first_content_token().map(|i| r.labels[i].clone())
+        };
+        assert_eq!(first("a red square").as_deref(), Some("red"));
+        assert_eq!(first("An orange circle").as_deref(), Some("orange"));
+        assert_eq!(first("the , dog").as_deref(), Some("dog"));
+        assert_eq!(first("a"), None);
+        assert!(t.encode("", 77).is_err(), "empty prompts are refused before this");
     }
 
     #[test]

@@ -1,17 +1,19 @@
 //! Trains the default CLIP on the shapes world: CLIP loss plus a FILIP-style token-level loss.
 
 use candle_core::{DType, Device, IndexOp, Result, Tensor};
-use candle_nn::{loss::cross_entropy, AdamW, Optimizer, ParamsAdamW, VarBuilder, VarMap};
+use candle_nn::{loss::cross_entropy, VarBuilder, VarMap};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use std::path::Path;
 
 use super::data;
+use super::optim::AdamW;
 use crate::model::clip::{l2_normalize, Clip};
 use crate::model::config::{Activation, ClipConfig, TextConfig, VisionConfig};
 use crate::world::Split;
 
-/// The default model's shape: 4-layer, width-128 towers, patch 32 on 224 px (7×7 patches).
+/// The default model's shape: 4-layer, width-128 towers, patch 16 on 224 px (14×14 patches, the
+/// DCSM paper's 197 image rows).
 pub fn default_config() -> ClipConfig {
     ClipConfig {
         text: TextConfig {
@@ -33,7 +35,7 @@ pub fn default_config() -> ClipConfig {
             num_attention_heads: 4,
             num_channels: 3,
             image_size: 224,
-            patch_size: 32,
+            patch_size: 16,
             layer_norm_eps: 1e-5,
             hidden_act: Activation::QuickGelu,
         },
@@ -53,11 +55,14 @@ pub struct Options {
     /// Weight of the token-level (FILIP-style) loss; 0 trains with the CLIP loss alone.
     pub token_weight: f64,
     /// Weight of the grounding loss: each named object's colour and shape tokens against the
-    /// patches of their own image, the object's patch the target (0: off).
+    /// patches of their own image, the patches on the object the target (0: off).
     pub ground_weight: f64,
     pub warmup: usize,
-    /// Start from these weights (a model.safetensors of the same shape) instead of random ones.
+    /// Start from these weights (a model.safetensors of the same towers; a position table of
+    /// another grid is resized bicubically) instead of random ones.
     pub init: Option<std::path::PathBuf>,
+    /// Continue from a training state written by `save_state` (weights, moments, step).
+    pub resume: Option<std::path::PathBuf>,
 }
 
 /// One step's numbers, for progress reports.
@@ -68,6 +73,11 @@ pub struct StepReport {
     pub clip_loss: f32,
     pub token_loss: f32,
     pub ground_loss: f32,
+    /// Seconds spent drawing the batch (rendering, preprocessing, tokenising).
+    pub data_seconds: f32,
+    /// Seconds spent in the forward pass, and in backpropagation plus the update.
+    pub forward_seconds: f32,
+    pub backward_seconds: f32,
 }
 
 /// The losses of one batch.
@@ -78,62 +88,45 @@ struct Losses {
     ground: Tensor,
 }
 
-/// The losses of one batch, weighted into their total.
+/// The losses of one batch, weighted into their total. Images are contrasted with every caption
+/// of the batch, hard negatives included; captions (true ones only) with every image.
 fn losses(
     model: &Clip,
     batch: &data::Batch,
     token_weight: f64,
     ground_weight: f64,
 ) -> Result<Losses> {
-    let b = batch.eos.len();
+    let b = batch.scenes.len();
     let img = model.image_tokens(&batch.pixels)?; // (B, 1+P, D)
-    let txt = model.text_tokens(&batch.ids)?; // (B, T, D)
-    let (_, t, d) = txt.dims3()?;
+    let all_txt = model.text_tokens(&batch.ids)?; // (B + M, T, D)
+    let (n, t, d) = all_txt.dims3()?;
     let flat_index: Vec<u32> = batch
         .eos
         .iter()
         .enumerate()
         .map(|(i, e)| (i * t + e) as u32)
         .collect();
-    let pooled_txt = txt
-        .reshape((b * t, d))?
-        .index_select(&Tensor::new(flat_index, txt.device())?, 0)?;
+    let pooled_txt = all_txt
+        .reshape((n * t, d))?
+        .index_select(&Tensor::new(flat_index, all_txt.device())?, 0)?;
     let pooled_img = img.i((.., 0, ..))?;
     let scale = model.logit_scale().exp()?.clamp(1.0, 100.0)?;
     let targets = Tensor::arange(0u32, b as u32, img.device())?;
     let logits = l2_normalize(&pooled_img)?
         .matmul(&l2_normalize(&pooled_txt)?.t()?)?
-        .broadcast_mul(&scale)?;
-    let clip_loss =
-        ((cross_entropy(&logits, &targets)? + cross_entropy(&logits.t()?, &targets)?)? * 0.5)?;
+        .broadcast_mul(&scale)?; // (B, B + M)
+    let clip_loss = ((cross_entropy(&logits, &targets)?
+        + cross_entropy(&logits.narrow(1, 0, b)?.t()?, &targets)?)?
+        * 0.5)?;
 
-    // Token level: every patch against every word token of every caption in the batch.
+    let txt = all_txt.narrow(0, 0, b)?;
     let patches = l2_normalize(&img.narrow(1, 1, img.dim(1)? - 1)?.contiguous()?)?; // (B, P, D)
-    let p = patches.dim(1)?;
     let words = l2_normalize(&txt)?; // (B, T, D)
-    let sims = patches
-        .reshape((b * p, d))?
-        .matmul(&words.reshape((b * t, d))?.t()?)?
-        .reshape((b, p, b, t))?; // [image i, patch, caption j, token]
-    let mask = batch.word_mask.reshape((1, 1, b, t))?;
-    let counts = batch
-        .word_mask
-        .sum(1)?
-        .clamp(1.0, f64::MAX)?
-        .reshape((1, b))?; // per caption
-                           // Caption → image: mean over the caption's words of their best patch.
-    let best_patch = sims.max(1)?; // (B_i, B_j, T)
-    let t2i = (best_patch
-        .broadcast_mul(&mask.reshape((1, b, t))?)?
-        .sum(2)?)
-    .broadcast_div(&counts)?; // (B_i, B_j)
-                              // Image → caption: mean over patches of their best word.
-    let masked = sims.broadcast_add(&((mask - 1.0)? * 1e4)?)?;
-    let i2t = masked.max(3)?.mean(1)?; // (B_i, B_j)
-    let t2i = t2i.broadcast_mul(&scale)?;
-    let i2t = i2t.broadcast_mul(&scale)?;
-    let token_loss =
-        ((cross_entropy(&i2t, &targets)? + cross_entropy(&t2i.t()?, &targets)?)? * 0.5)?;
+    let token_loss = if token_weight > 0.0 {
+        token_level_loss(&patches, &words, &batch.word_mask.narrow(0, 0, b)?, &scale)?
+    } else {
+        Tensor::zeros((), DType::F32, img.device())?
+    };
     let ground = ground_loss(&patches, &words, batch, &scale)?;
     let total = ((&clip_loss + (&token_loss * token_weight)?)? + (&ground * ground_weight)?)?;
     Ok(Losses {
@@ -144,8 +137,40 @@ fn losses(
     })
 }
 
-/// Cross-entropy of each grounded token over its own image's patches, the named object's patch
-/// the target: (B, P, D) normalised patches, (B, T, D) normalised tokens. Zero without targets.
+/// FILIP-style token-level loss: every patch against every word token of every true caption of
+/// the batch, (B, P, D) normalised patches, (B, T, D) normalised tokens, (B, T) word mask.
+fn token_level_loss(
+    patches: &Tensor,
+    words: &Tensor,
+    word_mask: &Tensor,
+    scale: &Tensor,
+) -> Result<Tensor> {
+    let (b, p, d) = patches.dims3()?;
+    let t = words.dim(1)?;
+    let targets = Tensor::arange(0u32, b as u32, patches.device())?;
+    let sims = patches
+        .reshape((b * p, d))?
+        .matmul(&words.reshape((b * t, d))?.t()?)?
+        .reshape((b, p, b, t))?; // [image i, patch, caption j, token]
+    let mask = word_mask.reshape((1, 1, b, t))?;
+    let counts = word_mask.sum(1)?.clamp(1.0, f64::MAX)?.reshape((1, b))?;
+    // Caption → image: mean over the caption's words of their best patch.
+    let best_patch = sims.max(1)?; // (B_i, B_j, T)
+    let t2i = (best_patch
+        .broadcast_mul(&mask.reshape((1, b, t))?)?
+        .sum(2)?)
+    .broadcast_div(&counts)?; // (B_i, B_j)
+    // Image → caption: mean over patches of their best word.
+    let masked = sims.broadcast_add(&((mask - 1.0)? * 1e4)?)?;
+    let i2t = masked.max(3)?.mean(1)?; // (B_i, B_j)
+    let t2i = t2i.broadcast_mul(scale)?;
+    let i2t = i2t.broadcast_mul(scale)?;
+    (cross_entropy(&i2t, &targets)? + cross_entropy(&t2i.t()?, &targets)?)? * 0.5
+}
+
+/// For each grounded token, minus the log of the softmax mass (over its own image's patches)
+/// that falls on the patches of its object: (B, P, D) normalised patches, (B, T, D) normalised
+/// tokens. Zero without targets.
 fn ground_loss(
     patches: &Tensor,
     words: &Tensor,
@@ -165,74 +190,132 @@ fn ground_loss(
         .iter()
         .map(|(i, g)| (i * t + g.token) as u32)
         .collect();
-    let targets: Vec<u32> = batch.ground.iter().map(|(_, g)| g.patch as u32).collect();
     let n = rows.len();
+    let mut outside = vec![-1e4f32; n * p];
+    for (k, (_, g)) in batch.ground.iter().enumerate() {
+        for &q in &g.patches {
+            outside[k * p + q] = 0.0;
+        }
+    }
+    let device = patches.device();
     let logits = own
-        .index_select(&Tensor::from_vec(rows, n, patches.device())?, 0)?
+        .index_select(&Tensor::from_vec(rows, n, device)?, 0)?
         .broadcast_mul(scale)?;
-    cross_entropy(&logits, &Tensor::from_vec(targets, n, patches.device())?)
+    let log_p = candle_nn::ops::log_softmax(&logits, 1)?;
+    let on_object = log_sum_exp(&(log_p + Tensor::from_vec(outside, (n, p), device)?)?)?;
+    on_object.neg()?.mean_all()
+}
+
+/// log Σ exp over the last dimension of a 2-D tensor, stably.
+fn log_sum_exp(x: &Tensor) -> Result<Tensor> {
+    let max = x.max_keepdim(1)?.detach();
+    (x.broadcast_sub(&max)?.exp()?.sum_keepdim(1)?.log()? + max)?.squeeze(1)
 }
 
 /// Keeps freed memory in the process: training allocates and frees the same large tensors every
-/// step, and glibc's default of returning them to the system makes every step page-fault anew
-/// (measured: 2.4 s → 1.5 s a step at batch 128).
+/// step, and glibc's default of returning them to the system makes every step page-fault anew.
+/// glibc refuses an mmap threshold above 32 MiB, so large blocks are kept off mmap by turning
+/// mmap off altogether (`M_MMAP_MAX` 0) and trimming only past 1 GiB of free heap.
 fn keep_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only tunes the allocator's thresholds; it is called before training starts.
     unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 30);
+        libc::mallopt(libc::M_MMAP_MAX, 0);
         libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
     }
 }
 
-/// Trains from scratch; `report` sees every step and may save checkpoints from the variables.
-/// Returns the trained variables.
+/// What a progress callback sees after each step: the numbers, and the state to checkpoint.
+pub struct Progress<'a> {
+    pub report: StepReport,
+    pub varmap: &'a VarMap,
+    pub optimizer: &'a AdamW,
+}
+
+impl Progress<'_> {
+    /// Writes the whole training state (weights, moments, step) to one safetensors file.
+    pub fn save_state(&self, path: &Path) -> anyhow::Result<()> {
+        let state = self.optimizer.state()?;
+        let steps = Tensor::new(&[self.optimizer.steps as u32], &Device::Cpu)?;
+        let mut extra: Vec<(&str, &Tensor)> =
+            state.iter().map(|(k, t)| (k.as_str(), t)).collect();
+        extra.push((STEPS_KEY, &steps));
+        super::save_vars(self.varmap, &extra, path, DType::F32)
+    }
+}
+
+const STEPS_KEY: &str = "adam.steps";
+
+/// Trains (from random weights, `init` or a resumed state); `report` sees every step and may
+/// save checkpoints. Returns the trained variables.
 pub fn train(
     options: &Options,
-    mut report: impl FnMut(StepReport, &VarMap),
+    mut report: impl FnMut(&Progress),
 ) -> anyhow::Result<(VarMap, Clip)> {
     keep_freed_memory();
     let device = Device::Cpu;
     let varmap = VarMap::new();
     let vb = VarBuilder::from_varmap(&varmap, DType::F32, &device);
     let model = Clip::new(&options.config, true, vb)?;
-    if let Some(init) = &options.init {
-        super::load_vars(&varmap, init)?;
+    let mut opt = AdamW::new(&varmap, options.lr, 0.05)?;
+    if let Some(path) = &options.resume {
+        let tensors = super::read_tensors(path)?;
+        super::set_vars(&varmap, &tensors, path)?;
+        let steps = tensors
+            .get(STEPS_KEY)
+            .ok_or_else(|| anyhow::anyhow!("{} is not a training state", path.display()))?
+            .to_vec1::<u32>()?
+            .first()
+            .copied()
+            .unwrap_or(0) as usize;
+        opt.restore(&tensors, steps)?;
+    } else if let Some(init) = &options.init {
+        load_init(&varmap, init, &options.config)?;
     }
-    train_from(options, varmap, model, &mut report)
-}
-
-fn train_from(
-    options: &Options,
-    varmap: VarMap,
-    model: Clip,
-    report: &mut impl FnMut(StepReport, &VarMap),
-) -> anyhow::Result<(VarMap, Clip)> {
     let batcher = data::Batcher::new(&options.config, options.seed)?;
-    let params = ParamsAdamW {
-        lr: options.lr,
-        weight_decay: 0.05,
-        ..Default::default()
-    };
-    let mut opt = AdamW::new(varmap.all_vars(), params)?;
-    let mut rng = ChaCha8Rng::seed_from_u64(options.seed);
-    for step in 0..options.steps {
-        let lr = schedule(options, step);
-        opt.set_learning_rate(lr);
+    for step in opt.steps..options.steps {
+        opt.lr = schedule(options, step);
+        let mut rng = ChaCha8Rng::seed_from_u64(
+            options.seed ^ (step as u64 + 1).wrapping_mul(0xA24B_AED4_963E_E407),
+        );
         let start = (step * options.batch) as u64;
+        let t0 = std::time::Instant::now();
         let batch = batcher.batch(Split::Train, start, options.batch, &mut rng)?;
+        let t1 = std::time::Instant::now();
         let l = losses(&model, &batch, options.token_weight, options.ground_weight)?;
+        let t2 = std::time::Instant::now();
         opt.backward_step(&l.total)?;
+        let t3 = std::time::Instant::now();
         let numbers = StepReport {
             step,
             loss: l.total.to_scalar()?,
             clip_loss: l.clip.to_scalar()?,
             token_loss: l.token.to_scalar()?,
             ground_loss: l.ground.to_scalar()?,
+            data_seconds: (t1 - t0).as_secs_f32(),
+            forward_seconds: (t2 - t1).as_secs_f32(),
+            backward_seconds: (t3 - t2).as_secs_f32(),
         };
-        report(numbers, &varmap);
+        report(&Progress {
+            report: numbers,
+            varmap: &varmap,
+            optimizer: &opt,
+        });
     }
     Ok((varmap, model))
+}
+
+/// Sets the variables from a model.safetensors of the same towers; a vision position table
+/// made for another patch grid is resized bicubically (as `interpolate_pos_encoding`).
+fn load_init(varmap: &VarMap, path: &Path, config: &ClipConfig) -> anyhow::Result<()> {
+    let mut tensors = super::read_tensors(path)?;
+    let key = "vision_model.embeddings.position_embedding.weight";
+    if let Some(table) = tensors.get(key) {
+        let side = config.vision.grid_side();
+        let resized = crate::model::interpolate::position_table(table, side)?;
+        tensors.insert(key.to_string(), resized);
+    }
+    super::set_vars(varmap, &tensors, path)
 }
 
 /// Linear warm-up, then cosine decay to 5% of the peak.

@@ -11,13 +11,14 @@ use crate::world::{self, Scene, Split};
 pub struct Batch {
     /// (B, 3, S, S) normalised pixels.
     pub pixels: Tensor,
-    /// (B, T) ids padded with EOS.
+    /// (B + M, T) ids padded with EOS: the B true captions, then M hard negatives.
     pub ids: Tensor,
     /// EOS position of each caption.
     pub eos: Vec<usize>,
-    /// (B, T) 1 for word tokens (between SOS and EOS), else 0.
+    /// (B + M, T) 1 for word tokens (between SOS and EOS), else 0.
     pub word_mask: Tensor,
     pub scenes: Vec<Scene>,
+    /// The B true captions, then the M hard negatives (each false of its own scene).
     pub captions: Vec<String>,
     /// Grounding targets: (caption, target) for every object a caption names.
     pub ground: Vec<(usize, super::ground::Target)>,
@@ -80,7 +81,7 @@ impl Batcher {
         })
     }
 
-    /// Scenes `start..start+size` of `split`, one true caption each.
+    /// Scenes `start..start+size` of `split`, one true caption each, then the hard negatives.
     pub fn batch(
         &self,
         split: Split,
@@ -91,12 +92,18 @@ impl Batcher {
         let scenes: Vec<Scene> = (0..size as u64)
             .map(|i| world::scene(self.seed, split, start + i))
             .collect();
-        let captions: Vec<String> = scenes.iter().map(|s| s.training_caption(rng)).collect();
+        let drawn: Vec<_> = scenes.iter().map(|s| s.training_caption(rng)).collect();
+        let mut captions: Vec<String> = drawn.iter().map(|c| c.text.clone()).collect();
+        captions.extend(drawn.into_iter().filter_map(|c| c.negative));
         let side = self.pre.crop as usize;
-        let mut pixels = Vec::with_capacity(size * 3 * side * side);
-        for s in &scenes {
-            pixels.extend(scene_pixels(s, &self.pre));
-        }
+        let per_scene: Vec<Vec<f32>> = {
+            use rayon::prelude::*;
+            scenes
+                .par_iter()
+                .map(|s| scene_pixels(s, &self.pre))
+                .collect()
+        };
+        let pixels: Vec<f32> = per_scene.concat();
         let pixels = Tensor::from_vec(pixels, (size, 3, side, side), &self.device)?;
         let (ids, eos, word_mask, tokenized) =
             pad_captions(&self.tokenizer, &captions, self.context, &self.device)?;

@@ -1,14 +1,16 @@
-//! Grounding targets for training: which patch each named object's colour and shape tokens
+//! Grounding targets for training: which patches each named object's colour and shape tokens
 //! should match best, read from the scene that the caption describes.
 
 use crate::model::Word;
-use crate::world::{Object, Scene, COLOURS, SHAPES};
+use crate::world::{geometry, Object, Scene, COLOURS, SHAPES};
 
-/// One target: token `token` of a caption should match patch `patch` of its image best.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// One target: token `token` of a caption should match one of `patches` of its image best.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
     pub token: usize,
-    pub patch: usize,
+    /// Row-major patches whose centres lie on the object (grown by half a patch), as
+    /// `world::geometry::patches_on` gives them: where a peak counts as on the object.
+    pub patches: Vec<usize>,
 }
 
 /// The grounding targets of a caption about `scene`, from the caption's tokenised `words` (SOS …
@@ -17,7 +19,7 @@ pub struct Target {
 ///
 /// Every shape word the caption asserts (not one after "no" or "without") with the colour word
 /// before it, when exactly one object of the scene fits them, points the first token of both at
-/// the patch holding that object's centre.
+/// the patches on that object.
 pub fn targets(scene: &Scene, words: &[Word], grid: usize) -> Vec<Target> {
     let mut out = Vec::new();
     let mut denied = false;
@@ -44,17 +46,20 @@ pub fn targets(scene: &Scene, words: &[Word], grid: usize) -> Vec<Target> {
         let [object] = fits.as_slice() else {
             continue;
         };
-        let patch = patch_of(object, grid);
-        out.push(Target {
-            token: words[i].start,
-            patch,
-        });
+        let patches = geometry::patches_on(object, grid);
+        if patches.is_empty() {
+            continue;
+        }
         if colour.is_some() {
             out.push(Target {
                 token: words[i - 1].start,
-                patch,
+                patches: patches.clone(),
             });
         }
+        out.push(Target {
+            token: words[i].start,
+            patches,
+        });
     }
     out
 }
@@ -96,13 +101,15 @@ mod tests {
             let t = targets(&scene, &words(&tokenizer, &caption), 7);
             // The colour and shape of `a`, none for the denied `b`.
             assert_eq!(t.len(), 2, "{caption}");
-            assert!(t.iter().all(|t| t.patch == patch_of(a, 7)));
+            assert!(t.iter().all(|t| t.patches == geometry::patches_on(a, 7)));
             let description = scene.description();
             let t = targets(&scene, &words(&tokenizer, &description), 7);
             assert_eq!(t.len(), 4, "{description}");
             assert_eq!(
-                t.iter().filter(|t| t.patch == patch_of(b, 7)).count() % 2,
-                0
+                t.iter()
+                    .filter(|t| t.patches == geometry::patches_on(b, 7))
+                    .count(),
+                2
             );
             checked += 1;
         }

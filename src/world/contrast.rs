@@ -191,9 +191,9 @@ fn size(scene: &Scene, rng: &mut ChaCha8Rng) -> Option<Contrast> {
     let word = o.size_word()?;
     let mut n = o.clone();
     n.size = if word == "small" {
-        rng.random_range(BIG + 0.01..1.0 / 3.0)
+        rng.random_range(BIG + 0.01..0.45)
     } else {
-        rng.random_range(1.0 / 12.0..SMALL - 0.01)
+        rng.random_range(super::MIN_SIZE..SMALL - 0.01)
     };
     let r = n.size / 2.0;
     n.x = n.x.clamp(r + 0.01, 1.0 - r - 0.01);

@@ -1,16 +1,23 @@
 //! The synthetic shapes world: scenes with exact descriptions, captions, probe families, splits.
 
+mod background;
+mod captions;
 pub mod contrast;
 pub mod demo;
 mod draw;
+mod generate;
+pub mod geometry;
 
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+pub use background::Background;
+pub use captions::TrainingCaption;
 pub use draw::render;
+pub use generate::{scene, MIN_SIZE};
+pub(crate) use generate::placed_well;
 
-/// Canvas side in pixels (the default model's input size).
+/// Side in pixels of the scene square, the centre of every rendered image (the default model's
+/// input size).
 pub const CANVAS: u32 = 224;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -101,12 +108,12 @@ impl Colour {
 pub struct Object {
     pub shape: Shape,
     pub colour: Colour,
-    /// Centre, 0..1 from the left and from the top.
+    /// Centre, 0..1 from the left and from the top of the scene square.
     pub x: f32,
     pub y: f32,
-    /// Bounding size as a fraction of the canvas side (1/12 … 1/3).
+    /// Bounding size as a fraction of the scene square's side (1/12 … 1/2).
     pub size: f32,
-    /// Rotation in degrees.
+    /// Rotation in degrees, clockwise on screen (±45).
     pub rotation: f32,
     /// The exact RGB drawn.
     pub rgb: [u8; 3],
@@ -131,7 +138,7 @@ impl Object {
         phrase(None, self.colour, self.shape)
     }
 
-    fn held_out(&self) -> bool {
+    pub(crate) fn held_out(&self) -> bool {
         HELD_OUT.contains(&(self.colour, self.shape))
     }
 }
@@ -176,8 +183,14 @@ pub struct Scene {
     pub objects: Vec<Object>,
     /// `objects[0] <relation> objects[1]`, when the two are aligned in a column or a row.
     pub relation: Option<Relation>,
-    /// Background grey level.
-    pub background: u8,
+    pub background: Background,
+    /// Width / height of the source image; the scene square is its centre (1: square).
+    #[serde(default = "square")]
+    pub aspect: f32,
+}
+
+fn square() -> f32 {
+    1.0
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -227,7 +240,7 @@ pub enum Split {
 }
 
 impl Split {
-    fn salt(self) -> u64 {
+    pub(crate) fn salt(self) -> u64 {
         match self {
             Self::Train => 0x7472_6169_6e00_0001,
             Self::Validation => 0x7661_6c69_6400_0002,
@@ -245,132 +258,17 @@ impl Split {
     }
 }
 
-/// Scene `index` of a split: deterministic from (seed, split, index) alone.
-pub fn scene(seed: u64, split: Split, index: u64) -> Scene {
-    let mut rng =
-        ChaCha8Rng::seed_from_u64(seed ^ split.salt() ^ index.wrapping_mul(0x9E37_79B9_7F4A_7C15));
-    loop {
-        let s = random_scene(&mut rng);
-        let any_held_out = s.objects.iter().any(Object::held_out);
-        let ok = match split {
-            Split::Train | Split::Validation => !any_held_out,
-            Split::HeldOut => any_held_out,
-        };
-        if ok {
-            return s;
-        }
-    }
-}
-
-fn random_object(rng: &mut ChaCha8Rng, used: &[Object]) -> Object {
-    loop {
-        let shape = SHAPES[rng.random_range(0..SHAPES.len())];
-        let colour = COLOURS[rng.random_range(0..COLOURS.len())];
-        // Two objects never share both colour and shape, so every phrase names one object.
-        if used.iter().any(|o| o.shape == shape && o.colour == colour) {
-            continue;
-        }
-        let base = colour.rgb();
-        let rgb = base.map(|c| (i32::from(c) + rng.random_range(-18..=18)).clamp(0, 255) as u8);
-        return Object {
-            shape,
-            colour,
-            x: 0.5,
-            y: 0.5,
-            size: rng.random_range((1.0 / 12.0)..(1.0 / 3.0)),
-            rotation: rng.random_range(-15.0..15.0),
-            rgb,
-        };
-    }
-}
-
-/// Every object inside the canvas and none overlapping another.
-fn placed_well(objects: &[Object]) -> bool {
-    let inside = objects.iter().all(|o| {
-        let r = o.size / 2.0;
-        o.x - r >= 0.0 && o.x + r <= 1.0 && o.y - r >= 0.0 && o.y + r <= 1.0
-    });
-    let apart = objects.iter().enumerate().all(|(i, a)| {
-        objects.iter().skip(i + 1).all(|b| {
-            let d = ((a.x - b.x).powi(2) + (a.y - b.y).powi(2)).sqrt();
-            d > (a.size + b.size) / 2.0 * 1.05
-        })
-    });
-    inside && apart
-}
-
-fn random_scene(rng: &mut ChaCha8Rng) -> Scene {
-    let background = rng.random_range(150..=240u8);
-    let count = [1usize, 2, 2, 2, 3][rng.random_range(0..5)];
-    let mut objects: Vec<Object> = Vec::new();
-    for _ in 0..count {
-        let o = random_object(rng, &objects);
-        objects.push(o);
-    }
-    let relation = if count == 2 && rng.random_bool(0.8) {
-        Some(
-            [
-                Relation::Above,
-                Relation::Below,
-                Relation::Left,
-                Relation::Right,
-            ][rng.random_range(0..4)],
-        )
-    } else {
-        None
-    };
-    // Place objects; retry until they do not overlap and the relation holds.
-    'placement: loop {
-        for o in objects.iter_mut() {
-            let r = o.size / 2.0;
-            o.x = rng.random_range(r + 0.02..1.0 - r - 0.02);
-            o.y = rng.random_range(r + 0.02..1.0 - r - 0.02);
-        }
-        if let Some(rel) = relation {
-            let gap = (objects[0].size + objects[1].size) / 2.0 + 0.04;
-            let shared = rng.random_range(0.25..0.75f32);
-            let jitter = |rng: &mut ChaCha8Rng| rng.random_range(-0.03..0.03f32);
-            let (ja, jb) = (jitter(rng), jitter(rng));
-            let first = rng.random_range(0.0..1.0f32);
-            let (low, high) = match rel {
-                Relation::Above | Relation::Left => (0, 1),
-                Relation::Below | Relation::Right => (1, 0),
-            };
-            // `low` is above (or left of) `high` along the main axis.
-            let span = 1.0 - gap - objects[low].size / 2.0 - objects[high].size / 2.0 - 0.04;
-            if span <= 0.0 {
-                continue 'placement;
-            }
-            let p_low = objects[low].size / 2.0 + 0.02 + first * span;
-            let p_high = p_low
-                + gap
-                + rng.random_range(
-                    0.0..(1.0 - p_low - gap - objects[high].size / 2.0 - 0.02).max(0.0),
-                );
-            let vertical = matches!(rel, Relation::Above | Relation::Below);
-            for (i, p) in [(low, p_low), (high, p_high)] {
-                let j = if i == 0 { ja } else { jb };
-                if vertical {
-                    objects[i].y = p;
-                    objects[i].x = shared + j;
-                } else {
-                    objects[i].x = p;
-                    objects[i].y = shared + j;
-                }
-            }
-        }
-        if placed_well(&objects) {
-            break;
-        }
-    }
-    Scene {
-        objects,
-        relation,
-        background,
-    }
-}
-
 impl Scene {
+    /// Pixel size of the rendered source image: the scene square (`CANVAS`) widened or heightened
+    /// to the aspect by an even number of pixels, so that a centre crop takes the square exactly.
+    pub fn image_size(&self) -> (u32, u32) {
+        let grow = |ratio: f32| {
+            let extra = ((CANVAS as f32 * ratio.max(1.0)).round() as u32).saturating_sub(CANVAS);
+            CANVAS + extra / 2 * 2
+        };
+        (grow(self.aspect), grow(1.0 / self.aspect))
+    }
+
     /// Whether an object of this colour and shape is in the scene.
     pub fn has(&self, colour: Colour, shape: Shape) -> bool {
         self.objects
@@ -388,228 +286,6 @@ impl Scene {
                 .map(Object::phrase)
                 .collect::<Vec<_>>()
                 .join(" and "),
-        }
-    }
-
-    /// A colour-shape pair absent from the scene (and allowed in `split`).
-    fn absent(&self, rng: &mut ChaCha8Rng, allow_held_out: bool) -> (Colour, Shape) {
-        loop {
-            let c = COLOURS[rng.random_range(0..COLOURS.len())];
-            let s = SHAPES[rng.random_range(0..SHAPES.len())];
-            if !self.has(c, s) && (allow_held_out || !HELD_OUT.contains(&(c, s))) {
-                return (c, s);
-            }
-        }
-    }
-
-    /// True captions for training, one drawn at random per call, covering every family.
-    pub fn training_caption(&self, rng: &mut ChaCha8Rng) -> String {
-        let o = &self.objects[rng.random_range(0..self.objects.len())];
-        match rng.random_range(0..6) {
-            0 | 1 => self.description(),
-            2 => phrase(o.size_word(), o.colour, o.shape),
-            3 => {
-                let (c, s) = self.absent(rng, false);
-                format!("{} and no {} {}", o.phrase(), c.word(), s.word())
-            }
-            4 => match SHAPES
-                .iter()
-                .find(|s| !self.objects.iter().any(|o| o.shape == **s))
-            {
-                Some(s) if rng.random_bool(0.5) => format!("a scene without a {}", s.word()),
-                _ => o.phrase(),
-            },
-            _ => o.phrase(),
-        }
-    }
-
-    /// The probes this scene supports: each a true caption and same-word hard negatives.
-    pub fn probes(&self, seed: u64) -> Vec<Probe> {
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let mut out = Vec::new();
-        let o = &self.objects[0];
-        // Description (recognition): the object vs its shape in a colour the scene does not
-        // have at all, and its colour on a shape the scene does not have at all. Negatives
-        // built from the scene's other objects would test binding, a family of its own.
-        // Drawn at random among the absent ones: a fixed choice (the first absent in list order)
-        // would make one word the usual negative, which a model can be biased against by luck.
-        let mut pick = ChaCha8Rng::seed_from_u64(seed ^ 0xDE5C_0000);
-        let absent_colours: Vec<Colour> = COLOURS
-            .iter()
-            .copied()
-            .filter(|c| self.objects.iter().all(|x| x.colour != *c))
-            .collect();
-        let absent_shapes: Vec<Shape> = SHAPES
-            .iter()
-            .copied()
-            .filter(|s| self.objects.iter().all(|x| x.shape != *s))
-            .collect();
-        let other_colour = (!absent_colours.is_empty())
-            .then(|| absent_colours[pick.random_range(0..absent_colours.len())]);
-        let other_shape = (!absent_shapes.is_empty())
-            .then(|| absent_shapes[pick.random_range(0..absent_shapes.len())]);
-        if let (Some(c), Some(s)) = (other_colour, other_shape) {
-            out.push(Probe {
-                family: Family::Description,
-                truth: o.phrase(),
-                negatives: vec![phrase(None, c, o.shape), phrase(None, o.colour, s)],
-            });
-        }
-        if let [a, b] = self.objects.as_slice() {
-            let swapped_exists = self.has(b.colour, a.shape) || self.has(a.colour, b.shape);
-            if a.colour != b.colour && a.shape != b.shape && !swapped_exists {
-                out.push(Probe {
-                    family: Family::Binding,
-                    truth: format!("{} and {}", a.phrase(), b.phrase()),
-                    negatives: vec![format!(
-                        "{} and {}",
-                        phrase(None, b.colour, a.shape),
-                        phrase(None, a.colour, b.shape)
-                    )],
-                });
-            }
-            if let Some(rel) = self.relation {
-                out.push(Probe {
-                    family: Family::Spatial,
-                    truth: format!("{} {} {}", a.phrase(), rel.words(), b.phrase()),
-                    negatives: vec![format!("{} {} {}", b.phrase(), rel.words(), a.phrase())],
-                });
-            }
-        }
-        // Negation with the same words on both sides: "A and no B" vs "B and no A".
-        let (c, s) = self.absent(&mut rng, true);
-        let absent = phrase(None, c, s);
-        out.push(Probe {
-            family: Family::Negation,
-            truth: format!("{} and no {} {}", o.phrase(), c.word(), s.word()),
-            negatives: vec![format!(
-                "{absent} and no {} {}",
-                o.colour.word(),
-                o.shape.word()
-            )],
-        });
-        if self.objects.len() == 1 {
-            if let Some(w) = o.size_word() {
-                let other = if w == "small" { "big" } else { "small" };
-                out.push(Probe {
-                    family: Family::Size,
-                    truth: phrase(Some(w), o.colour, o.shape),
-                    negatives: vec![phrase(Some(other), o.colour, o.shape)],
-                });
-            }
-        }
-        out
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn scenes_are_deterministic_per_index() {
-        assert_eq!(scene(7, Split::Train, 42), scene(7, Split::Train, 42));
-        assert_ne!(scene(7, Split::Train, 42), scene(7, Split::Train, 43));
-        assert_ne!(scene(7, Split::Train, 42), scene(8, Split::Train, 42));
-        assert_eq!(
-            render(&scene(1, Split::Validation, 3)),
-            render(&scene(1, Split::Validation, 3))
-        );
-    }
-
-    #[test]
-    fn relations_hold_geometrically() {
-        for i in 0..300 {
-            let s = scene(3, Split::Train, i);
-            let Some(rel) = s.relation else { continue };
-            let (a, b) = (&s.objects[0], &s.objects[1]);
-            match rel {
-                Relation::Above => assert!(a.y < b.y && (a.x - b.x).abs() < 0.07, "{s:?}"),
-                Relation::Below => assert!(a.y > b.y && (a.x - b.x).abs() < 0.07, "{s:?}"),
-                Relation::Left => assert!(a.x < b.x && (a.y - b.y).abs() < 0.07, "{s:?}"),
-                Relation::Right => assert!(a.x > b.x && (a.y - b.y).abs() < 0.07, "{s:?}"),
-            }
-        }
-    }
-
-    #[test]
-    fn sizes_cover_the_promised_range_and_objects_stay_inside() {
-        let sizes: Vec<f32> = (0..400)
-            .flat_map(|i| scene(5, Split::Train, i).objects)
-            .map(|o| o.size)
-            .collect();
-        let (lo, hi) = sizes
-            .iter()
-            .fold((1.0f32, 0.0f32), |(l, h), s| (l.min(*s), h.max(*s)));
-        assert!(lo < 0.1 && hi > 0.3, "{lo} {hi}");
-        for i in 0..200 {
-            for o in scene(5, Split::Train, i).objects {
-                let r = o.size / 2.0;
-                assert!(o.x - r >= 0.0 && o.x + r <= 1.0 && o.y - r >= 0.0 && o.y + r <= 1.0);
-            }
-        }
-    }
-
-    #[test]
-    fn probes_are_true_and_negatives_false() {
-        for i in 0..300 {
-            let s = scene(11, Split::Validation, i);
-            for p in s.probes(i) {
-                assert!(!p.negatives.contains(&p.truth));
-                match p.family {
-                    Family::Description => {
-                        let o = &s.objects[0];
-                        assert_eq!(p.truth, o.phrase());
-                        for n in &p.negatives {
-                            let w: Vec<&str> = n.split(' ').collect();
-                            assert!(w[0] == "a" || w[0] == "an");
-                            let c = COLOURS.iter().find(|c| c.word() == w[1]).unwrap();
-                            let sh = SHAPES.iter().find(|x| x.word() == w[2]).unwrap();
-                            assert!(!s.has(*c, *sh), "{n} is in {s:?}");
-                            // One word is foreign to the whole scene: recognition, not binding.
-                            let foreign_colour = s.objects.iter().all(|o| o.colour != *c);
-                            let foreign_shape = s.objects.iter().all(|o| o.shape != *sh);
-                            assert!(
-                                foreign_colour || foreign_shape,
-                                "{n} reuses the scene's words"
-                            );
-                        }
-                    }
-                    Family::Spatial | Family::Binding => {
-                        let content = |t: &str| {
-                            t.split(' ')
-                                .filter(|w| *w != "a" && *w != "an")
-                                .map(String::from)
-                                .collect::<Vec<_>>()
-                        };
-                        let mut a = content(&p.truth);
-                        let mut b = content(&p.negatives[0]);
-                        a.sort();
-                        b.sort();
-                        assert_eq!(a, b, "same words on both sides");
-                    }
-                    Family::Negation => assert!(p.truth.contains(" and no ")),
-                    Family::Size => assert_eq!(s.objects.len(), 1),
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn held_out_pairs_never_appear_in_training() {
-        let mut rng = ChaCha8Rng::seed_from_u64(1);
-        for i in 0..500 {
-            let s = scene(2, Split::Train, i);
-            assert!(s.objects.iter().all(|o| !o.held_out()));
-            let caption = s.training_caption(&mut rng);
-            for (c, sh) in HELD_OUT {
-                assert!(
-                    !caption.contains(&format!("{} {}", c.word(), sh.word())),
-                    "{caption}"
-                );
-            }
-            let h = scene(2, Split::HeldOut, i);
-            assert!(h.objects.iter().any(Object::held_out));
         }
     }
 }
