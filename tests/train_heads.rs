@@ -27,10 +27,11 @@ fn a_short_scorer_run_learns_the_size_contrast_and_loads_back() {
         // Size ("small" vs "big" over one object) is the quickest contrast to learn.
         families: vec![Family::Size],
         init: None,
+        resume: None,
         zscore_per_image: false,
     };
     let mut losses = Vec::new();
-    let (scorer, vars) = dcsm::train(&model, &options, |r, _, _| losses.push(r.loss)).unwrap();
+    let (scorer, vars) = dcsm::train(&model, &options, |p| losses.push(p.report.loss)).unwrap();
     let first: f32 = losses[..3].iter().sum::<f32>() / 3.0;
     let last: f32 = losses[20..].iter().sum::<f32>() / 10.0;
     assert!(last < first - 0.05, "loss {first} → {last}");
@@ -62,9 +63,10 @@ fn a_short_mask_run_keeps_part_of_the_dimensions_and_loads_back() {
         pool: 64,
         lr: 1e-3,
         seed: 1,
+        resume: None,
     };
     let mut reports = Vec::new();
-    let (net, vars) = smartclip::train(&model, &options, |r| reports.push(r)).unwrap();
+    let (net, vars) = smartclip::train(&model, &options, |p| reports.push(p.report)).unwrap();
     assert!(reports.iter().all(|r| r.total.is_finite()));
     let dir = tempfile::tempdir().unwrap();
     model_folder(dir.path());
@@ -83,4 +85,70 @@ fn a_short_mask_run_keeps_part_of_the_dimensions_and_loads_back() {
         assert_eq!(m.mask.len(), 128);
         assert!(m.score.is_finite());
     }
+}
+
+/// Every variable of a map, in name order, as one vector.
+fn weights(m: &candle_nn::VarMap) -> Vec<f32> {
+    let data = m.data().lock().unwrap();
+    let mut names: Vec<_> = data.keys().cloned().collect();
+    names.sort();
+    names
+        .iter()
+        .flat_map(|n| data[n].as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap())
+        .collect()
+}
+
+#[test]
+fn scorer_and_mask_runs_resume_where_they_stopped() {
+    let model = LoadedModel::embedded().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.safetensors");
+    let options = dcsm::Options {
+        architecture: Architecture::Paper,
+        mode: ColumnMode::Aligned,
+        steps: 4,
+        scenes: 2,
+        lr: 1e-3,
+        seed: 5,
+        pairs: true,
+        families: vec![Family::Spatial, Family::Size],
+        init: None,
+        resume: None,
+        zscore_per_image: true,
+    };
+    let (_, whole) = dcsm::train(&model, &options, |p| {
+        if p.report.step == 1 {
+            p.save_state(&state).unwrap();
+        }
+    })
+    .unwrap();
+    let mut steps = Vec::new();
+    let resumed = dcsm::Options {
+        resume: Some(state.clone()),
+        ..options
+    };
+    let (_, rest) = dcsm::train(&model, &resumed, |p| steps.push(p.report.step)).unwrap();
+    assert_eq!(steps, vec![2, 3]);
+    assert_eq!(weights(&whole), weights(&rest));
+
+    let options = smartclip::Options {
+        steps: 4,
+        batch: 4,
+        pool: 8,
+        lr: 1e-3,
+        seed: 2,
+        resume: None,
+    };
+    let (_, whole) = smartclip::train(&model, &options, |p| {
+        if p.report.step == 1 {
+            p.save_state(&state).unwrap();
+        }
+    })
+    .unwrap();
+    let resumed = smartclip::Options {
+        resume: Some(state),
+        ..options
+    };
+    let (_, rest) = smartclip::train(&model, &resumed, |_| {}).unwrap();
+    assert_eq!(weights(&whole), weights(&rest));
 }

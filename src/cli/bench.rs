@@ -228,6 +228,7 @@ fn scorer_for(model: &LoadedModel) -> Result<Scorer> {
         pairs: false,
         families: Vec::new(),
         init: None,
+        resume: None,
         zscore_per_image: false,
     };
     let config = train_dcsm::config_for(model, &options);

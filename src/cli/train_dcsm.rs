@@ -45,9 +45,14 @@ pub struct TrainDcsmArgs {
     /// Each image against its own and its opposite caption only (not the whole batch).
     #[arg(long)]
     pub pairs: bool,
-    /// Also write the scorer so far to `<out>/checkpoint-<step>/` every this many steps (0: never).
-    #[arg(long, default_value_t = 500)]
+    /// Write the scorer so far and the training state (`<out>/<stem>-state.safetensors`)
+    /// every this many steps (0: never).
+    #[arg(long, default_value_t = 100)]
     pub checkpoint_every: usize,
+    /// Continue from `<out>/<stem>-state.safetensors` where an earlier run with the same
+    /// options stopped.
+    #[arg(long)]
+    pub resume: bool,
 }
 
 pub fn run(args: &TrainDcsmArgs) -> Result<()> {
@@ -60,7 +65,12 @@ pub fn run(args: &TrainDcsmArgs) -> Result<()> {
         "paper" => ColumnMode::Paper,
         _ => ColumnMode::Aligned,
     };
+    let state = args.out.join(format!("{stem}-state.safetensors"));
+    if args.resume && !state.is_file() {
+        anyhow::bail!("--resume: there is no {} to continue from", state.display());
+    }
     let options = Options {
+        resume: args.resume.then(|| state.clone()),
         architecture,
         mode,
         steps: args.steps,
@@ -75,15 +85,18 @@ pub fn run(args: &TrainDcsmArgs) -> Result<()> {
     let bar = super::train_clip::progress_bar(args.steps);
     let start = Instant::now();
     let (mut loss_avg, mut acc_avg) = (0.0f32, 0.0f32);
-    let (scorer, varmap) = dcsm::train(&model, &options, |r, scorer, vars| {
+    let (scorer, varmap) = dcsm::train(&model, &options, |progress| {
+        let r = progress.report;
         let done = r.step + 1;
-        if args.checkpoint_every > 0 && done % args.checkpoint_every == 0 && done < args.steps {
-            let dir = args.out.join(format!("checkpoint-{done}"));
-            if let Err(e) = dcsm::save(scorer, vars, &dir, stem) {
-                super::train_clip::say(&bar, format!("could not write {}: {e:#}", dir.display()));
+        if args.checkpoint_every > 0 && done % args.checkpoint_every == 0 {
+            let saved = progress.save_state(&state).and_then(|()| {
+                dcsm::save(progress.scorer, progress.varmap, &args.out, stem)
+            });
+            if let Err(e) = saved {
+                super::train_clip::say(&bar, format!("could not write {}: {e:#}", state.display()));
             }
         }
-        let w = if r.step == 0 { 1.0 } else { 0.05 };
+        let w = if r.step == 0 || loss_avg == 0.0 { 1.0 } else { 0.05 };
         loss_avg += w * (r.loss - loss_avg);
         acc_avg += w * (r.accuracy - acc_avg);
         bar.set_position(r.step as u64 + 1);

@@ -25,11 +25,24 @@ pub struct TrainSmartclipArgs {
     pub lr: f64,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Write the mask so far and the training state (`<out>/smartclip-state.safetensors`) every
+    /// this many steps (0: never).
+    #[arg(long, default_value_t = 100)]
+    pub checkpoint_every: usize,
+    /// Continue from `<out>/smartclip-state.safetensors` where an earlier run with the same
+    /// options stopped.
+    #[arg(long)]
+    pub resume: bool,
 }
 
 pub fn run(args: &TrainSmartclipArgs) -> Result<()> {
     let model = super::load_model(args.model.as_deref())?;
+    let state = args.out.join("smartclip-state.safetensors");
+    if args.resume && !state.is_file() {
+        anyhow::bail!("--resume: there is no {} to continue from", state.display());
+    }
     let options = Options {
+        resume: args.resume.then(|| state.clone()),
         steps: args.steps,
         batch: args.batch.max(2),
         pool: args.pool,
@@ -39,7 +52,16 @@ pub fn run(args: &TrainSmartclipArgs) -> Result<()> {
     let bar = super::train_clip::progress_bar(args.steps);
     let start = Instant::now();
     eprintln!("encoding {} training scenes…", options.pool);
-    let (net, varmap) = smartclip::train(&model, &options, |r| {
+    let (net, varmap) = smartclip::train(&model, &options, |progress| {
+        let r = progress.report;
+        if args.checkpoint_every > 0 && (r.step + 1) % args.checkpoint_every == 0 {
+            let saved = progress
+                .save_state(&state)
+                .and_then(|()| smartclip::save(progress.net, progress.varmap, &args.out));
+            if let Err(e) = saved {
+                super::train_clip::say(&bar, format!("could not write {}: {e:#}", state.display()));
+            }
+        }
         bar.set_position(r.step as u64 + 1);
         bar.set_message(format!(
             "loss {:.3} (sparse {:.3}, sidm {:.3}, dism {:.3})",

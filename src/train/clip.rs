@@ -235,16 +235,9 @@ pub struct Progress<'a> {
 impl Progress<'_> {
     /// Writes the whole training state (weights, moments, step) to one safetensors file.
     pub fn save_state(&self, path: &Path) -> anyhow::Result<()> {
-        let state = self.optimizer.state()?;
-        let steps = Tensor::new(&[self.optimizer.steps as u32], &Device::Cpu)?;
-        let mut extra: Vec<(&str, &Tensor)> =
-            state.iter().map(|(k, t)| (k.as_str(), t)).collect();
-        extra.push((STEPS_KEY, &steps));
-        super::save_vars(self.varmap, &extra, path, DType::F32)
+        super::save_state(self.varmap, self.optimizer, &[], path)
     }
 }
-
-const STEPS_KEY: &str = "adam.steps";
 
 /// Trains (from random weights, `init` or a resumed state); `report` sees every step and may
 /// save checkpoints. Returns the trained variables.
@@ -259,25 +252,14 @@ pub fn train(
     let model = Clip::new(&options.config, true, vb)?;
     let mut opt = AdamW::new(&varmap, options.lr, 0.05)?;
     if let Some(path) = &options.resume {
-        let tensors = super::read_tensors(path)?;
-        super::set_vars(&varmap, &tensors, path)?;
-        let steps = tensors
-            .get(STEPS_KEY)
-            .ok_or_else(|| anyhow::anyhow!("{} is not a training state", path.display()))?
-            .to_vec1::<u32>()?
-            .first()
-            .copied()
-            .unwrap_or(0) as usize;
-        opt.restore(&tensors, steps)?;
+        super::restore_state(&varmap, &mut opt, path)?;
     } else if let Some(init) = &options.init {
         load_init(&varmap, init, &options.config)?;
     }
     let batcher = data::Batcher::new(&options.config, options.seed)?;
     for step in opt.steps..options.steps {
         opt.lr = schedule(options, step);
-        let mut rng = ChaCha8Rng::seed_from_u64(
-            options.seed ^ (step as u64 + 1).wrapping_mul(0xA24B_AED4_963E_E407),
-        );
+        let mut rng = super::step_rng(options.seed, step);
         let start = (step * options.batch) as u64;
         let t0 = std::time::Instant::now();
         let batch = batcher.batch(Split::Train, start, options.batch, &mut rng)?;

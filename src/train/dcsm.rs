@@ -2,7 +2,7 @@
 //! opposite images against captions and opposite captions, symmetric cross-entropy, Adam.
 
 use candle_core::{DType, Device, Tensor};
-use candle_nn::{loss::cross_entropy, AdamW, Optimizer, ParamsAdamW, VarBuilder, VarMap};
+use candle_nn::{loss::cross_entropy, VarBuilder, VarMap};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::path::Path;
@@ -12,6 +12,7 @@ use crate::dcsm::scorer::{
     FUNCTIONAL_WORDS,
 };
 use crate::model::{clip::l2_normalize, LoadedModel};
+use super::optim::AdamW;
 use crate::world::{self, contrast, Split};
 
 /// Text columns of the scorer (the paper's 30).
@@ -39,6 +40,8 @@ pub struct Options {
     pub zscore_per_image: bool,
     /// Start from this scorer's weights (a `scorer*.safetensors` of the same shape).
     pub init: Option<std::path::PathBuf>,
+    /// Continue from a training state written by `save_state` (weights, table, moments, step).
+    pub resume: Option<std::path::PathBuf>,
 }
 
 /// One step's numbers.
@@ -155,12 +158,28 @@ fn batch(
     Ok(Batch { maps, images: k })
 }
 
+/// What a progress callback sees after each step: the numbers and the state to checkpoint.
+pub struct Progress<'a> {
+    pub report: StepReport,
+    pub scorer: &'a Scorer,
+    pub varmap: &'a VarMap,
+    pub optimizer: &'a AdamW,
+}
+
+impl Progress<'_> {
+    /// Writes the whole training state (weights, table, moments, step) to one file.
+    pub fn save_state(&self, path: &Path) -> anyhow::Result<()> {
+        let table = [("functional_embeddings", self.scorer.table())];
+        super::save_state(self.varmap, self.optimizer, &table, path)
+    }
+}
+
 /// Trains a scorer for `model`; `report` sees every step with the scorer so far (to save
 /// checkpoints). Returns the scorer and its variables.
 pub fn train(
     model: &LoadedModel,
     options: &Options,
-    mut report: impl FnMut(StepReport, &Scorer, &VarMap),
+    mut report: impl FnMut(&Progress),
 ) -> anyhow::Result<(Scorer, VarMap)> {
     if options.families.is_empty() {
         anyhow::bail!("no probe families to train on");
@@ -174,7 +193,7 @@ pub fn train(
         &Device::Cpu,
     )?;
     // The starting file is read once: its table before the network exists, then its variables.
-    let init = match &options.init {
+    let init = match options.resume.as_ref().or(options.init.as_ref()) {
         Some(path) => {
             let tensors = super::read_tensors(path)?;
             if let Some(t) = tensors.get("functional_embeddings") {
@@ -187,16 +206,15 @@ pub fn train(
     let varmap = VarMap::new();
     let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
     let scorer = Scorer::with_table(config, vb, table)?;
+    let mut opt = AdamW::new(&varmap, options.lr, 0.0)?;
     if let Some((path, tensors)) = init {
         super::set_vars(&varmap, &tensors, path)?;
+        if options.resume.is_some() {
+            super::restore_state(&varmap, &mut opt, path)?;
+        }
     }
-    let params = ParamsAdamW {
-        lr: options.lr,
-        weight_decay: 0.0,
-        ..Default::default()
-    };
-    let mut opt = AdamW::new(varmap.all_vars(), params)?;
-    for step in 0..options.steps {
+    for step in opt.steps..options.steps {
+        let mut rng = super::step_rng(options.seed, step);
         let first = (step * options.scenes * 2) as u64;
         let b = batch(model, &scorer, first, options.scenes, options, &mut rng)?;
         let k = b.images;
@@ -226,7 +244,12 @@ pub fn train(
             loss: loss.to_scalar()?,
             accuracy: right as f32 / k as f32,
         };
-        report(numbers, &scorer, &varmap);
+        report(&Progress {
+            report: numbers,
+            scorer: &scorer,
+            varmap: &varmap,
+            optimizer: &opt,
+        });
     }
     Ok((scorer, varmap))
 }

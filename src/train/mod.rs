@@ -61,6 +61,56 @@ pub fn set_vars(
     Ok(())
 }
 
+/// The name under which a training state stores its step count.
+const STEPS_KEY: &str = "adam.steps";
+
+/// Writes a whole training state to one safetensors file: the variables, `extra` tensors the
+/// trainer needs back, the optimiser's moments and its step count. A run resumed from it with
+/// `restore_state` continues exactly where this one stood.
+pub fn save_state(
+    varmap: &VarMap,
+    optimizer: &optim::AdamW,
+    extra: &[(&str, &Tensor)],
+    path: &Path,
+) -> anyhow::Result<()> {
+    let moments = optimizer.state()?;
+    // Stored as f32 like every tensor of the file (exact up to 2^24 steps).
+    let steps = Tensor::new(&[optimizer.steps as f32], &Device::Cpu)?;
+    let mut all: Vec<(&str, &Tensor)> = extra.to_vec();
+    all.extend(moments.iter().map(|(k, t)| (k.as_str(), t)));
+    all.push((STEPS_KEY, &steps));
+    save_vars(varmap, &all, path, DType::F32)
+}
+
+/// Reads a state written by `save_state` into `varmap` and `optimizer`; returns every tensor of
+/// the file (for the trainer's extras).
+pub fn restore_state(
+    varmap: &VarMap,
+    optimizer: &mut optim::AdamW,
+    path: &Path,
+) -> anyhow::Result<HashMap<String, Tensor>> {
+    let tensors = read_tensors(path)?;
+    set_vars(varmap, &tensors, path)?;
+    let steps = tensors
+        .get(STEPS_KEY)
+        .ok_or_else(|| anyhow::anyhow!("{} is not a training state", path.display()))?
+        .to_dtype(DType::F32)?
+        .to_vec1::<f32>()?
+        .first()
+        .map_or(0, |s| s.round() as usize);
+    optimizer
+        .restore(&tensors, steps)
+        .map_err(|e| anyhow::anyhow!("cannot resume from {}: {e}", path.display()))?;
+    Ok(tensors)
+}
+
+/// The random generator of one training step: the same for a step whether the run went through
+/// or was resumed there.
+pub fn step_rng(seed: u64, step: usize) -> rand_chacha::ChaCha8Rng {
+    use rand::SeedableRng;
+    rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ (step as u64 + 1).wrapping_mul(0xA24B_AED4_963E_E407))
+}
+
 /// Writes a variable map (plus `extra` tensors) as safetensors, atomically, in `dtype`.
 pub fn save_vars(
     varmap: &VarMap,

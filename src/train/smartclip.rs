@@ -2,14 +2,15 @@
 //! captions made of one sentence per object (partial captions name a subset of the objects).
 
 use candle_core::{DType, Device, Tensor};
-use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarBuilder, VarMap};
+use candle_nn::{VarBuilder, VarMap};
 use rand::seq::SliceRandom;
-use rand::{Rng, SeedableRng};
+use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use std::path::Path;
 
 use crate::model::{tokenizer, Clip, LoadedModel, Tokenized};
 use crate::smartclip::{self, MaskNet, SmartConfig};
+use super::optim::AdamW;
 use crate::world::{self, Scene, Split};
 
 /// Training settings.
@@ -22,6 +23,8 @@ pub struct Options {
     pub pool: usize,
     pub lr: f64,
     pub seed: u64,
+    /// Continue from a training state written by `Progress::save_state`.
+    pub resume: Option<std::path::PathBuf>,
 }
 
 /// One step's numbers.
@@ -81,27 +84,40 @@ fn encode_pool(model: &LoadedModel, seed: u64, n: usize) -> anyhow::Result<(Vec<
     Ok((scenes, Tensor::cat(&parts, 0)?.contiguous()?))
 }
 
+/// What a progress callback sees after each step: the numbers and the state to checkpoint.
+pub struct Progress<'a> {
+    pub report: StepReport,
+    pub net: &'a MaskNet,
+    pub varmap: &'a VarMap,
+    pub optimizer: &'a AdamW,
+}
+
+impl Progress<'_> {
+    /// Writes the whole training state (weights, moments, step) to one file.
+    pub fn save_state(&self, path: &Path) -> anyhow::Result<()> {
+        super::save_state(self.varmap, self.optimizer, &[], path)
+    }
+}
+
 /// Trains the mask network; `report` sees every step.
 pub fn train(
     model: &LoadedModel,
     options: &Options,
-    mut report: impl FnMut(StepReport),
+    mut report: impl FnMut(&Progress),
 ) -> anyhow::Result<(MaskNet, VarMap)> {
     let config = config_for(model)?;
     let (scenes, images) = encode_pool(model, options.seed, options.pool.max(options.batch))?;
     let varmap = VarMap::new();
     let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
     let net = MaskNet::new(config.clone(), true, vb.pp("mask_net"))?;
-    let params = ParamsAdamW {
-        lr: options.lr,
-        weight_decay: 0.0,
-        ..Default::default()
-    };
-    let mut opt = AdamW::new(varmap.all_vars(), params)?;
-    let mut rng = ChaCha8Rng::seed_from_u64(options.seed);
+    let mut opt = AdamW::new(&varmap, options.lr, 0.0)?;
+    if let Some(path) = &options.resume {
+        super::restore_state(&varmap, &mut opt, path)?;
+    }
     let context = model.config().text.max_position_embeddings;
-    let mut order: Vec<usize> = (0..scenes.len()).collect();
-    for step in 0..options.steps {
+    for step in opt.steps..options.steps {
+        let mut rng = super::step_rng(options.seed, step);
+        let mut order: Vec<usize> = (0..scenes.len()).collect();
         order.shuffle(&mut rng);
         let picked = &order[..options.batch];
         let captions: Vec<Tokenized> = picked
@@ -124,12 +140,17 @@ pub fn train(
         let masks = smartclip::hard_mask(&net.forward(&hidden)?, config.mask_threshold)?;
         let l = smartclip::losses(&batch_images, &masks, &texts, f64::from(config.score_scale))?;
         opt.backward_step(&l.total)?;
-        report(StepReport {
-            step,
-            total: l.total.to_scalar()?,
-            sparse: l.sparse.to_scalar()?,
-            sidm: l.sidm.to_scalar()?,
-            dism: l.dism.to_scalar()?,
+        report(&Progress {
+            report: StepReport {
+                step,
+                total: l.total.to_scalar()?,
+                sparse: l.sparse.to_scalar()?,
+                sidm: l.sidm.to_scalar()?,
+                dism: l.dism.to_scalar()?,
+            },
+            net: &net,
+            varmap: &varmap,
+            optimizer: &opt,
         });
     }
     Ok((net, varmap))
