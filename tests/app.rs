@@ -268,3 +268,34 @@ fn missing_or_corrupt_state_is_not_fatal() {
         "reported, so the app can say so and start fresh"
     );
 }
+
+#[test]
+fn a_lesson_opens_its_scene_with_the_first_content_word_and_a_pinned_pair() {
+    let mut h = harness(&[], &[]);
+    // A first run: the demo scenes, opened on the first lesson.
+    h.state_mut().add_demos();
+    settle(&mut h);
+    let lessons = clipscope::app::demo::scenes();
+    assert!(lessons.len() >= 4);
+    let first = &lessons[0];
+    assert_eq!(h.state().current_entry().unwrap().name, first.name);
+    assert_eq!(h.state().prompts[0], first.prompts[0]);
+    assert_eq!(h.state().pinned, [Some(0), Some(1)], "compare is never empty");
+    // The map shown is the first content word's ("red" of "a red circle"), not SOS.
+    let score = h.state().score_of(0).unwrap().clone();
+    let shown = h.state().active_token().unwrap();
+    assert_eq!(score.tokenized.labels[shown], "red");
+
+    // The Starters menu lists every lesson; picking "Spatial" switches scene and prompts.
+    h.get_by_label("Starters").click();
+    h.step();
+    for d in &lessons {
+        h.get_by_label(d.lesson);
+    }
+    h.get_by_label("Spatial").click();
+    settle(&mut h);
+    let spatial = lessons.iter().find(|d| d.lesson == "Spatial").unwrap();
+    assert_eq!(h.state().current_entry().unwrap().name, spatial.name);
+    assert_eq!(h.state().prompts[1], spatial.prompts[1]);
+    assert_eq!(h.state().selected_token, None, "back to the first content word");
+}

@@ -110,16 +110,16 @@ fn asset(name: &str) -> Vec<u8> {
 
 #[test]
 fn broken_dcsm_scorers_and_smartclip_masks_are_refused_with_the_reason() {
-    // A scorer for another backbone (197 rows: ViT-B/16) on our 50-row model.
+    // A scorer for another backbone (50 rows: ViT-B/32) on our 197-row model.
     let json = String::from_utf8(asset("scorer.json"))
         .unwrap()
-        .replace("\"rows\": 50", "\"rows\": 197");
+        .replace("\"rows\": 197", "\"rows\": 50");
     let dir = default_with(&[
         ("scorer.json", json.as_bytes()),
         ("scorer.safetensors", &asset("scorer.safetensors")),
     ]);
     let e = load_error(&dir);
-    assert!(e.contains("197") && e.contains("scorer"), "{e}");
+    assert!(e.contains("50") && e.contains("scorer"), "{e}");
 
     // Truncated scorer weights.
     let weights = asset("scorer.safetensors");

@@ -47,10 +47,15 @@ fn seeded_random_model(config: &clipscope::model::ClipConfig) -> Clip {
     Clip::new(config, false, vb).unwrap()
 }
 
+fn independent() -> Vec<clipscope::eval::Item> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/independent");
+    clipscope::eval::from_folder(&dir).unwrap()
+}
+
 #[test]
 fn embedded_model_describes_and_localises() {
     let trained = LoadedModel::load(&ModelSource::Embedded, &mut |_| {}).unwrap();
-    assert_eq!(trained.grid(), (7, 7));
+    assert_eq!(trained.grid(), (14, 14), "the paper's 197 image rows");
     let config = trained.config().clone();
     let random = seeded_random_model(&config);
     let random = LoadedModel::from_parts(random, "random").unwrap();
@@ -67,20 +72,35 @@ fn embedded_model_describes_and_localises() {
     let td = t.families["description"]["clip"];
     let rd = r.families["description"]["clip"];
     assert!(td.total >= 60);
-    assert!(td.accuracy().unwrap() >= 0.5, "trained description {td:?}");
+    assert!(td.accuracy().unwrap() >= MIN_DESCRIPTION, "trained description {td:?}");
     assert!(
         rd.accuracy().unwrap() < 0.45,
         "a random model should not reach this: {rd:?}"
     );
 
-    // Localisation: any map tends to peak on *some* object against a plain background, so even a
-    // random model scores about 55% here (measured), far above the 9/49 of a uniform peak. The
-    // trained maps must peak on the named object far more often than that.
+    // Localisation, strict: the shape word's map peaks on a patch whose centre lies on the object
+    // (grown by half a patch). A random model's maps still peak on *some* object often enough on
+    // plain backgrounds; the trained maps must do far better.
     let tl = t.localisation.accuracy().unwrap();
     let rl = r.localisation.accuracy().unwrap();
-    assert!(tl >= 0.75, "trained localisation {:?}", t.localisation);
-    assert!(tl >= rl + 0.2, "trained {tl:.3} vs random {rl:.3}");
+    assert!(tl >= MIN_LOCALISATION, "trained localisation {:?}", t.localisation);
+    assert!(tl >= rl + 0.3, "trained {tl:.3} vs random {rl:.3}");
 }
+
+#[test]
+fn embedded_model_recognises_shapes_drawn_by_another_renderer() {
+    let model = LoadedModel::load(&ModelSource::Embedded, &mut |_| {}).unwrap();
+    let r = evaluate(&model, &independent()).unwrap();
+    let d = r.families["description"]["clip"];
+    eprintln!("independent: description {d:?}, localisation {:?}", r.localisation);
+    assert_eq!(r.scenes, 48);
+    assert!(d.accuracy().unwrap() >= MIN_DESCRIPTION, "{d:?}");
+    assert!(r.localisation.accuracy().unwrap() >= MIN_LOCALISATION, "{:?}", r.localisation);
+}
+
+/// What the shipped model must reach on these scenes (measured: see the model card).
+const MIN_DESCRIPTION: f64 = 0.9;
+const MIN_LOCALISATION: f64 = 0.9;
 
 #[test]
 fn embedded_scorer_reads_spatial_relations_that_clip_cannot() {
@@ -91,7 +111,7 @@ fn embedded_scorer_reads_spatial_relations_that_clip_cannot() {
     eprintln!("spatial: clip {clip:?}, dcsm {dcsm:?}");
     assert!(dcsm.total >= 60, "{dcsm:?}");
     // Plain CLIP's pooled cosine is near chance on "A above B" vs "B above A"; the scorer reads
-    // the relation off the dense map (0.96 on the 300 validation scenes of the model card).
+    // the relation off the dense map.
     assert!(clip.accuracy().unwrap() < 0.7, "{clip:?}");
-    assert!(dcsm.accuracy().unwrap() >= 0.85, "{dcsm:?}");
+    assert!(dcsm.accuracy().unwrap() >= 0.9, "{dcsm:?}");
 }

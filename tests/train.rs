@@ -46,6 +46,7 @@ fn a_short_run_lowers_the_validation_loss() {
         warmup: 5,
         init: None,
         resume: None,
+        stop_at: None,
     };
     let mut losses = Vec::new();
     let (_, model) = train(&options, |p| losses.push(p.report.loss)).unwrap();
@@ -69,6 +70,7 @@ fn a_run_stopped_and_resumed_ends_where_an_unbroken_run_ends() {
         warmup: 2,
         init: None,
         resume: None,
+        stop_at: None,
     };
     let weights = |m: &VarMap| {
         let data = m.data().lock().unwrap();
@@ -86,6 +88,14 @@ fn a_run_stopped_and_resumed_ends_where_an_unbroken_run_ends() {
         }
     })
     .unwrap();
+    // A run told to stop at step 3 ends there.
+    let mut seen = Vec::new();
+    let stopped = Options {
+        stop_at: Some(3),
+        ..options.clone()
+    };
+    train(&stopped, |p| seen.push(p.report.step)).unwrap();
+    assert_eq!(seen, vec![0, 1, 2]);
     let resumed = Options {
         resume: Some(state),
         ..options

@@ -2,7 +2,7 @@
 
 mod colour;
 mod compare;
-mod demo;
+pub mod demo;
 pub mod export;
 mod gallery;
 mod heatmap;
@@ -201,9 +201,7 @@ impl ClipscopeApp {
             }
         }
         if self.prompts.is_empty() {
-            if let Some(first) = self.images.first() {
-                self.prompts = first.starters.clone();
-            }
+            self.start_lesson(0);
         }
     }
 

@@ -45,7 +45,6 @@ pub enum Command {
 
 /// Runs one subcommand.
 pub fn run(command: Command) -> Result<()> {
-    use_every_core();
     match command {
         Command::Map(args) => map::run(&args),
         Command::Score(args) => score::run(&args),
@@ -104,16 +103,4 @@ pub fn load_model(arg: Option<&str>) -> Result<LoadedModel> {
         }
     })
     .with_context(|| format!("cannot load model {source}"))
-}
-
-/// Sizes candle's and rayon's thread pools to the cores this process may run on, unless the user
-/// chose (`RAYON_NUM_THREADS`). candle's own guess counts physical cores and, on some virtual
-/// machines, guesses wrong; its spinning barrier then runs more threads than cores (measured on a
-/// 2-core machine: a training step 7.0 s by default, 3.6 s with 2 threads). Runs before any
-/// other thread exists.
-fn use_every_core() {
-    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        std::env::set_var("RAYON_NUM_THREADS", cores.to_string());
-    }
 }

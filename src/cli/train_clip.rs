@@ -28,6 +28,14 @@ pub struct TrainClipArgs {
     /// names should match the patch holding that object best (0 = off).
     #[arg(long, default_value_t = 0.0)]
     pub ground_weight: f64,
+    /// Weight of the hard-negative loss: each image against its true caption and its hard
+    /// negative (one colour or shape word swapped) alone.
+    #[arg(long, default_value_t = 0.0)]
+    pub negative_weight: f64,
+    /// Mix in captions that name shapes without their colours ("a star and a circle"), so a
+    /// shape word cannot be matched by colour alone.
+    #[arg(long)]
+    pub shape_words: bool,
     /// Start from this model.safetensors (same towers; a position table of another patch grid
     /// is resized bicubically) instead of random weights.
     #[arg(long, value_name = "FILE")]
@@ -42,6 +50,10 @@ pub struct TrainClipArgs {
     /// Continue from DIR/state.safetensors where an earlier run with the same options stopped.
     #[arg(long)]
     pub resume: bool,
+    /// Stop after this many steps, writing the state (the learning-rate schedule still runs to
+    /// --steps): a later run with --resume continues, possibly with other loss weights.
+    #[arg(long, value_name = "STEP")]
+    pub stop_at: Option<usize>,
 }
 
 pub fn run(args: &TrainClipArgs) -> Result<()> {
@@ -63,16 +75,20 @@ pub fn run(args: &TrainClipArgs) -> Result<()> {
         seed: args.seed,
         token_weight: args.token_weight,
         ground_weight: args.ground_weight,
+        negative_weight: args.negative_weight,
+        shape_words: args.shape_words,
         warmup: (args.steps / 20).max(1),
         init: args.init.clone(),
         resume: args.resume.then(|| state.clone()),
+        stop_at: args.stop_at,
     };
+    let end = args.stop_at.unwrap_or(args.steps).min(args.steps);
     let bar = progress_bar(args.steps);
     let start = Instant::now();
     let (varmap, _) = clip::train(&options, |progress| {
         let r = progress.report;
         if args.checkpoint_every > 0
-            && ((r.step + 1) % args.checkpoint_every == 0 || r.step + 1 == args.steps)
+            && ((r.step + 1) % args.checkpoint_every == 0 || r.step + 1 == end)
         {
             let saved = progress
                 .save_state(&state)
@@ -90,13 +106,15 @@ pub fn run(args: &TrainClipArgs) -> Result<()> {
             say(
                 &bar,
                 format!(
-                    "step {:>5}  loss {:.4}  clip {:.4}  token {:.4}  ground {:.4}  {:.0} s  \
+                    "step {:>5}  loss {:.4}  clip {:.4}  token {:.4}  ground {:.4}  \
+                     negative {:.4}  {:.0} s  \
                      (this step: data {:.2} s, forward {:.2} s, backward+update {:.2} s)",
                     r.step,
                     r.loss,
                     r.clip_loss,
                     r.token_loss,
                     r.ground_loss,
+                    r.negative_loss,
                     start.elapsed().as_secs_f64(),
                     r.data_seconds,
                     r.forward_seconds,
@@ -108,7 +126,7 @@ pub fn run(args: &TrainClipArgs) -> Result<()> {
     bar.finish();
     clip::save(&varmap, &config, &args.out, DType::F16)?;
     eprintln!(
-        "trained {} steps of {} in {:.1} min; wrote {}",
+        "trained to step {end} of {} (batch {}) in {:.1} min; wrote {}",
         args.steps,
         args.batch,
         start.elapsed().as_secs_f64() / 60.0,

@@ -57,12 +57,21 @@ pub struct Options {
     /// Weight of the grounding loss: each named object's colour and shape tokens against the
     /// patches of their own image, the patches on the object the target (0: off).
     pub ground_weight: f64,
+    /// Weight of the hard-negative loss: each image against its true caption and its hard
+    /// negative alone (a two-way cross-entropy), so that one wrong word is not diluted among
+    /// every other caption of the batch (0: off; the negatives still join the CLIP loss).
+    pub negative_weight: f64,
+    /// Mix in captions that name shapes without colours ("a star and a circle").
+    pub shape_words: bool,
     pub warmup: usize,
     /// Start from these weights (a model.safetensors of the same towers; a position table of
     /// another grid is resized bicubically) instead of random ones.
     pub init: Option<std::path::PathBuf>,
     /// Continue from a training state written by `save_state` (weights, moments, step).
     pub resume: Option<std::path::PathBuf>,
+    /// Stop after this many steps (the schedule still runs to `steps`), to train a stage in
+    /// slices with different loss weights, each resumed from the last.
+    pub stop_at: Option<usize>,
 }
 
 /// One step's numbers, for progress reports.
@@ -72,6 +81,7 @@ pub struct StepReport {
     pub loss: f32,
     pub clip_loss: f32,
     pub token_loss: f32,
+    pub negative_loss: f32,
     pub ground_loss: f32,
     /// Seconds spent drawing the batch (rendering, preprocessing, tokenising).
     pub data_seconds: f32,
@@ -85,17 +95,13 @@ struct Losses {
     total: Tensor,
     clip: Tensor,
     token: Tensor,
+    negative: Tensor,
     ground: Tensor,
 }
 
 /// The losses of one batch, weighted into their total. Images are contrasted with every caption
 /// of the batch, hard negatives included; captions (true ones only) with every image.
-fn losses(
-    model: &Clip,
-    batch: &data::Batch,
-    token_weight: f64,
-    ground_weight: f64,
-) -> Result<Losses> {
+fn losses(model: &Clip, batch: &data::Batch, options: &Weights) -> Result<Losses> {
     let b = batch.scenes.len();
     let img = model.image_tokens(&batch.pixels)?; // (B, 1+P, D)
     let all_txt = model.text_tokens(&batch.ids)?; // (B + M, T, D)
@@ -118,23 +124,52 @@ fn losses(
     let clip_loss = ((cross_entropy(&logits, &targets)?
         + cross_entropy(&logits.narrow(1, 0, b)?.t()?, &targets)?)?
         * 0.5)?;
+    let negative = negative_loss(&logits, &batch.negatives)?;
 
     let txt = all_txt.narrow(0, 0, b)?;
     let patches = l2_normalize(&img.narrow(1, 1, img.dim(1)? - 1)?.contiguous()?)?; // (B, P, D)
     let words = l2_normalize(&txt)?; // (B, T, D)
-    let token_loss = if token_weight > 0.0 {
+    let token_loss = if options.token > 0.0 {
         token_level_loss(&patches, &words, &batch.word_mask.narrow(0, 0, b)?, &scale)?
     } else {
         Tensor::zeros((), DType::F32, img.device())?
     };
     let ground = ground_loss(&patches, &words, batch, &scale)?;
-    let total = ((&clip_loss + (&token_loss * token_weight)?)? + (&ground * ground_weight)?)?;
+    let total = (((&clip_loss + (&token_loss * options.token)?)? + (&ground * options.ground)?)?
+        + (&negative * options.negative)?)?;
     Ok(Losses {
         total,
         clip: clip_loss,
         token: token_loss,
+        negative,
         ground,
     })
+}
+
+/// The weights of the losses besides the CLIP loss.
+struct Weights {
+    token: f64,
+    ground: f64,
+    negative: f64,
+}
+
+/// Two-way cross-entropy of each image between its true caption (column `image`) and its hard
+/// negative, from the (B, B + M) image-to-caption logits. Zero without negatives.
+fn negative_loss(logits: &Tensor, negatives: &[(usize, usize)]) -> Result<Tensor> {
+    if negatives.is_empty() {
+        return Tensor::zeros((), DType::F32, logits.device());
+    }
+    let (_, n) = logits.dims2()?;
+    let flat = logits.flatten_all()?;
+    let device = logits.device();
+    let index: Vec<u32> = negatives
+        .iter()
+        .flat_map(|&(i, j)| [(i * n + i) as u32, (i * n + j) as u32])
+        .collect();
+    let pairs = flat
+        .index_select(&Tensor::from_vec(index, 2 * negatives.len(), device)?, 0)?
+        .reshape((negatives.len(), 2))?;
+    cross_entropy(&pairs, &Tensor::zeros(negatives.len(), DType::U32, device)?)
 }
 
 /// FILIP-style token-level loss: every patch against every word token of every true caption of
@@ -256,15 +291,22 @@ pub fn train(
     } else if let Some(init) = &options.init {
         load_init(&varmap, init, &options.config)?;
     }
-    let batcher = data::Batcher::new(&options.config, options.seed)?;
-    for step in opt.steps..options.steps {
+    let mut batcher = data::Batcher::new(&options.config, options.seed)?;
+    batcher.shape_words = options.shape_words;
+    let end = options.stop_at.unwrap_or(options.steps).min(options.steps);
+    for step in opt.steps..end {
         opt.lr = schedule(options, step);
         let mut rng = super::step_rng(options.seed, step);
         let start = (step * options.batch) as u64;
         let t0 = std::time::Instant::now();
         let batch = batcher.batch(Split::Train, start, options.batch, &mut rng)?;
         let t1 = std::time::Instant::now();
-        let l = losses(&model, &batch, options.token_weight, options.ground_weight)?;
+        let weights = Weights {
+            token: options.token_weight,
+            ground: options.ground_weight,
+            negative: options.negative_weight,
+        };
+        let l = losses(&model, &batch, &weights)?;
         let t2 = std::time::Instant::now();
         opt.backward_step(&l.total)?;
         let t3 = std::time::Instant::now();
@@ -273,6 +315,7 @@ pub fn train(
             loss: l.total.to_scalar()?,
             clip_loss: l.clip.to_scalar()?,
             token_loss: l.token.to_scalar()?,
+            negative_loss: l.negative.to_scalar()?,
             ground_loss: l.ground.to_scalar()?,
             data_seconds: (t1 - t0).as_secs_f32(),
             forward_seconds: (t2 - t1).as_secs_f32(),
@@ -327,5 +370,10 @@ pub fn validation_loss(
 ) -> anyhow::Result<f32> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let batch = data::Batcher::new(config, seed)?.batch(Split::Validation, 0, size, &mut rng)?;
-    Ok(losses(model, &batch, 1.0, 0.0)?.total.to_scalar()?)
+    let weights = Weights {
+        token: 1.0,
+        ground: 0.0,
+        negative: 0.0,
+    };
+    Ok(losses(model, &batch, &weights)?.total.to_scalar()?)
 }

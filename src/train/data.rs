@@ -20,6 +20,8 @@ pub struct Batch {
     pub scenes: Vec<Scene>,
     /// The B true captions, then the M hard negatives (each false of its own scene).
     pub captions: Vec<String>,
+    /// (image, caption index) of every hard negative: the caption is false of that image.
+    pub negatives: Vec<(usize, usize)>,
     /// Grounding targets: (caption, target) for every object a caption names.
     pub ground: Vec<(usize, super::ground::Target)>,
 }
@@ -66,6 +68,8 @@ pub struct Batcher {
     pub context: usize,
     /// Patches per side of the image grid.
     pub grid: usize,
+    /// Also draw captions that name shapes without colours (see `Scene::training_caption`).
+    pub shape_words: bool,
     pub device: Device,
 }
 
@@ -77,6 +81,7 @@ impl Batcher {
             pre: PreprocessConfig::openai(config.vision.image_size),
             context: config.text.max_position_embeddings,
             grid: config.vision.image_size / config.vision.patch_size,
+            shape_words: false,
             device: Device::Cpu,
         })
     }
@@ -92,9 +97,18 @@ impl Batcher {
         let scenes: Vec<Scene> = (0..size as u64)
             .map(|i| world::scene(self.seed, split, start + i))
             .collect();
-        let drawn: Vec<_> = scenes.iter().map(|s| s.training_caption(rng)).collect();
+        let drawn: Vec<_> = scenes
+            .iter()
+            .map(|s| s.training_caption(rng, self.shape_words))
+            .collect();
         let mut captions: Vec<String> = drawn.iter().map(|c| c.text.clone()).collect();
-        captions.extend(drawn.into_iter().filter_map(|c| c.negative));
+        let mut negatives = Vec::new();
+        for (i, c) in drawn.into_iter().enumerate() {
+            if let Some(n) = c.negative {
+                negatives.push((i, captions.len()));
+                captions.push(n);
+            }
+        }
         let side = self.pre.crop as usize;
         let per_scene: Vec<Vec<f32>> = {
             use rayon::prelude::*;
@@ -124,6 +138,7 @@ impl Batcher {
             word_mask,
             scenes,
             captions,
+            negatives,
             ground,
         })
     }

@@ -25,6 +25,16 @@ impl Scene {
         }
     }
 
+    /// A shape no object of the scene has, if there is one.
+    fn absent_shape(&self, rng: &mut ChaCha8Rng) -> Option<Shape> {
+        let absent: Vec<Shape> = SHAPES
+            .iter()
+            .copied()
+            .filter(|s| self.objects.iter().all(|x| x.shape != *s))
+            .collect();
+        (!absent.is_empty()).then(|| absent[rng.random_range(0..absent.len())])
+    }
+
     /// `o` with its shape replaced by one no object of the scene has, or its colour by one no
     /// object has (never a held-out pair): a recognition error, not a binding one.
     fn misnamed(&self, o: &Object, rng: &mut ChaCha8Rng) -> Option<Object> {
@@ -53,12 +63,39 @@ impl Scene {
     }
 
     /// One true caption drawn at random per call, covering every family, with a hard negative.
-    pub fn training_caption(&self, rng: &mut ChaCha8Rng) -> TrainingCaption {
+    /// With `shape_words`, a quarter of the captions name shapes without their colours ("a star
+    /// and a circle"), so that a shape word cannot be matched by colour alone.
+    pub fn training_caption(&self, rng: &mut ChaCha8Rng, shape_words: bool) -> TrainingCaption {
         let k = rng.random_range(0..self.objects.len());
         let o = &self.objects[k];
         let wrong = self.misnamed(o, rng);
         let caption = |text: String, negative: Option<String>| TrainingCaption { text, negative };
-        match rng.random_range(0..6) {
+        let kinds = if shape_words { 8 } else { 6 };
+        match rng.random_range(0..kinds) {
+            6 => caption(
+                format!("a {}", o.shape.word()),
+                self.absent_shape(rng).map(|s| format!("a {}", s.word())),
+            ),
+            7 => {
+                let mut shapes: Vec<Shape> = Vec::new();
+                for x in &self.objects {
+                    if !shapes.contains(&x.shape) {
+                        shapes.push(x.shape);
+                    }
+                }
+                let text = |shapes: &[Shape]| {
+                    let words: Vec<String> =
+                        shapes.iter().map(|s| format!("a {}", s.word())).collect();
+                    words.join(" and ")
+                };
+                let negative = self.absent_shape(rng).map(|s| {
+                    let mut swapped = shapes.clone();
+                    let i = rng.random_range(0..swapped.len());
+                    swapped[i] = s;
+                    text(&swapped)
+                });
+                caption(text(&shapes), negative)
+            }
             0 | 1 => {
                 let negative = wrong.map(|w| {
                     let mut s = self.clone();
@@ -228,7 +265,7 @@ mod tests {
         for i in 0..500 {
             let s = scene(2, Split::Train, i);
             assert!(s.objects.iter().all(|o| !o.held_out()));
-            let caption = s.training_caption(&mut rng);
+            let caption = s.training_caption(&mut rng, true);
             let texts = std::iter::once(&caption.text).chain(caption.negative.as_ref());
             for text in texts {
                 for (c, sh) in HELD_OUT {
@@ -249,7 +286,7 @@ mod tests {
         let mut with = 0;
         for i in 0..300 {
             let s = scene(4, Split::Train, i);
-            let c = s.training_caption(&mut rng);
+            let c = s.training_caption(&mut rng, true);
             let Some(n) = c.negative else { continue };
             with += 1;
             assert_ne!(n, c.text);
