@@ -152,8 +152,9 @@ pub fn evaluate(model: &LoadedModel, items: &[Item]) -> Result<SplitReport, Mode
                 })
                 .0;
             report.localisation.total += 1;
-            report.localisation.correct +=
-                usize::from(rows == cols && world::geometry::patches_on(object, cols).contains(&peak));
+            report.localisation.correct += usize::from(
+                rows == cols && world::geometry::patches_on(object, cols).contains(&peak),
+            );
         }
     }
     Ok(report)

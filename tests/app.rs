@@ -105,7 +105,10 @@ fn add_type_select_switch_and_compare() {
     assert_eq!(h.state().selected_token, Some(collar));
     h.get_by_label("EOS").click();
     h.step();
-    assert_eq!(h.state().selected_token, Some(score.tokenized.ids.len() - 1));
+    assert_eq!(
+        h.state().selected_token,
+        Some(score.tokenized.ids.len() - 1)
+    );
 
     // Switch images by clicking the second thumbnail's name.
     let second = h.state().images[1].id;
@@ -280,7 +283,11 @@ fn a_lesson_opens_its_scene_with_the_first_content_word_and_a_pinned_pair() {
     let first = &lessons[0];
     assert_eq!(h.state().current_entry().unwrap().name, first.name);
     assert_eq!(h.state().prompts[0], first.prompts[0]);
-    assert_eq!(h.state().pinned, [Some(0), Some(1)], "compare is never empty");
+    assert_eq!(
+        h.state().pinned,
+        [Some(0), Some(1)],
+        "compare is never empty"
+    );
     // The map shown is the first content word's ("red" of "a red circle"), not SOS.
     let score = h.state().score_of(0).unwrap().clone();
     let shown = h.state().active_token().unwrap();
@@ -297,5 +304,9 @@ fn a_lesson_opens_its_scene_with_the_first_content_word_and_a_pinned_pair() {
     let spatial = lessons.iter().find(|d| d.lesson == "Spatial").unwrap();
     assert_eq!(h.state().current_entry().unwrap().name, spatial.name);
     assert_eq!(h.state().prompts[1], spatial.prompts[1]);
-    assert_eq!(h.state().selected_token, None, "back to the first content word");
+    assert_eq!(
+        h.state().selected_token,
+        None,
+        "back to the first content word"
+    );
 }

@@ -72,7 +72,10 @@ fn embedded_model_describes_and_localises() {
     let td = t.families["description"]["clip"];
     let rd = r.families["description"]["clip"];
     assert!(td.total >= 60);
-    assert!(td.accuracy().unwrap() >= MIN_DESCRIPTION, "trained description {td:?}");
+    assert!(
+        td.accuracy().unwrap() >= MIN_DESCRIPTION,
+        "trained description {td:?}"
+    );
     assert!(
         rd.accuracy().unwrap() < 0.45,
         "a random model should not reach this: {rd:?}"
@@ -83,7 +86,11 @@ fn embedded_model_describes_and_localises() {
     // plain backgrounds; the trained maps must do far better.
     let tl = t.localisation.accuracy().unwrap();
     let rl = r.localisation.accuracy().unwrap();
-    assert!(tl >= MIN_LOCALISATION, "trained localisation {:?}", t.localisation);
+    assert!(
+        tl >= MIN_LOCALISATION,
+        "trained localisation {:?}",
+        t.localisation
+    );
     assert!(tl >= rl + 0.3, "trained {tl:.3} vs random {rl:.3}");
 }
 
@@ -92,10 +99,17 @@ fn embedded_model_recognises_shapes_drawn_by_another_renderer() {
     let model = LoadedModel::load(&ModelSource::Embedded, &mut |_| {}).unwrap();
     let r = evaluate(&model, &independent()).unwrap();
     let d = r.families["description"]["clip"];
-    eprintln!("independent: description {d:?}, localisation {:?}", r.localisation);
+    eprintln!(
+        "independent: description {d:?}, localisation {:?}",
+        r.localisation
+    );
     assert_eq!(r.scenes, 48);
     assert!(d.accuracy().unwrap() >= MIN_DESCRIPTION, "{d:?}");
-    assert!(r.localisation.accuracy().unwrap() >= MIN_LOCALISATION, "{:?}", r.localisation);
+    assert!(
+        r.localisation.accuracy().unwrap() >= MIN_LOCALISATION,
+        "{:?}",
+        r.localisation
+    );
 }
 
 /// What the shipped model must reach on these scenes (measured: see the model card).

@@ -43,6 +43,8 @@ fn a_short_run_lowers_the_validation_loss() {
         seed: 3,
         token_weight: 1.0,
         ground_weight: 0.0,
+        negative_weight: 0.0,
+        shape_words: false,
         warmup: 5,
         init: None,
         resume: None,
@@ -67,6 +69,8 @@ fn a_run_stopped_and_resumed_ends_where_an_unbroken_run_ends() {
         seed: 9,
         token_weight: 1.0,
         ground_weight: 1.0,
+        negative_weight: 1.0,
+        shape_words: true,
         warmup: 2,
         init: None,
         resume: None,
@@ -78,7 +82,14 @@ fn a_run_stopped_and_resumed_ends_where_an_unbroken_run_ends() {
         names.sort();
         names
             .iter()
-            .flat_map(|n| data[n].as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap())
+            .flat_map(|n| {
+                data[n]
+                    .as_tensor()
+                    .flatten_all()
+                    .unwrap()
+                    .to_vec1::<f32>()
+                    .unwrap()
+            })
             .collect::<Vec<f32>>()
     };
     // The unbroken run saves its state after step 2, as `train-clip` does every N steps.

@@ -94,7 +94,14 @@ fn weights(m: &candle_nn::VarMap) -> Vec<f32> {
     names.sort();
     names
         .iter()
-        .flat_map(|n| data[n].as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap())
+        .flat_map(|n| {
+            data[n]
+                .as_tensor()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap()
+        })
         .collect()
 }
 

@@ -50,18 +50,18 @@ stage clip-112a "${CLIP112[@]}" --stop-at 350
 slice clip-112a clip-112b "${CLIP112[@]}" --negative-weight 1 --stop-at 450
 slice clip-112b clip-112 "${CLIP112[@]}" --negative-weight 1 --shape-words
 # 2. Continued at 224 px (14×14 patches), the position table resized bicubically.
-stage clip-224 train-clip --init "$RUNS/clip-112/model.safetensors" --steps 150 --batch 96 \
+stage clip-224 train-clip --init "$RUNS/clip-112/model.safetensors" --steps 100 --batch 96 \
   --lr 3e-4 --seed 1 --image-size 224 --ground-weight 1 --negative-weight 1 --shape-words \
   --checkpoint-every 10
 # 3. The DCSM scorer (the paper's CNN at its native 197 × 30): spatial contrasts first, then all.
 stage dcsm-1 train-dcsm --model "$RUNS/clip-224" --families spatial --pairs --scenes 32 \
-  --steps 300 --lr 1e-3 --checkpoint-every 50
+  --steps 200 --lr 1e-3 --checkpoint-every 50
 stage dcsm-2 train-dcsm --model "$RUNS/clip-224" \
   --families spatial,spatial,description,description,binding,binding,negation,size \
-  --pairs --zscore-per-image --scenes 32 --steps 300 --lr 3e-4 --seed 1 \
+  --pairs --zscore-per-image --scenes 32 --steps 200 --lr 3e-4 --seed 1 \
   --init "$RUNS/dcsm-1/scorer.safetensors" --checkpoint-every 50
 # 4. The SmartCLIP mask network.
-stage smartclip train-smartclip --model "$RUNS/clip-224" --steps 800 --batch 64 --lr 5e-4 \
+stage smartclip train-smartclip --model "$RUNS/clip-224" --steps 400 --batch 64 --lr 5e-4 \
   --checkpoint-every 100
 
 # The shipped folder: the model (f16, as train-clip writes it) and both heads.

@@ -89,14 +89,18 @@ pub fn run(args: &TrainDcsmArgs) -> Result<()> {
         let r = progress.report;
         let done = r.step + 1;
         if args.checkpoint_every > 0 && done % args.checkpoint_every == 0 {
-            let saved = progress.save_state(&state).and_then(|()| {
-                dcsm::save(progress.scorer, progress.varmap, &args.out, stem)
-            });
+            let saved = progress
+                .save_state(&state)
+                .and_then(|()| dcsm::save(progress.scorer, progress.varmap, &args.out, stem));
             if let Err(e) = saved {
                 super::train_clip::say(&bar, format!("could not write {}: {e:#}", state.display()));
             }
         }
-        let w = if r.step == 0 || loss_avg == 0.0 { 1.0 } else { 0.05 };
+        let w = if r.step == 0 || loss_avg == 0.0 {
+            1.0
+        } else {
+            0.05
+        };
         loss_avg += w * (r.loss - loss_avg);
         acc_avg += w * (r.accuracy - acc_avg);
         bar.set_position(r.step as u64 + 1);

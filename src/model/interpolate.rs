@@ -20,7 +20,8 @@ fn taps(size_in: usize, size_out: usize) -> Vec<([usize; 4], [f32; 4])> {
             let src = (o as f32 + 0.5) * scale - 0.5;
             let base = src.floor();
             let w = weights(src - base);
-            let idx = [-1i64, 0, 1, 2].map(|d| (base as i64 + d).clamp(0, size_in as i64 - 1) as usize);
+            let idx =
+                [-1i64, 0, 1, 2].map(|d| (base as i64 + d).clamp(0, size_in as i64 - 1) as usize);
             (idx, w)
         })
         .collect()
@@ -77,8 +78,14 @@ pub fn position_table(table: &Tensor, side: usize) -> Result<Tensor> {
         .to_vec1::<f32>()?;
     let resized = bicubic(&flat[dim..], (g, g), (side, side), dim);
     let grid = Tensor::from_vec(resized, (side * side, dim), table.device())?;
-    Tensor::cat(&[&table.narrow(0, 0, 1)?.to_dtype(candle_core::DType::F32)?, &grid], 0)?
-        .to_dtype(dtype)
+    Tensor::cat(
+        &[
+            &table.narrow(0, 0, 1)?.to_dtype(candle_core::DType::F32)?,
+            &grid,
+        ],
+        0,
+    )?
+    .to_dtype(dtype)
 }
 
 #[cfg(test)]
@@ -105,10 +112,41 @@ mod tests {
         let x: Vec<f32> = (0..9).map(|v| (v as f32).powf(1.5)).collect();
         let out = bicubic(&x, (3, 3), (5, 7), 1);
         let torch = [
-            -0.58923f32, -0.42108, -0.19741, 0.328, 1.12791, 1.83197, 2.21236, 1.15423, 1.49885,
-            2.03575, 2.95854, 4.08908, 4.98951, 5.49474, 4.88961, 5.49367, 6.48908, 8.0, 9.62947,
-            10.83233, 11.52805, 10.9958, 11.76477, 13.04526, 14.9424, 16.92997, 18.36877,
-            19.20765, 15.18032, 16.02841, 17.44358, 19.53021, 21.7034, 23.27009, 24.1851,
+            -0.58923f32,
+            -0.42108,
+            -0.19741,
+            0.328,
+            1.12791,
+            1.83197,
+            2.21236,
+            1.15423,
+            1.49885,
+            2.03575,
+            2.95854,
+            4.08908,
+            4.98951,
+            5.49474,
+            4.88961,
+            5.49367,
+            6.48908,
+            8.0,
+            9.62947,
+            10.83233,
+            11.52805,
+            10.9958,
+            11.76477,
+            13.04526,
+            14.9424,
+            16.92997,
+            18.36877,
+            19.20765,
+            15.18032,
+            16.02841,
+            17.44358,
+            19.53021,
+            21.7034,
+            23.27009,
+            24.1851,
         ];
         for (a, b) in out.iter().zip(torch) {
             assert!((a - b).abs() < 1e-4, "{a} vs {b}");

@@ -247,7 +247,10 @@ mod tests {
         assert_eq!(first("An orange circle").as_deref(), Some("orange"));
         assert_eq!(first("the , dog").as_deref(), Some("dog"));
         assert_eq!(first("a"), None);
-        assert!(t.encode("", 77).is_err(), "empty prompts are refused before this");
+        assert!(
+            t.encode("", 77).is_err(),
+            "empty prompts are refused before this"
+        );
     }
 
     #[test]

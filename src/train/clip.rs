@@ -195,7 +195,7 @@ fn token_level_loss(
         .broadcast_mul(&mask.reshape((1, b, t))?)?
         .sum(2)?)
     .broadcast_div(&counts)?; // (B_i, B_j)
-    // Image → caption: mean over patches of their best word.
+                              // Image → caption: mean over patches of their best word.
     let masked = sims.broadcast_add(&((mask - 1.0)? * 1e4)?)?;
     let i2t = masked.max(3)?.mean(1)?; // (B_i, B_j)
     let t2i = t2i.broadcast_mul(scale)?;

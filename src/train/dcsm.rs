@@ -7,12 +7,12 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::path::Path;
 
+use super::optim::AdamW;
 use crate::dcsm::scorer::{
     self, global_zscore, Architecture, ColumnMode, Replacement, Scorer, ScorerConfig,
     FUNCTIONAL_WORDS,
 };
 use crate::model::{clip::l2_normalize, LoadedModel};
-use super::optim::AdamW;
 use crate::world::{self, contrast, Split};
 
 /// Text columns of the scorer (the paper's 30).

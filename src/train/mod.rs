@@ -108,7 +108,9 @@ pub fn restore_state(
 /// or was resumed there.
 pub fn step_rng(seed: u64, step: usize) -> rand_chacha::ChaCha8Rng {
     use rand::SeedableRng;
-    rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ (step as u64 + 1).wrapping_mul(0xA24B_AED4_963E_E407))
+    rand_chacha::ChaCha8Rng::seed_from_u64(
+        seed ^ (step as u64 + 1).wrapping_mul(0xA24B_AED4_963E_E407),
+    )
 }
 
 /// Writes a variable map (plus `extra` tensors) as safetensors, atomically, in `dtype`.

@@ -98,7 +98,9 @@ impl AdamW {
                     .get(&key)
                     .ok_or_else(|| candle_core::Error::Msg(format!("checkpoint has no {key}")))?;
                 if t.elem_count() != var.elem_count() {
-                    return Err(candle_core::Error::Msg(format!("{key} has the wrong shape")));
+                    return Err(candle_core::Error::Msg(format!(
+                        "{key} has the wrong shape"
+                    )));
                 }
                 *slot = t.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
             }
@@ -117,7 +119,14 @@ mod tests {
         let varmap = VarMap::new();
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
         let w = vb
-            .get_with_hints((3, 4), "w", Init::Randn { mean: 0.0, stdev: 1.0 })
+            .get_with_hints(
+                (3, 4),
+                "w",
+                Init::Randn {
+                    mean: 0.0,
+                    stdev: 1.0,
+                },
+            )
             .unwrap();
         (varmap, w)
     }
@@ -130,7 +139,12 @@ mod tests {
         let x = Tensor::new(&[[1f32, -2.0, 0.5, 3.0]], &Device::Cpu).unwrap();
         let loss = |m: &VarMap| {
             let w = m.data().lock().unwrap()["w"].as_tensor().clone();
-            x.matmul(&w.t().unwrap()).unwrap().sqr().unwrap().sum_all().unwrap()
+            x.matmul(&w.t().unwrap())
+                .unwrap()
+                .sqr()
+                .unwrap()
+                .sum_all()
+                .unwrap()
         };
         let mut a = AdamW::new(&ours, 0.01, 0.05).unwrap();
         let params = ParamsAdamW {
@@ -143,14 +157,23 @@ mod tests {
             a.backward_step(&loss(&ours)).unwrap();
             b.backward_step(&loss(&theirs)).unwrap();
         }
-        let get = |m: &VarMap| m.data().lock().unwrap()["w"].as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let get = |m: &VarMap| {
+            m.data().lock().unwrap()["w"]
+                .as_tensor()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap()
+        };
         for (p, q) in get(&ours).iter().zip(get(&theirs)) {
             assert!((p - q).abs() < 1e-6, "{p} vs {q}");
         }
         // Saved and restored into a fresh optimiser, the next step is the same.
         let state: HashMap<String, Tensor> = a.state().unwrap().into_iter().collect();
         let (copy, _) = vars();
-        copy.data().lock().unwrap()["w"].set(&ours.data().lock().unwrap()["w"].as_tensor().clone()).unwrap();
+        copy.data().lock().unwrap()["w"]
+            .set(&ours.data().lock().unwrap()["w"].as_tensor().clone())
+            .unwrap();
         let mut c = AdamW::new(&copy, 0.01, 0.05).unwrap();
         c.restore(&state, a.steps).unwrap();
         a.backward_step(&loss(&ours)).unwrap();

@@ -8,9 +8,9 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use std::path::Path;
 
+use super::optim::AdamW;
 use crate::model::{tokenizer, Clip, LoadedModel, Tokenized};
 use crate::smartclip::{self, MaskNet, SmartConfig};
-use super::optim::AdamW;
 use crate::world::{self, Scene, Split};
 
 /// Training settings.

@@ -150,7 +150,10 @@ mod tests {
             for c in [b.from, b.to] {
                 let (max, min) = (c.iter().max().unwrap(), c.iter().min().unwrap());
                 // Saturation (max - min) / max stays below every object colour's.
-                assert!(f32::from(max - min) <= 0.46 * f32::from(*max).max(1.0), "{c:?}");
+                assert!(
+                    f32::from(max - min) <= 0.46 * f32::from(*max).max(1.0),
+                    "{c:?}"
+                );
             }
         }
     }

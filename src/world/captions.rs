@@ -291,10 +291,19 @@ mod tests {
             with += 1;
             assert_ne!(n, c.text);
             // Same number of words: one word swapped.
-            assert_eq!(n.split(' ').count(), c.text.split(' ').count(), "{n} / {}", c.text);
+            assert_eq!(
+                n.split(' ').count(),
+                c.text.split(' ').count(),
+                "{n} / {}",
+                c.text
+            );
             let foreign = n.split(' ').any(|w| {
-                COLOURS.iter().any(|c| c.word() == w && !s.objects.iter().any(|o| o.colour == *c))
-                    || SHAPES.iter().any(|x| x.word() == w && !s.objects.iter().any(|o| o.shape == *x))
+                COLOURS
+                    .iter()
+                    .any(|c| c.word() == w && !s.objects.iter().any(|o| o.colour == *c))
+                    || SHAPES
+                        .iter()
+                        .any(|x| x.word() == w && !s.objects.iter().any(|o| o.shape == *x))
             });
             let denied_present = n.starts_with("a scene without");
             assert!(foreign || denied_present, "{n} for {:?}", s.objects);

@@ -101,7 +101,10 @@ pub fn patches_on(object: &Object, grid: usize) -> Vec<usize> {
     (0..grid * grid)
         .filter(|p| {
             let (r, c) = (p / grid, p % grid);
-            let (x, y) = ((c as f32 + 0.5) / grid as f32, (r as f32 + 0.5) / grid as f32);
+            let (x, y) = (
+                (c as f32 + 0.5) / grid as f32,
+                (r as f32 + 0.5) / grid as f32,
+            );
             object.covers(x, y, half)
         })
         .collect()
@@ -141,7 +144,7 @@ mod tests {
     fn a_star_has_holes_between_its_points() {
         let o = object(Shape::Star, 0.5, 0.5, 0.5, 0.0);
         assert!(o.covers(0.5, 0.26, 0.0)); // the top point
-        // Between two points at the outer radius: outside.
+                                           // Between two points at the outer radius: outside.
         let a = (-90.0f32 + 36.0).to_radians();
         assert!(!o.covers(0.5 + 0.24 * a.cos(), 0.5 + 0.24 * a.sin(), 0.0));
     }

@@ -13,8 +13,8 @@ use serde::{Deserialize, Serialize};
 pub use background::Background;
 pub use captions::TrainingCaption;
 pub use draw::render;
-pub use generate::{scene, MIN_SIZE};
 pub(crate) use generate::placed_well;
+pub use generate::{scene, MIN_SIZE};
 
 /// Side in pixels of the scene square, the centre of every rendered image (the default model's
 /// input size).
