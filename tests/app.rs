@@ -295,7 +295,7 @@ fn a_lesson_opens_its_scene_with_the_first_content_word_and_a_pinned_pair() {
 
     // The Starters menu lists every lesson; picking "Spatial" switches scene and prompts.
     h.get_by_label("Starters").click();
-    h.step();
+    h.run_steps(3);
     for d in &lessons {
         h.get_by_label(d.lesson);
     }
