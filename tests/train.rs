@@ -1,10 +1,14 @@
-//! A short training run on a tiny configuration lowers the loss on held-back scenes.
+//! A short training run on a tiny configuration lowers the loss on held-back scenes, and a run
+//! stopped and resumed ends where an unbroken one does.
+
+mod common;
 
 use candle_core::{DType, Device};
 use candle_nn::{VarBuilder, VarMap};
 use clipscope::model::clip::Clip;
 use clipscope::model::config::ClipConfig;
 use clipscope::train::clip::{default_config, train, validation_loss, Options};
+use common::weights;
 
 fn tiny() -> ClipConfig {
     let mut c = default_config();
@@ -75,22 +79,6 @@ fn a_run_stopped_and_resumed_ends_where_an_unbroken_run_ends() {
         init: None,
         resume: None,
         stop_at: None,
-    };
-    let weights = |m: &VarMap| {
-        let data = m.data().lock().unwrap();
-        let mut names: Vec<_> = data.keys().cloned().collect();
-        names.sort();
-        names
-            .iter()
-            .flat_map(|n| {
-                data[n]
-                    .as_tensor()
-                    .flatten_all()
-                    .unwrap()
-                    .to_vec1::<f32>()
-                    .unwrap()
-            })
-            .collect::<Vec<f32>>()
     };
     // The unbroken run saves its state after step 2, as `train-clip` does every N steps.
     let (whole, _) = train(&options, |p| {

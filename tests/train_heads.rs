@@ -1,10 +1,13 @@
-//! The DCSM scorer and SmartCLIP mask trainers: short runs on the embedded backbone learn,
-//! and what they save loads back into the engine.
+//! The DCSM scorer and SmartCLIP mask trainers: short runs on the embedded backbone resume exactly
+//! where they stopped, and what they save loads back into the engine.
+
+mod common;
 
 use clipscope::dcsm::scorer::{Architecture, ColumnMode};
 use clipscope::model::LoadedModel;
 use clipscope::train::{dcsm, smartclip};
 use clipscope::world::Family;
+use common::weights;
 
 fn model_folder(dir: &std::path::Path) {
     let assets = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/default-model");
@@ -89,24 +92,6 @@ fn a_short_mask_run_keeps_part_of_the_dimensions_and_loads_back() {
         assert_eq!(m.mask.len(), 128);
         assert!(m.score.is_finite());
     }
-}
-
-/// Every variable of a map, in name order, as one vector.
-fn weights(m: &candle_nn::VarMap) -> Vec<f32> {
-    let data = m.data().lock().unwrap();
-    let mut names: Vec<_> = data.keys().cloned().collect();
-    names.sort();
-    names
-        .iter()
-        .flat_map(|n| {
-            data[n]
-                .as_tensor()
-                .flatten_all()
-                .unwrap()
-                .to_vec1::<f32>()
-                .unwrap()
-        })
-        .collect()
 }
 
 #[test]

@@ -52,3 +52,21 @@ pub fn max_diff(a: &[f32], b: &[f32]) -> f32 {
         .map(|(x, y)| (x - y).abs())
         .fold(0.0, f32::max)
 }
+
+/// Every variable of a map, in name order, as one vector (to compare two training runs).
+pub fn weights(m: &candle_nn::VarMap) -> Vec<f32> {
+    let data = m.data().lock().unwrap();
+    let mut names: Vec<_> = data.keys().cloned().collect();
+    names.sort();
+    names
+        .iter()
+        .flat_map(|n| {
+            data[n]
+                .as_tensor()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap()
+        })
+        .collect()
+}
