@@ -195,10 +195,7 @@ impl ClipscopeApp {
     /// The built-in demo scenes with their starter prompts.
     pub fn add_demos(&mut self) {
         for d in demo::scenes() {
-            let id = self.add_image(d.name.into(), ImageInput::Bytes(Arc::new(d.png.to_vec())));
-            if let Some(e) = self.images.iter_mut().find(|e| e.id == id) {
-                e.starters = d.prompts.iter().map(|s| s.to_string()).collect();
-            }
+            self.add_demo(&d);
         }
         if self.prompts.is_empty() {
             self.start_lesson(0);
@@ -213,13 +210,7 @@ impl ClipscopeApp {
         };
         let id = match self.images.iter().find(|e| e.name == d.name) {
             Some(e) => e.id,
-            None => {
-                let id = self.add_image(d.name.into(), ImageInput::Bytes(Arc::new(d.png.to_vec())));
-                if let Some(e) = self.images.iter_mut().find(|e| e.id == id) {
-                    e.starters = d.prompts.iter().map(|s| s.to_string()).collect();
-                }
-                id
-            }
+            None => self.add_demo(&d),
         };
         self.set_current(id);
         self.prompts = d.prompts.iter().map(|s| s.to_string()).collect();
@@ -231,6 +222,15 @@ impl ClipscopeApp {
             [None, None]
         };
         self.mark_dirty();
+    }
+
+    /// Adds one demo scene to the gallery with its starter prompts.
+    fn add_demo(&mut self, d: &demo::Demo) -> ImageId {
+        let id = self.add_image(d.name.into(), ImageInput::Bytes(Arc::new(d.png.to_vec())));
+        if let Some(e) = self.images.iter_mut().find(|e| e.id == id) {
+            e.starters = d.prompts.iter().map(|s| s.to_string()).collect();
+        }
+        id
     }
 
     pub fn add_path(&mut self, path: std::path::PathBuf) -> ImageId {

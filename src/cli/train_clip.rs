@@ -64,9 +64,7 @@ pub fn run(args: &TrainClipArgs) -> Result<()> {
     }
     config.vision.image_size = args.image_size;
     let state = args.out.join("state.safetensors");
-    if args.resume && !state.is_file() {
-        anyhow::bail!("--resume: there is no {} to continue from", state.display());
-    }
+    let resume = resume_from(&state, args.resume)?;
     let options = Options {
         config: config.clone(),
         steps: args.steps,
@@ -79,7 +77,7 @@ pub fn run(args: &TrainClipArgs) -> Result<()> {
         shape_words: args.shape_words,
         warmup: (args.steps / 20).max(1),
         init: args.init.clone(),
-        resume: args.resume.then(|| state.clone()),
+        resume,
         stop_at: args.stop_at,
     };
     let end = args.stop_at.unwrap_or(args.steps).min(args.steps);
@@ -133,6 +131,17 @@ pub fn run(args: &TrainClipArgs) -> Result<()> {
         args.out.display()
     );
     Ok(())
+}
+
+/// The training state to continue from with `--resume`: `state`, which must exist.
+pub(super) fn resume_from(state: &std::path::Path, resume: bool) -> Result<Option<PathBuf>> {
+    if !resume {
+        return Ok(None);
+    }
+    if !state.is_file() {
+        anyhow::bail!("--resume: there is no {} to continue from", state.display());
+    }
+    Ok(Some(state.to_path_buf()))
 }
 
 /// A bar counting training steps, with speed, ETA and the latest losses.

@@ -66,11 +66,9 @@ pub fn run(args: &TrainDcsmArgs) -> Result<()> {
         _ => ColumnMode::Aligned,
     };
     let state = args.out.join(format!("{stem}-state.safetensors"));
-    if args.resume && !state.is_file() {
-        anyhow::bail!("--resume: there is no {} to continue from", state.display());
-    }
+    let resume = super::train_clip::resume_from(&state, args.resume)?;
     let options = Options {
-        resume: args.resume.then(|| state.clone()),
+        resume,
         architecture,
         mode,
         steps: args.steps,

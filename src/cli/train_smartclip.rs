@@ -38,11 +38,9 @@ pub struct TrainSmartclipArgs {
 pub fn run(args: &TrainSmartclipArgs) -> Result<()> {
     let model = super::load_model(args.model.as_deref())?;
     let state = args.out.join("smartclip-state.safetensors");
-    if args.resume && !state.is_file() {
-        anyhow::bail!("--resume: there is no {} to continue from", state.display());
-    }
+    let resume = super::train_clip::resume_from(&state, args.resume)?;
     let options = Options {
-        resume: args.resume.then(|| state.clone()),
+        resume,
         steps: args.steps,
         batch: args.batch.max(2),
         pool: args.pool,
