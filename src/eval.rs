@@ -4,7 +4,7 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use crate::model::{preprocess, LoadedModel, ModelError};
+use crate::engine::{preprocess, LoadedModel, ModelError};
 use crate::world::{self, Family, Scene, Split, FAMILIES};
 
 /// One scene to evaluate: its image and exact description.

@@ -6,9 +6,12 @@
 pub mod app;
 pub mod atomic;
 pub mod cli;
+pub mod clip;
 pub mod dcsm;
+pub mod engine;
+pub mod error;
 pub mod eval;
-pub mod model;
+pub mod io;
 pub mod render;
 pub mod smartclip;
 pub mod train;

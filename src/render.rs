@@ -2,7 +2,7 @@
 
 use image::{imageops::FilterType, DynamicImage, Rgb, RgbImage};
 
-use crate::model::CropRect;
+use crate::engine::CropRect;
 
 /// A value range mapped onto the colour map, symmetric around zero for a diverging map.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]

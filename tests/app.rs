@@ -4,7 +4,7 @@ mod common;
 
 use clipscope::app::state::View;
 use clipscope::app::ClipscopeApp;
-use clipscope::model::ModelSource;
+use clipscope::engine::ModelSource;
 use egui_kittest::kittest::Queryable;
 use egui_kittest::Harness;
 use std::path::{Path, PathBuf};

@@ -2,7 +2,7 @@
 
 mod common;
 
-use clipscope::model::preprocess::decode_bytes;
+use clipscope::io::preprocess::decode_bytes;
 
 #[test]
 fn huge_images_are_refused_from_the_header() {
@@ -30,7 +30,7 @@ fn truncated_png_is_an_error() {
     assert!(err.contains("cannot decode"), "{err}");
 }
 
-use clipscope::model::preprocess::{decode_file, preprocess, PreprocessConfig};
+use clipscope::io::preprocess::{decode_file, preprocess, PreprocessConfig};
 use std::path::{Path, PathBuf};
 
 fn odd(name: &str) -> PathBuf {

@@ -2,7 +2,7 @@
 //! without a vision tower or with an unknown activation.
 
 use candle_core::{Device, Tensor};
-use clipscope::model::LoadedModel;
+use clipscope::engine::LoadedModel;
 use std::path::{Path, PathBuf};
 
 fn fixture() -> PathBuf {

@@ -11,7 +11,7 @@ use clipscope::dcsm::scorer::{
     global_zscore, word_token_starts, Architecture, ColumnMode, Scorer, ScorerConfig,
     FUNCTIONAL_WORDS,
 };
-use clipscope::model::ClipTokenizer;
+use clipscope::engine::ClipTokenizer;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -157,10 +157,10 @@ fn the_b16_scorer_has_the_papers_parameter_count() {
     assert_eq!(data["functional_embeddings"].dims(), &[11, 197]);
 }
 
-fn tiny_gelu() -> clipscope::model::LoadedModel {
+fn tiny_gelu() -> clipscope::engine::LoadedModel {
     let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures/parity/tiny_gelu");
-    clipscope::model::LoadedModel::from_folder(&dir, "tiny_gelu").unwrap()
+    clipscope::engine::LoadedModel::from_folder(&dir, "tiny_gelu").unwrap()
 }
 
 fn parity_prompts() -> Vec<String> {

@@ -5,9 +5,9 @@
 
 use candle_core::{DType, Device};
 use candle_nn::{VarBuilder, VarMap};
+use clipscope::clip::Clip;
+use clipscope::engine::{LoadedModel, ModelSource};
 use clipscope::eval::{evaluate, synthetic, SplitReport};
-use clipscope::model::clip::Clip;
-use clipscope::model::{LoadedModel, ModelSource};
 use clipscope::world::Split;
 
 fn report(model: &LoadedModel) -> SplitReport {
@@ -17,7 +17,7 @@ fn report(model: &LoadedModel) -> SplitReport {
 /// A randomly initialised model that is the same on every run: candle's CPU generator cannot be
 /// seeded, so each variable is redrawn from a seeded generator with the mean and spread its own
 /// initialiser gave it (layer-norm weights stay 1, biases 0).
-fn seeded_random_model(config: &clipscope::model::ClipConfig) -> Clip {
+fn seeded_random_model(config: &clipscope::engine::ClipConfig) -> Clip {
     use rand::{Rng, SeedableRng};
     let varmap = VarMap::new();
     let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);

@@ -1,7 +1,7 @@
 //! The released configurations (ViT-B/32, B/16, L/14) build and run with the right shapes.
 
 use candle_core::{Device, Tensor};
-use clipscope::model::{clip, ClipConfig};
+use clipscope::engine::{clip, ClipConfig};
 
 fn check(config: ClipConfig, grid: usize) {
     let model = clip::zeros(&config).unwrap();

@@ -2,8 +2,8 @@
 //! assume): image decode + preprocess, and tokenise + DCSM, never panic on any input.
 //! `CLIPSCOPE_FUZZ_CASES` sets the number of inputs per target (default 256).
 
-use clipscope::model::preprocess::{decode_bytes, preprocess, PreprocessConfig};
-use clipscope::model::LoadedModel;
+use clipscope::engine::LoadedModel;
+use clipscope::io::preprocess::{decode_bytes, preprocess, PreprocessConfig};
 use proptest::prelude::*;
 use std::path::Path;
 use std::sync::OnceLock;
@@ -88,10 +88,10 @@ proptest! {
         let prompts = vec![text, extra];
         match model.encode_prompts(&prompts) {
             Ok(encoded) => {
-                let image = model.encode_pixels(&clipscope::model::Preprocessed {
+                let image = model.encode_pixels(&clipscope::engine::Preprocessed {
                     pixels: vec![0.1; 3 * 40 * 40],
                     side: 40,
-                    crop: clipscope::model::CropRect { x: 0.0, y: 0.0, w: 40.0, h: 40.0 },
+                    crop: clipscope::engine::CropRect { x: 0.0, y: 0.0, w: 40.0, h: 40.0 },
                     original: (40, 40),
                 }).unwrap();
                 for s in model.score(&image, &encoded).unwrap() {

@@ -6,7 +6,7 @@ mod common;
 use common::max_diff;
 
 use candle_core::{Device, Tensor};
-use clipscope::model::{preprocess, LoadedModel, Preprocessed};
+use clipscope::engine::{preprocess, LoadedModel, Preprocessed};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 

@@ -7,8 +7,8 @@ use common::max_diff;
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
-use clipscope::model::clip::l2_normalize;
-use clipscope::model::{preprocess::CropRect, EncodedImage, LoadedModel};
+use clipscope::clip::l2_normalize;
+use clipscope::engine::{preprocess::CropRect, EncodedImage, LoadedModel};
 use clipscope::smartclip::{self, SmartConfig};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -78,7 +78,7 @@ fn the_converted_checkpoint_matches_pytorch() {
 
     // Long-CLIP ids: SOS … EOS, then zeros to 248.
     let tokenized: Vec<_> = prompts.iter().map(|p| model.tokenize(p).unwrap()).collect();
-    let ids = clipscope::model::tokenizer::pad_ids(&tokenized, 0, 248, &Device::Cpu).unwrap();
+    let ids = clipscope::io::tokenizer::pad_ids(&tokenized, 0, 248, &Device::Cpu).unwrap();
     let ids_f: Vec<f32> = flat(&ids.to_dtype(DType::F32).unwrap());
     assert_eq!(ids_f, flat(&r["input_ids"]), "token ids");
 
@@ -86,7 +86,7 @@ fn the_converted_checkpoint_matches_pytorch() {
     let d = max_diff(&flat(&hidden), &flat(&r["text_ln_final"]));
     assert!(d < 1e-4, "ln_final of all 248 positions: {d}");
 
-    let smart = model.smart_prompts(net, &tokenized).unwrap();
+    let smart = clipscope::smartclip::encode_prompts(net, model.clip(), &tokenized, 64).unwrap();
     let d = max_diff(&flat(&smart.logits), &flat(&r["mask_logits"]));
     assert!(d < 1e-4, "mask logits: {d}");
     let d = max_diff(&flat(&smart.texts), &flat(&r["text_embeds"]));
@@ -149,7 +149,7 @@ fn training_losses_match_pytorch() {
     let (_, json) = reference();
     let prompts = prompts(&json);
     let tokenized: Vec<_> = prompts.iter().map(|p| model.tokenize(p).unwrap()).collect();
-    let smart = model.smart_prompts(net, &tokenized).unwrap();
+    let smart = clipscope::smartclip::encode_prompts(net, model.clip(), &tokenized, 64).unwrap();
     let images = model
         .clip()
         .image_tokens(&r["loss_pixel_values"])
@@ -202,7 +202,7 @@ fn the_mask_net_at_our_default_width_matches_pytorch() {
 #[test]
 fn a_mask_wider_than_the_embedding_is_refused() {
     let mut model = LoadedModel::from_parts(
-        clipscope::model::clip::zeros(&clipscope::train::clip::default_config()).unwrap(),
+        clipscope::clip::zeros(&clipscope::train::clip::default_config()).unwrap(),
         "zeros",
     )
     .unwrap();

@@ -5,8 +5,8 @@ mod common;
 
 use candle_core::{DType, Device};
 use candle_nn::{VarBuilder, VarMap};
-use clipscope::model::clip::Clip;
-use clipscope::model::config::ClipConfig;
+use clipscope::clip::config::ClipConfig;
+use clipscope::clip::Clip;
 use clipscope::train::clip::{default_config, train, validation_loss, Options};
 use common::weights;
 
@@ -49,6 +49,7 @@ fn a_short_run_lowers_the_validation_loss() {
         ground_weight: 0.0,
         negative_weight: 0.0,
         shape_words: false,
+        vocabulary_weight: 0.0,
         warmup: 5,
         init: None,
         resume: None,
@@ -75,6 +76,7 @@ fn a_run_stopped_and_resumed_ends_where_an_unbroken_run_ends() {
         ground_weight: 1.0,
         negative_weight: 1.0,
         shape_words: true,
+        vocabulary_weight: 1.0,
         warmup: 2,
         init: None,
         resume: None,

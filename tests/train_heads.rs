@@ -4,7 +4,7 @@
 mod common;
 
 use clipscope::dcsm::scorer::{Architecture, ColumnMode};
-use clipscope::model::LoadedModel;
+use clipscope::engine::LoadedModel;
 use clipscope::train::{dcsm, smartclip};
 use clipscope::world::Family;
 use common::weights;

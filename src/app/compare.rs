@@ -2,7 +2,7 @@
 
 use super::{colour, heatmap, ClipscopeApp};
 use crate::dcsm::patch_map;
-use crate::model::PromptScore;
+use crate::engine::PromptScore;
 use crate::render::Scale;
 
 /// The token of `score` to compare: the selected word if both prompts have it, else EOS.

@@ -58,7 +58,7 @@ pub fn export(app: &ClipscopeApp, what: What, path: &Path) -> anyhow::Result<()>
         .ok_or_else(|| anyhow::anyhow!("bad preview"))?;
     let f = p.width as f32 / info.original.0 as f32;
     let c = info.crop;
-    let crop = crate::model::CropRect {
+    let crop = crate::engine::CropRect {
         x: c.x * f,
         y: c.y * f,
         w: c.w * f,
@@ -118,7 +118,7 @@ pub fn export(app: &ClipscopeApp, what: What, path: &Path) -> anyhow::Result<()>
 }
 
 /// The DCSM as CSV: a header of `index:token`, then one line per image row (CLS, patch1, …).
-fn matrix_csv(score: &crate::model::PromptScore) -> String {
+fn matrix_csv(score: &crate::engine::PromptScore) -> String {
     let m = &score.dcsm;
     let mut csv = String::from("row");
     for (t, label) in score.tokenized.labels.iter().enumerate() {

@@ -2,7 +2,7 @@
 
 use super::{colour, ClipscopeApp};
 use crate::dcsm::patch_map;
-use crate::model::PromptScore;
+use crate::engine::PromptScore;
 
 /// The colour marking functional-word columns (replaced by the DCSM scorer).
 pub const FUNCTIONAL: egui::Color32 = egui::Color32::from_rgb(214, 120, 20);

@@ -4,7 +4,7 @@
 use egui_plot::{Bar, BarChart, HLine, Plot};
 
 use super::ClipscopeApp;
-use crate::model::SmartScore;
+use crate::engine::SmartScore;
 
 const KEPT: egui::Color32 = egui::Color32::from_rgb(214, 120, 20);
 const DROPPED: egui::Color32 = egui::Color32::from_rgb(170, 170, 170);

@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::dcsm::Matrix;
-use crate::model::{ModelSource, PromptScore};
+use crate::engine::{ModelSource, PromptScore};
 use crate::render::Scale;
 use crate::worker::{Event, ImageId, ImageInput, ImageRef, Job, Worker};
 use state::*;

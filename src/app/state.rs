@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::model::ModelSource;
+use crate::engine::ModelSource;
 use crate::worker::{ImageId, ImageInfo, ImageInput, ModelInfo, Results};
 
 /// Which big view the central panel shows.

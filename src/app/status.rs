@@ -2,8 +2,8 @@
 
 use super::state::View;
 use super::{export, ClipscopeApp};
-use crate::model::source::KNOWN_HUB_IDS;
-use crate::model::ModelSource;
+use crate::engine::ModelSource;
+use crate::io::source::KNOWN_HUB_IDS;
 
 pub fn top_bar(app: &mut ClipscopeApp, ui: &mut egui::Ui) {
     egui::Panel::top("menu").show(ui, |ui| {

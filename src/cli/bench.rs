@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use crate::dcsm::scorer::{Replacement, Scorer};
-use crate::model::{Clip, ClipConfig, LoadedModel};
+use crate::engine::{Clip, ClipConfig, LoadedModel};
 use crate::train::dcsm::{self as train_dcsm, Options as ScorerOptions};
 
 /// The prompts of the text measures (the PyTorch script uses the same list).
@@ -277,7 +277,7 @@ fn bench_model(name: &str, args: &BenchArgs) -> Result<Vec<Row>> {
     let scorers = model.take_scorers();
     let shipped_net = model.take_smartclip();
     rows.push(time(name, "text_encode_8", w, n, || {
-        Ok(model.encode_prompts_uncached(&prompts)?)
+        Ok(model.encode_prompts(&prompts)?)
     })?);
     let encoded = model.encode_prompts(&prompts)?;
     rows.push(time(name, "dcsm_8", w, n, || {
@@ -309,7 +309,7 @@ fn bench_model(name: &str, args: &BenchArgs) -> Result<Vec<Row>> {
     })?);
     // Text, DCSM and scorer, every prompt encoded: the same work as the PyTorch script.
     rows.push(time(name, "prompt_edit_8", w, n, || {
-        let p = model.encode_prompts_uncached(&prompts)?;
+        let p = model.encode_prompts(&prompts)?;
         Ok(model.score(&image, &p)?)
     })?);
     if shipped_mask {
@@ -319,10 +319,11 @@ fn bench_model(name: &str, args: &BenchArgs) -> Result<Vec<Row>> {
     // eight changed, the other seven cached.
     let mut edit = prompts.clone();
     let mut serial = 0;
+    let mut cache = crate::engine::TextCache::default();
     rows.push(time(name, "prompt_edit_1_of_8", w, n, || {
         serial += 1;
         edit[7] = format!("{} {serial}", PROMPTS[7]);
-        let p = model.encode_prompts(&edit)?;
+        let p = model.encode_prompts_cached(&edit, &mut cache)?;
         Ok(model.score(&image, &p)?)
     })?);
     if !shipped_scorer {

@@ -13,7 +13,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
-use crate::model::{preprocess, LoadedModel, ModelSource};
+use crate::engine::{preprocess, LoadedModel, ModelSource};
 
 /// See where a CLIP model thinks each word of a prompt is in an image.
 #[derive(Debug, Parser)]

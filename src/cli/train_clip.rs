@@ -36,6 +36,11 @@ pub struct TrainClipArgs {
     /// shape word cannot be matched by colour alone.
     #[arg(long)]
     pub shape_words: bool,
+    /// Weight of the vocabulary loss: every image classified among the 25 training colour-shape
+    /// phrases ("a red circle") and among the 5 shape words ("a circle"), the true ones the
+    /// targets (0 = off).
+    #[arg(long, default_value_t = 0.0)]
+    pub vocabulary_weight: f64,
     /// Start from this model.safetensors (same towers; a position table of another patch grid
     /// is resized bicubically) instead of random weights.
     #[arg(long, value_name = "FILE")]
@@ -75,6 +80,7 @@ pub fn run(args: &TrainClipArgs) -> Result<()> {
         ground_weight: args.ground_weight,
         negative_weight: args.negative_weight,
         shape_words: args.shape_words,
+        vocabulary_weight: args.vocabulary_weight,
         warmup: (args.steps / 20).max(1),
         init: args.init.clone(),
         resume,
@@ -105,7 +111,7 @@ pub fn run(args: &TrainClipArgs) -> Result<()> {
                 &bar,
                 format!(
                     "step {:>5}  loss {:.4}  clip {:.4}  token {:.4}  ground {:.4}  \
-                     negative {:.4}  {:.0} s  \
+                     negative {:.4}  vocabulary {:.4}  {:.0} s  \
                      (this step: data {:.2} s, forward {:.2} s, backward+update {:.2} s)",
                     r.step,
                     r.loss,
@@ -113,6 +119,7 @@ pub fn run(args: &TrainClipArgs) -> Result<()> {
                     r.token_loss,
                     r.ground_loss,
                     r.negative_loss,
+                    r.vocabulary_loss,
                     start.elapsed().as_secs_f64(),
                     r.data_seconds,
                     r.forward_seconds,

@@ -1,6 +1,9 @@
 //! Dense cosine similarity maps: every image token against every text token, as plain data.
 
+pub mod columns;
 pub mod scorer;
+
+pub use columns::{ScorerColumns, ScorerScore};
 
 use candle_core::{Result, Tensor};
 use serde::{Deserialize, Serialize};

@@ -6,7 +6,8 @@ use candle_nn::{Conv2d, Conv2dConfig, Linear, Module, VarBuilder};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
-use crate::model::{ClipTokenizer, ModelError};
+use crate::error::ModelError;
+use crate::io::tokenizer::ClipTokenizer;
 
 /// Where a functional word's fixed vector goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -140,7 +141,7 @@ impl Scorer {
             message: e.to_string(),
         })?;
         let weights = dir.join(format!("{stem}.safetensors"));
-        let vb = crate::model::weights::var_builder(&weights, DType::F32, &Device::Cpu)
+        let vb = crate::io::weights::var_builder(&weights, DType::F32, &Device::Cpu)
             .map_err(|e| ModelError::Weights(format!("{}: {e}", weights.display())))?;
         Self::from_json_and_weights(&text, vb)
             .map_err(|e| ModelError::Weights(format!("{}: {e}", weights.display())))

@@ -6,8 +6,11 @@ use candle_nn::{Linear, VarBuilder};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
-use crate::model::clip::{l2_normalize, EncoderLayer};
-use crate::model::ModelError;
+use crate::clip::{l2_normalize, EncoderLayer};
+use crate::error::ModelError;
+
+mod verdict;
+pub use verdict::{encode_prompts, scores, SmartPrompts, SmartScore};
 
 /// The mask network's settings: the `smartclip` object of a converted config.json, or
 /// `smartclip.json` beside a model.
@@ -114,11 +117,11 @@ pub fn load(
         (config, dir.join("smartclip.safetensors"))
     } else if let Some(v) = section {
         let config = parse_config(&v.to_string(), "config.json smartclip")?;
-        (config, crate::model::source::weights_file(dir)?)
+        (config, crate::io::source::weights_file(dir)?)
     } else {
         return Ok(None);
     };
-    let vb = crate::model::weights::var_builder(&weights, DType::F32, &Device::Cpu)
+    let vb = crate::io::weights::var_builder(&weights, DType::F32, &Device::Cpu)
         .map_err(|e| ModelError::Weights(format!("{}: {e}", weights.display())))?;
     build(config, vb, &weights.display().to_string()).map(Some)
 }

@@ -8,8 +8,8 @@ use std::path::Path;
 
 use super::data;
 use super::optim::AdamW;
-use crate::model::clip::{l2_normalize, Clip};
-use crate::model::config::{Activation, ClipConfig, TextConfig, VisionConfig};
+use crate::clip::config::{Activation, ClipConfig, TextConfig, VisionConfig};
+use crate::clip::{l2_normalize, Clip};
 use crate::world::Split;
 
 /// The default model's shape: 4-layer, width-128 towers, patch 16 on 224 px (14×14 patches, the
@@ -63,6 +63,9 @@ pub struct Options {
     pub negative_weight: f64,
     /// Mix in captions that name shapes without colours ("a star and a circle").
     pub shape_words: bool,
+    /// Weight of the vocabulary loss: every image classified among the 25 training colour-shape
+    /// phrases and among the 5 shape words (0: off, and no vocabulary captions are encoded).
+    pub vocabulary_weight: f64,
     pub warmup: usize,
     /// Start from these weights (a model.safetensors of the same towers; a position table of
     /// another grid is resized bicubically) instead of random ones.
@@ -83,6 +86,7 @@ pub struct StepReport {
     pub token_loss: f32,
     pub negative_loss: f32,
     pub ground_loss: f32,
+    pub vocabulary_loss: f32,
     /// Seconds spent drawing the batch (rendering, preprocessing, tokenising).
     pub data_seconds: f32,
     /// Seconds spent in the forward pass, and in backpropagation plus the update.
@@ -97,6 +101,7 @@ struct Losses {
     token: Tensor,
     negative: Tensor,
     ground: Tensor,
+    vocabulary: Tensor,
 }
 
 /// The losses of one batch, weighted into their total. Images are contrasted with every caption
@@ -118,9 +123,10 @@ fn losses(model: &Clip, batch: &data::Batch, options: &Weights) -> Result<Losses
     let pooled_img = img.i((.., 0, ..))?;
     let scale = model.logit_scale().exp()?.clamp(1.0, 100.0)?;
     let targets = Tensor::arange(0u32, b as u32, img.device())?;
-    let logits = l2_normalize(&pooled_img)?
+    let all_logits = l2_normalize(&pooled_img)?
         .matmul(&l2_normalize(&pooled_txt)?.t()?)?
-        .broadcast_mul(&scale)?; // (B, B + M)
+        .broadcast_mul(&scale)?; // (B, B + M + V)
+    let logits = all_logits.narrow(1, 0, batch.vocabulary_start)?; // (B, B + M)
     let clip_loss = ((cross_entropy(&logits, &targets)?
         + cross_entropy(&logits.narrow(1, 0, b)?.t()?, &targets)?)?
         * 0.5)?;
@@ -135,14 +141,24 @@ fn losses(model: &Clip, batch: &data::Batch, options: &Weights) -> Result<Losses
         Tensor::zeros((), DType::F32, img.device())?
     };
     let ground = ground_loss(&patches, &words, batch, &scale)?;
+    let vocabulary = match &batch.vocabulary_mask {
+        Some(mask) => {
+            let v = mask.dim(1)?;
+            let vocab_logits = all_logits.narrow(1, batch.vocabulary_start, v)?;
+            vocabulary_loss(&vocab_logits, mask, data::vocabulary().1)?
+        }
+        None => Tensor::zeros((), DType::F32, img.device())?,
+    };
     let total = (((&clip_loss + (&token_loss * options.token)?)? + (&ground * options.ground)?)?
         + (&negative * options.negative)?)?;
+    let total = (total + (&vocabulary * options.vocabulary)?)?;
     Ok(Losses {
         total,
         clip: clip_loss,
         token: token_loss,
         negative,
         ground,
+        vocabulary,
     })
 }
 
@@ -151,6 +167,20 @@ struct Weights {
     token: f64,
     ground: f64,
     negative: f64,
+    vocabulary: f64,
+}
+
+/// The vocabulary loss: each image classified among the colour-shape phrases (the first
+/// `pairs` columns of its (B, V) logits) and, separately, among the shape words; minus the log
+/// of the softmax mass on the ones true of it (`mask`: 0 true, −10⁴ false), averaged.
+fn vocabulary_loss(logits: &Tensor, mask: &Tensor, pairs: usize) -> Result<Tensor> {
+    let v = logits.dim(1)?;
+    let part = |start: usize, len: usize| -> Result<Tensor> {
+        let log_p = candle_nn::ops::log_softmax(&logits.narrow(1, start, len)?, 1)?;
+        let on_true = log_sum_exp(&(log_p + mask.narrow(1, start, len)?)?)?;
+        on_true.neg()?.mean_all()
+    };
+    (part(0, pairs)? + part(pairs, v - pairs)?)? * 0.5
 }
 
 /// Two-way cross-entropy of each image between its true caption (column `image`) and its hard
@@ -293,6 +323,7 @@ pub fn train(
     }
     let mut batcher = data::Batcher::new(&options.config, options.seed)?;
     batcher.shape_words = options.shape_words;
+    batcher.vocabulary = options.vocabulary_weight > 0.0;
     let end = options.stop_at.unwrap_or(options.steps).min(options.steps);
     for step in opt.steps..end {
         opt.lr = schedule(options, step);
@@ -305,6 +336,7 @@ pub fn train(
             token: options.token_weight,
             ground: options.ground_weight,
             negative: options.negative_weight,
+            vocabulary: options.vocabulary_weight,
         };
         let l = losses(&model, &batch, &weights)?;
         let t2 = std::time::Instant::now();
@@ -317,6 +349,7 @@ pub fn train(
             token_loss: l.token.to_scalar()?,
             negative_loss: l.negative.to_scalar()?,
             ground_loss: l.ground.to_scalar()?,
+            vocabulary_loss: l.vocabulary.to_scalar()?,
             data_seconds: (t1 - t0).as_secs_f32(),
             forward_seconds: (t2 - t1).as_secs_f32(),
             backward_seconds: (t3 - t2).as_secs_f32(),
@@ -337,7 +370,7 @@ fn load_init(varmap: &VarMap, path: &Path, config: &ClipConfig) -> anyhow::Resul
     let key = "vision_model.embeddings.position_embedding.weight";
     if let Some(table) = tensors.get(key) {
         let side = config.vision.grid_side();
-        let resized = crate::model::interpolate::position_table(table, side)?;
+        let resized = crate::clip::interpolate::position_table(table, side)?;
         tensors.insert(key.to_string(), resized);
     }
     super::set_vars(varmap, &tensors, path)
@@ -374,6 +407,7 @@ pub fn validation_loss(
         token: 1.0,
         ground: 0.0,
         negative: 0.0,
+        vocabulary: 0.0,
     };
     Ok(losses(model, &batch, &weights)?.total.to_scalar()?)
 }

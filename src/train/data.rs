@@ -3,8 +3,8 @@
 use candle_core::{Device, Result, Tensor};
 use rand_chacha::ChaCha8Rng;
 
-use crate::model::tokenizer::{self, Tokenized};
-use crate::model::{preprocess, ClipConfig, ClipTokenizer, PreprocessConfig};
+use crate::engine::{preprocess, ClipConfig, ClipTokenizer, PreprocessConfig};
+use crate::io::tokenizer::{self, Tokenized};
 use crate::world::{self, Scene, Split};
 
 /// A training batch.
@@ -24,6 +24,39 @@ pub struct Batch {
     pub negatives: Vec<(usize, usize)>,
     /// Grounding targets: (caption, target) for every object a caption names.
     pub ground: Vec<(usize, super::ground::Target)>,
+    /// Index of the first vocabulary caption (`captions.len()` without them): the training
+    /// colour-shape phrases, then the shape words, appended after the hard negatives.
+    pub vocabulary_start: usize,
+    /// (B, V) 0 where the vocabulary caption is true of the image (the scene holds that object,
+    /// or that shape), −10⁴ where it is not; `None` without vocabulary captions.
+    pub vocabulary_mask: Option<Tensor>,
+}
+
+/// The vocabulary captions: "a red circle" for every colour-shape pair seen in training (never a
+/// held-out one), then "a circle" for every shape. Returns the captions and how many are pairs.
+pub fn vocabulary() -> (Vec<String>, usize) {
+    let mut captions: Vec<String> = world::COLOURS
+        .iter()
+        .flat_map(|&c| world::SHAPES.iter().map(move |&s| (c, s)))
+        .filter(|pair| !world::HELD_OUT.contains(pair))
+        .map(|(c, s)| world::phrase(None, c, s))
+        .collect();
+    let pairs = captions.len();
+    captions.extend(world::SHAPES.iter().map(|s| format!("a {}", s.word())));
+    (captions, pairs)
+}
+
+/// Whether each vocabulary caption is true of the scene, in `vocabulary()`'s order.
+fn vocabulary_truth(scene: &Scene) -> Vec<bool> {
+    let pairs = world::COLOURS
+        .iter()
+        .flat_map(|&c| world::SHAPES.iter().map(move |&s| (c, s)))
+        .filter(|pair| !world::HELD_OUT.contains(pair))
+        .map(|(c, s)| scene.has(c, s));
+    let shapes = world::SHAPES
+        .iter()
+        .map(|&s| scene.objects.iter().any(|o| o.shape == s));
+    pairs.chain(shapes).collect()
 }
 
 /// Normalised CHW pixels of a rendered scene.
@@ -70,6 +103,8 @@ pub struct Batcher {
     pub grid: usize,
     /// Also draw captions that name shapes without colours (see `Scene::training_caption`).
     pub shape_words: bool,
+    /// Append the vocabulary captions to every batch (see `vocabulary`).
+    pub vocabulary: bool,
     pub device: Device,
 }
 
@@ -82,6 +117,7 @@ impl Batcher {
             context: config.text.max_position_embeddings,
             grid: config.vision.image_size / config.vision.patch_size,
             shape_words: false,
+            vocabulary: false,
             device: Device::Cpu,
         })
     }
@@ -109,6 +145,20 @@ impl Batcher {
                 captions.push(n);
             }
         }
+        let vocabulary_start = captions.len();
+        let vocabulary_mask = if self.vocabulary {
+            let (words, _) = vocabulary();
+            captions.extend(words);
+            let mask: Vec<f32> = scenes
+                .iter()
+                .flat_map(vocabulary_truth)
+                .map(|t| if t { 0.0 } else { -1e4 })
+                .collect();
+            let v = mask.len() / size.max(1);
+            Some(Tensor::from_vec(mask, (size, v), &self.device)?)
+        } else {
+            None
+        };
         let side = self.pre.crop as usize;
         let per_scene: Vec<Vec<f32>> = {
             use rayon::prelude::*;
@@ -140,6 +190,46 @@ impl Batcher {
             captions,
             negatives,
             ground,
+            vocabulary_start,
+            vocabulary_mask,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_vocabulary_marks_exactly_what_each_scene_holds() {
+        let (captions, pairs) = vocabulary();
+        assert_eq!(pairs, world::COLOURS.len() * world::SHAPES.len() - 5);
+        assert_eq!(captions.len(), pairs + world::SHAPES.len());
+        for i in 0..50 {
+            let scene = world::scene(4, Split::Train, i);
+            let truth = vocabulary_truth(&scene);
+            for (caption, true_of_scene) in captions.iter().zip(&truth) {
+                let named = scene
+                    .objects
+                    .iter()
+                    .any(|o| *caption == o.phrase() || *caption == format!("a {}", o.shape.word()));
+                assert_eq!(*true_of_scene, named, "{caption:?} in scene {i}");
+            }
+        }
+        let batcher = Batcher {
+            vocabulary: true,
+            ..Batcher::new(&crate::train::clip::default_config(), 4).unwrap()
+        };
+        let mut rng = <ChaCha8Rng as rand::SeedableRng>::seed_from_u64(1);
+        let batch = batcher.batch(Split::Train, 0, 6, &mut rng).unwrap();
+        assert_eq!(
+            batch.captions.len(),
+            batch.vocabulary_start + captions.len()
+        );
+        let mask = batch.vocabulary_mask.unwrap().to_vec2::<f32>().unwrap();
+        assert_eq!(mask.len(), 6);
+        assert!(mask
+            .iter()
+            .all(|row| row.contains(&0.0) && row.contains(&-1e4)));
     }
 }

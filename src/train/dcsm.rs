@@ -12,7 +12,7 @@ use crate::dcsm::scorer::{
     self, global_zscore, Architecture, ColumnMode, Replacement, Scorer, ScorerConfig,
     FUNCTIONAL_WORDS,
 };
-use crate::model::{clip::l2_normalize, LoadedModel};
+use crate::engine::{clip::l2_normalize, LoadedModel};
 use crate::world::{self, contrast, Split};
 
 /// Text columns of the scorer (the paper's 30).

@@ -1,7 +1,7 @@
 //! Grounding targets for training: which patches each named object's colour and shape tokens
 //! should match best, read from the scene that the caption describes.
 
-use crate::model::Word;
+use crate::engine::Word;
 use crate::world::{geometry, Object, Scene, COLOURS, SHAPES};
 
 /// One target: token `token` of a caption should match one of `patches` of its image best.
@@ -73,7 +73,7 @@ pub fn patch_of(object: &Object, grid: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::ClipTokenizer;
+    use crate::engine::ClipTokenizer;
     use crate::world::{self, Split};
 
     fn words(tokenizer: &ClipTokenizer, caption: &str) -> Vec<Word> {

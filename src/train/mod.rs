@@ -12,7 +12,7 @@ use candle_nn::VarMap;
 use std::collections::HashMap;
 use std::path::Path;
 
-use crate::model::LoadedModel;
+use crate::engine::LoadedModel;
 use crate::world::{self, Scene};
 
 /// Renders scenes and runs the model's vision tower: (N, 1 + patches, D) projected tokens.

@@ -9,7 +9,7 @@ use rand_chacha::ChaCha8Rng;
 use std::path::Path;
 
 use super::optim::AdamW;
-use crate::model::{tokenizer, Clip, LoadedModel, Tokenized};
+use crate::engine::{tokenizer, Clip, LoadedModel, Tokenized};
 use crate::smartclip::{self, MaskNet, SmartConfig};
 use crate::world::{self, Scene, Split};
 

@@ -12,10 +12,11 @@ use std::time::Instant;
 
 pub use protocol::*;
 
-use crate::model::{elapsed_ms, preprocess, EncodedImage, LoadedModel, ModelError};
+use crate::engine::{elapsed_ms, preprocess, EncodedImage, LoadedModel, ModelError, TextCache};
 
-/// Encoded images kept at once.
-const CACHE_CAPACITY: usize = 48;
+/// Bytes of encoded images kept at once (about 160 ViT-B/16 images), the least recently used
+/// evicted first.
+const IMAGE_BUDGET: usize = 256 << 20;
 /// Longest side of the display copy sent with `ImageReady`.
 const PREVIEW_SIDE: u32 = 1024;
 
@@ -103,13 +104,33 @@ impl Outbox {
 
 struct Cached {
     encoded: EncodedImage,
+    bytes: usize,
 }
 
+/// What the worker owns: the model and the caches of its encodings (the engine keeps none).
 #[derive(Default)]
 struct State {
     model: Option<LoadedModel>,
     cache: HashMap<ImageId, Cached>,
+    /// Least recently used first.
     order: VecDeque<ImageId>,
+    cache_bytes: usize,
+    text: TextCache,
+}
+
+impl State {
+    fn forget_images(&mut self) {
+        self.cache.clear();
+        self.order.clear();
+        self.cache_bytes = 0;
+    }
+
+    fn forget_image(&mut self, id: ImageId) {
+        if let Some(c) = self.cache.remove(&id) {
+            self.cache_bytes -= c.bytes;
+        }
+        self.order.retain(|i| *i != id);
+    }
 }
 
 /// The worker loop: take everything queued, drop superseded jobs, run the oldest survivor.
@@ -185,8 +206,8 @@ fn handle(state: &mut State, job: Job, out: &Outbox) {
             let start = Instant::now();
             // The old model and its encodings go first, so two models never share memory.
             state.model = None;
-            state.cache.clear();
-            state.order.clear();
+            state.forget_images();
+            state.text.clear();
             match LoadedModel::load(&source, &mut |p| out.send(Event::Progress(p))) {
                 Ok(model) => {
                     let c = model.config();
@@ -222,7 +243,7 @@ fn handle(state: &mut State, job: Job, out: &Outbox) {
                 let start = Instant::now();
                 let model = state.model.as_ref().ok_or_else(no_model)?;
                 let entry = state.cache.get(&image.id).ok_or_else(no_model)?;
-                let encoded = model.encode_prompts(&prompts)?;
+                let encoded = model.encode_prompts_cached(&prompts, &mut state.text)?;
                 let scores = model.score(&entry.encoded, &encoded)?;
                 Ok(Results {
                     image_id: image.id,
@@ -237,10 +258,7 @@ fn handle(state: &mut State, job: Job, out: &Outbox) {
                 Err(e) => out.error(Some(image.id), Some(generation), e.to_string()),
             }
         }
-        Job::Forget { image_id } => {
-            state.cache.remove(&image_id);
-            state.order.retain(|i| *i != image_id);
-        }
+        Job::Forget { image_id } => state.forget_image(image_id),
         Job::Panic => panic!("a test asked the worker to panic"),
     }
 }
@@ -281,11 +299,17 @@ fn ensure_encoded(state: &mut State, image: &ImageRef, out: &Outbox) -> Result<b
         grid: encoded.grid,
         encode_ms: elapsed_ms(start),
     }));
-    state.cache.insert(image.id, Cached { encoded });
+    let bytes = [&encoded.tokens, &encoded.normalized]
+        .iter()
+        .map(|t| t.elem_count() * t.dtype().size_in_bytes())
+        .sum();
+    state.cache.insert(image.id, Cached { encoded, bytes });
+    state.cache_bytes += bytes;
     state.order.push_back(image.id);
-    while state.order.len() > CACHE_CAPACITY {
-        if let Some(old) = state.order.pop_front() {
-            state.cache.remove(&old);
+    // The image just encoded stays, whatever its size.
+    while state.cache_bytes > IMAGE_BUDGET && state.order.len() > 1 {
+        if let Some(old) = state.order.front().copied() {
+            state.forget_image(old);
         }
     }
     Ok(false)

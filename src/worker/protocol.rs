@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::model::{CropRect, ModelSource, Progress, PromptScore};
+use crate::engine::{CropRect, ModelSource, Progress, PromptScore};
 
 /// Identifies an image for the whole session; the client picks it.
 pub type ImageId = u64;

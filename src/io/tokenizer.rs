@@ -4,7 +4,7 @@ use serde::Serialize;
 use std::path::Path;
 use tokenizers::Tokenizer;
 
-use super::ModelError;
+use crate::error::ModelError;
 
 /// The CLIP tokenizer shipped with clipscope (MIT, see assets/clip-tokenizer/README.md).
 const BUNDLED: &[u8] = include_bytes!("../../assets/clip-tokenizer/tokenizer.json");

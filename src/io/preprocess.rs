@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use std::io::Cursor;
 use std::path::Path;
 
-use super::ModelError;
+use crate::error::ModelError;
 
 /// Largest accepted side of an image, in pixels.
 pub const MAX_SIDE: u32 = 16_384;

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use super::ModelError;
+use crate::error::ModelError;
 
 /// Hub ids the model menu offers.
 pub const KNOWN_HUB_IDS: [&str; 3] = [

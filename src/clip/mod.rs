@@ -4,10 +4,16 @@ use candle_core::{DType, Device, IndexOp, Module, Result, Tensor, D};
 use candle_nn::{Embedding, VarBuilder};
 use rayon::prelude::*;
 
-use super::config::{Activation, ClipConfig, TextConfig, VisionConfig};
+pub mod config;
+pub mod interpolate;
+mod quick_gelu;
+pub mod train_ops;
 
-/// A layer norm that takes the fused kernel at inference and a differentiable path in training
-/// (candle's fused kernel has no backward pass).
+pub use config::ClipConfig;
+use config::{Activation, TextConfig, VisionConfig};
+
+/// A layer norm that takes candle's fused kernel at inference and ours, which has a backward
+/// pass, in training.
 #[derive(Debug, Clone)]
 struct Norm {
     weight: Tensor,
@@ -31,7 +37,9 @@ impl Norm {
 
 impl Module for Norm {
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        if self.train || !xs.is_contiguous() {
+        if self.train {
+            train_ops::layer_norm(xs, &self.weight, &self.bias, self.eps as f32)
+        } else if !xs.is_contiguous() {
             candle_nn::ops::layer_norm_slow(xs, &self.weight, &self.bias, self.eps as f32)
         } else {
             candle_nn::ops::layer_norm(xs, &self.weight, &self.bias, self.eps as f32)
@@ -39,11 +47,13 @@ impl Module for Norm {
     }
 }
 
-/// The MLP activation; `fused` takes the one-pass QuickGELU kernel (inference, contiguous f32).
-fn activate(act: Activation, xs: &Tensor, fused: bool) -> Result<Tensor> {
+/// The MLP activation; `fused` takes the one-pass QuickGELU kernel (inference, contiguous f32),
+/// `train` the one with a backward pass.
+fn activate(act: Activation, xs: &Tensor, fused: bool, train: bool) -> Result<Tensor> {
     match act {
+        Activation::QuickGelu if train => train_ops::quick_gelu(xs),
         Activation::QuickGelu if fused && xs.is_contiguous() && xs.dtype() == DType::F32 => {
-            super::quick_gelu::quick_gelu(xs)
+            quick_gelu::quick_gelu(xs)
         }
         Activation::QuickGelu => xs * candle_nn::ops::sigmoid(&(xs * 1.702)?)?,
         Activation::Gelu => xs.gelu_erf(),
@@ -121,7 +131,11 @@ impl Dense {
             (x.matmul(&self.weight.t()?)?, self.weight.dim(0)?)
         };
         if let Some(b) = &self.bias {
-            out = out.broadcast_add(b)?;
+            out = if self.transposed {
+                out.broadcast_add(b)?
+            } else {
+                train_ops::add_bias(&out, b)?
+            };
         }
         let mut shape = lead.to_vec();
         shape.push(out_dim);
@@ -201,7 +215,7 @@ struct Attention {
     out: Dense,
     heads: usize,
     head_dim: usize,
-    /// Picks the differentiable softmax (candle's fused one has no backward pass).
+    /// Picks the softmax with a backward pass (candle's fused one has none).
     train: bool,
 }
 
@@ -247,7 +261,7 @@ impl Attention {
             weights = weights.broadcast_add(mask)?;
         }
         let weights = if self.train {
-            candle_nn::ops::softmax(&weights, D::Minus1)?
+            train_ops::softmax_last_dim(&weights)?
         } else {
             candle_nn::ops::softmax_last_dim(&weights)?
         };
@@ -307,6 +321,7 @@ impl EncoderLayer {
             self.act,
             &self.fc1.forward(&self.norm2.forward(&h)?)?,
             !self.attn.train,
+            self.attn.train,
         )?;
         h + self.fc2.forward(&m)?
     }

@@ -1,0 +1,211 @@
+//! Encoding: images through the vision tower, prompts through the text tower (with the
+//! scorers' columns and SmartCLIP's masks when the model has them).
+
+use candle_core::Tensor;
+
+use super::cache::TextCache;
+use super::types::{EncodedImage, EncodedPrompts};
+use super::{LoadedModel, TEXT_BATCH};
+use crate::clip;
+use crate::dcsm::{self, scorer::word_token_starts, ScorerColumns};
+use crate::error::ModelError;
+use crate::io::preprocess::{self, Preprocessed};
+use crate::io::tokenizer::{self, Tokenized};
+use crate::smartclip;
+
+impl LoadedModel {
+    /// Preprocesses an image the way this model expects.
+    pub fn preprocess(&self, image: &image::DynamicImage) -> Preprocessed {
+        preprocess::preprocess(image, &self.preprocess)
+    }
+
+    /// Runs the vision tower on a preprocessed image.
+    pub fn encode_pixels(&self, pre: &Preprocessed) -> Result<EncodedImage, ModelError> {
+        let s = pre.side;
+        let pixels = Tensor::from_slice(&pre.pixels, (1, 3, s, s), &self.device)?;
+        let tokens = self.clip.image_tokens(&pixels)?.squeeze(0)?;
+        let normalized = clip::l2_normalize(&tokens)?;
+        Ok(EncodedImage {
+            tokens,
+            normalized,
+            grid: self.grid(),
+            crop: pre.crop,
+            original: pre.original,
+        })
+    }
+
+    /// Decodes nothing: preprocesses and encodes an already decoded image.
+    pub fn encode_image(&self, image: &image::DynamicImage) -> Result<EncodedImage, ModelError> {
+        self.encode_pixels(&self.preprocess(image))
+    }
+
+    /// Tokenises (truncating to the context) without running the model.
+    pub fn tokenize(&self, prompt: &str) -> Result<Tokenized, ModelError> {
+        self.tokenizer
+            .encode(prompt, self.config().text.max_position_embeddings)
+    }
+
+    /// Encodes prompts, reusing the encodings `cache` holds: after an edit only the changed
+    /// prompt runs through the text tower. A cache filled by another model (or before a head
+    /// changed) is emptied first.
+    pub fn encode_prompts_cached(
+        &self,
+        prompts: &[String],
+        cache: &mut TextCache,
+    ) -> Result<EncodedPrompts, ModelError> {
+        if prompts.is_empty() {
+            return Err(ModelError::Prompt("no prompts given".into()));
+        }
+        cache.bind(self.id);
+        let misses = cache.misses(prompts);
+        if !misses.is_empty() {
+            let fresh = self.encode_prompts(&misses)?;
+            cache.insert(&misses, &fresh)?;
+        }
+        let out = cache.assemble(prompts);
+        cache.trim();
+        out
+    }
+
+    /// Runs the text tower on a batch of prompts (padded; the padding keys are masked, so every
+    /// position up to a prompt's own EOS is independent of the padding). With scorers, the same
+    /// pass yields their padded columns; prompts longer than the scorer's columns get a second,
+    /// truncated pass.
+    pub fn encode_prompts(&self, prompts: &[String]) -> Result<EncodedPrompts, ModelError> {
+        if prompts.is_empty() {
+            return Err(ModelError::Prompt("no prompts given".into()));
+        }
+        let tokenized = prompts
+            .iter()
+            .map(|p| self.tokenize(p))
+            .collect::<Result<Vec<_>, _>>()?;
+        let scorer_cfg = self
+            .scorers
+            .first()
+            .map(|s| (s.config.columns, s.config.pad_id));
+        let (columns, pad) = scorer_cfg.unwrap_or((0, self.tokenizer.eos_id()));
+        // Batches of bounded size keep peak memory flat for a thousand prompts at once.
+        let mut tokens = Vec::with_capacity(tokenized.len());
+        let mut scorer_cols: Vec<Option<Tensor>> = Vec::with_capacity(tokenized.len());
+        for chunk in tokenized.chunks(TEXT_BATCH) {
+            let all = self.text_pass(chunk, pad, columns)?;
+            for (b, t) in chunk.iter().enumerate() {
+                let row = all.get(b)?;
+                tokens.push(row.narrow(0, 0, t.ids.len())?);
+                let fits = scorer_cfg.is_some() && t.full_len <= columns;
+                scorer_cols.push(fits.then(|| row.narrow(0, 0, columns)).transpose()?);
+            }
+        }
+        let columns = match scorer_cfg {
+            None => None,
+            Some((c, pad)) => {
+                Some(self.scorer_columns(prompts, &tokenized, scorer_cols, c, pad)?)
+            }
+        };
+        let smart = match &self.smartclip {
+            Some(net) => Some(smartclip::encode_prompts(
+                net, &self.clip, &tokenized, TEXT_BATCH,
+            )?),
+            None => None,
+        };
+        Ok(EncodedPrompts {
+            tokenized,
+            tokens,
+            columns,
+            smart,
+        })
+    }
+
+    /// (B, max(longest, min_width), D) text tokens of tokenised prompts padded with `pad`.
+    fn text_pass(
+        &self,
+        chunk: &[Tokenized],
+        pad: u32,
+        min_width: usize,
+    ) -> Result<Tensor, ModelError> {
+        let ids = tokenizer::pad_ids(chunk, pad, min_width, &self.device)?;
+        let lengths: Vec<usize> = chunk.iter().map(|t| t.ids.len()).collect();
+        Ok(self.clip.text_tokens_padded(&ids, &lengths)?)
+    }
+
+    /// The scorer's columns of every prompt: taken from the shared pass where the prompt fits,
+    /// else from a pass over the prompt truncated to the scorer's columns.
+    fn scorer_columns(
+        &self,
+        prompts: &[String],
+        display: &[Tokenized],
+        shared: Vec<Option<Tensor>>,
+        columns: usize,
+        pad: u32,
+    ) -> Result<ScorerColumns, ModelError> {
+        let long: Vec<String> = prompts
+            .iter()
+            .zip(&shared)
+            .filter(|(_, c)| c.is_none())
+            .map(|(p, _)| p.clone())
+            .collect();
+        let cut = if long.is_empty() {
+            None
+        } else {
+            Some(self.encode_columns(&long, columns, pad)?)
+        };
+        let (mut tokenized, mut word_starts, mut cols) = (Vec::new(), Vec::new(), Vec::new());
+        let mut next_long = 0;
+        for (t, c) in display.iter().zip(shared) {
+            match (c, &cut) {
+                (Some(c), _) => {
+                    tokenized.push(t.clone());
+                    word_starts.push(word_token_starts(&self.tokenizer, &t.text));
+                    cols.push(clip::l2_normalize(&c)?);
+                }
+                (None, cut) => {
+                    // `cut` holds every prompt without shared columns.
+                    let cut = cut.as_ref().ok_or_else(|| {
+                        ModelError::Prompt("internal: a prompt has no scorer columns".into())
+                    })?;
+                    tokenized.push(cut.tokenized[next_long].clone());
+                    word_starts.push(cut.word_starts[next_long].clone());
+                    cols.push(cut.normalized.get(next_long)?);
+                    next_long += 1;
+                }
+            }
+        }
+        Ok(ScorerColumns {
+            tokenized,
+            word_starts,
+            normalized: Tensor::stack(&cols, 0)?,
+        })
+    }
+
+    /// Prompts as a scorer reads them: tokenised to `columns` tokens, padded with `pad`
+    /// (padding keys masked), projected and L2-normalised: (K, columns, D).
+    pub fn encode_columns(
+        &self,
+        prompts: &[String],
+        columns: usize,
+        pad: u32,
+    ) -> Result<ScorerColumns, ModelError> {
+        let tokenized = prompts
+            .iter()
+            .map(|p| self.tokenizer.encode(p, columns))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut parts = Vec::new();
+        for chunk in tokenized.chunks(TEXT_BATCH) {
+            parts.push(self.text_pass(chunk, pad, columns)?);
+        }
+        Ok(ScorerColumns::new(
+            &self.tokenizer,
+            tokenized,
+            clip::l2_normalize(&Tensor::cat(&parts, 0)?)?,
+        ))
+    }
+
+    /// (K, rows, columns) scorer maps of the prompts against the image.
+    pub fn scorer_maps(
+        &self,
+        image: &EncodedImage,
+        columns: &ScorerColumns,
+    ) -> Result<Tensor, ModelError> {
+        dcsm::columns::maps(&image.normalized, columns)
+    }
+}

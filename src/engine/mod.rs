@@ -1,0 +1,300 @@
+//! The dense CLIP engine: configuration, weights, preprocessing, tokenizer and the forward pass.
+
+mod cache;
+mod encode;
+mod score;
+mod types;
+
+use candle_core::{DType, Device};
+use candle_nn::VarBuilder;
+use std::path::Path;
+use std::time::Instant;
+
+pub use crate::clip::{self, Clip, ClipConfig};
+pub use crate::error::ModelError;
+pub use crate::io::preprocess::{self, CropRect, PreprocessConfig, Preprocessed};
+pub use crate::io::source::{self, ModelSource, Progress};
+pub use crate::io::tokenizer::{self, ClipTokenizer, Tokenized, Word};
+use crate::io::weights;
+
+pub use crate::dcsm::{ScorerColumns, ScorerScore};
+pub use crate::smartclip::{SmartPrompts, SmartScore};
+pub use cache::TextCache;
+pub use types::{EncodedImage, EncodedPrompts, PromptScore};
+
+use crate::dcsm::scorer::Scorer;
+use crate::smartclip::{self, MaskNet};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Prompts run through the text tower at once.
+const TEXT_BATCH: usize = 64;
+
+/// A loaded CLIP checkpoint with its tokenizer and preprocessing.
+pub struct LoadedModel {
+    clip: Clip,
+    tokenizer: ClipTokenizer,
+    preprocess: PreprocessConfig,
+    name: String,
+    device: Device,
+    /// DCSM scorers trained for this backbone; the first is the one shown.
+    scorers: Vec<Scorer>,
+    /// SmartCLIP's mask network, when the checkpoint has one.
+    smartclip: Option<MaskNet>,
+    /// Names this model with its heads: changes whenever a head changes, so that a text cache
+    /// filled before knows its encodings are stale.
+    id: u64,
+}
+
+/// Scorer checkpoints a model folder may hold, by file stem.
+pub const SCORER_STEMS: [&str; 2] = ["scorer", "scorer-grid"];
+
+impl LoadedModel {
+    /// Loads a checkpoint from a folder, the hub or the embedded default.
+    pub fn load(
+        source: &ModelSource,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<Self, ModelError> {
+        if *source == ModelSource::Embedded {
+            return Self::embedded();
+        }
+        let dir = source.resolve(progress)?;
+        Self::from_folder(&dir, &source.to_string())
+    }
+
+    /// The shapes-world model compiled into the binary.
+    pub fn embedded() -> Result<Self, ModelError> {
+        let config = ClipConfig::from_json(source::embedded::CONFIG)?;
+        let device = Device::Cpu;
+        let vb = VarBuilder::from_slice_safetensors(source::embedded::WEIGHTS, DType::F32, &device)
+            .map_err(|e| ModelError::Weights(format!("embedded model: {e}")))?;
+        let clip = Clip::new(&config, false, vb).map_err(|e| {
+            ModelError::Weights(format!("embedded model does not fit its config: {e}"))
+        })?;
+        let mut model = Self::from_parts(clip, source::embedded::NAME)?;
+        for (json, weights) in source::embedded::SCORERS {
+            let vb = VarBuilder::from_slice_safetensors(weights, DType::F32, &device)
+                .map_err(|e| ModelError::Weights(format!("embedded scorer: {e}")))?;
+            model.add_scorer(Scorer::from_json_and_weights(json, vb)?)?;
+        }
+        let (json, weights) = source::embedded::SMARTCLIP;
+        let config = smartclip::parse_config(json, "embedded smartclip.json")?;
+        let vb = VarBuilder::from_slice_safetensors(weights, DType::F32, &device)
+            .map_err(|e| ModelError::Weights(format!("embedded SmartCLIP mask: {e}")))?;
+        model.set_smartclip(smartclip::build(config, vb, "embedded SmartCLIP mask")?)?;
+        Ok(model)
+    }
+
+    /// Loads `config.json` + `model.safetensors` (+ optional `tokenizer.json`,
+    /// `preprocessor_config.json`) from `dir`.
+    pub fn from_folder(dir: &Path, name: &str) -> Result<Self, ModelError> {
+        if !dir.is_dir() {
+            return Err(ModelError::Io {
+                path: dir.to_path_buf(),
+                message: "model folder does not exist".into(),
+            });
+        }
+        let config_path = dir.join("config.json");
+        let config_text = std::fs::read_to_string(&config_path).map_err(|e| ModelError::Io {
+            path: config_path.clone(),
+            message: e.to_string(),
+        })?;
+        let config = ClipConfig::from_json(&config_text)?;
+        let weights = source::weights_file(dir)?;
+        let device = Device::Cpu;
+        let vb = weights::var_builder(&weights, DType::F32, &device)
+            .map_err(|e| ModelError::Weights(format!("{}: {e}", weights.display())))?;
+        let clip = Clip::new(&config, false, vb).map_err(|e| {
+            ModelError::Weights(format!(
+                "{} does not fit config.json: {e}",
+                weights.display()
+            ))
+        })?;
+        let tokenizer_file = dir.join("tokenizer.json");
+        let tokenizer = if tokenizer_file.is_file() {
+            ClipTokenizer::from_file(&tokenizer_file)?
+        } else {
+            ClipTokenizer::bundled()?
+        };
+        if tokenizer.vocab_size() > config.text.vocab_size {
+            return Err(ModelError::Tokenizer(format!(
+                "the tokenizer knows {} tokens but the model only {}",
+                tokenizer.vocab_size(),
+                config.text.vocab_size
+            )));
+        }
+        let pre_file = dir.join("preprocessor_config.json");
+        let preprocess = if pre_file.is_file() {
+            let text = std::fs::read_to_string(&pre_file).map_err(|e| ModelError::Io {
+                path: pre_file.clone(),
+                message: e.to_string(),
+            })?;
+            PreprocessConfig::from_json(&text, config.vision.image_size)?
+        } else {
+            PreprocessConfig::openai(config.vision.image_size)
+        };
+        // A converted SmartCLIP checkpoint keeps the mask's settings in config.json.
+        let smart_section = serde_json::from_str::<serde_json::Value>(&config_text)
+            .ok()
+            .and_then(|v| v.get("smartclip").cloned());
+        let mut model = Self {
+            clip,
+            tokenizer,
+            preprocess,
+            name: name.to_string(),
+            device,
+            scorers: Vec::new(),
+            smartclip: None,
+            id: next_id(),
+        };
+        if let Some(net) = smartclip::load(dir, smart_section)? {
+            model.set_smartclip(net)?;
+        }
+        for stem in SCORER_STEMS {
+            if dir.join(format!("{stem}.json")).is_file() {
+                model.add_scorer(Scorer::load_named(dir, stem)?)?;
+            }
+        }
+        Ok(model)
+    }
+
+    /// Adds a DCSM scorer after checking it fits this backbone.
+    pub fn add_scorer(&mut self, scorer: Scorer) -> Result<(), ModelError> {
+        let c = &scorer.config;
+        let rows = 1 + self.grid().0 * self.grid().1;
+        let context = self.config().text.max_position_embeddings;
+        if c.rows != rows {
+            return Err(ModelError::Config(format!(
+                "the DCSM scorer reads {} image rows but this model has {rows} (1 + patches)",
+                c.rows
+            )));
+        }
+        if c.columns > context {
+            return Err(ModelError::Config(format!(
+                "the DCSM scorer reads {} text columns but the model's context is {context}",
+                c.columns
+            )));
+        }
+        if let Some(first) = self.scorers.first() {
+            if first.config.columns != c.columns || first.config.pad_id != c.pad_id {
+                return Err(ModelError::Config(
+                    "the model's DCSM scorers disagree on columns or pad id".into(),
+                ));
+            }
+        }
+        self.scorers.retain(|s| s.label() != scorer.label());
+        self.scorers.push(scorer);
+        self.id = next_id();
+        Ok(())
+    }
+
+    /// The DCSM scorers; the first is the one shown.
+    pub fn scorers(&self) -> &[Scorer] {
+        &self.scorers
+    }
+
+    /// Removes and returns the scorers (benchmarks time the model with and without them).
+    pub fn take_scorers(&mut self) -> Vec<Scorer> {
+        self.id = next_id();
+        std::mem::take(&mut self.scorers)
+    }
+
+    /// Wraps an already built model (training, benchmarks, tests) with the bundled tokenizer.
+    pub fn from_parts(clip: Clip, name: &str) -> Result<Self, ModelError> {
+        let preprocess = PreprocessConfig::openai(clip.config().vision.image_size);
+        Ok(Self {
+            clip,
+            tokenizer: ClipTokenizer::bundled()?,
+            preprocess,
+            name: name.into(),
+            device: Device::Cpu,
+            scorers: Vec::new(),
+            smartclip: None,
+            id: next_id(),
+        })
+    }
+
+    /// Sets SmartCLIP's mask network after checking it fits this backbone.
+    pub fn set_smartclip(&mut self, net: MaskNet) -> Result<(), ModelError> {
+        let c = self.config();
+        let w = net.config.mask_width;
+        if w != c.text.hidden_size || w != c.projection_dim {
+            return Err(ModelError::Config(format!(
+                "the SmartCLIP mask is {w} wide but the model's text width is {} and its \
+                 embedding {}",
+                c.text.hidden_size, c.projection_dim
+            )));
+        }
+        self.smartclip = Some(net);
+        self.id = next_id();
+        Ok(())
+    }
+
+    /// Removes and returns the mask network (benchmarks time the model with and without it).
+    pub fn take_smartclip(&mut self) -> Option<MaskNet> {
+        self.id = next_id();
+        self.smartclip.take()
+    }
+
+    /// SmartCLIP's mask network, when present.
+    pub fn smartclip(&self) -> Option<&MaskNet> {
+        self.smartclip.as_ref()
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn config(&self) -> &ClipConfig {
+        self.clip.config()
+    }
+
+    pub fn clip(&self) -> &Clip {
+        &self.clip
+    }
+
+    pub fn tokenizer(&self) -> &ClipTokenizer {
+        &self.tokenizer
+    }
+
+    pub fn preprocess_config(&self) -> &PreprocessConfig {
+        &self.preprocess
+    }
+
+    /// A short description of where the model runs.
+    pub fn device_name(&self) -> String {
+        match self.device {
+            Device::Cpu => match candle_core::utils::get_num_threads() {
+                1 => "CPU (1 thread)".to_string(),
+                n => format!("CPU ({n} threads)"),
+            },
+            _ => "accelerator".into(),
+        }
+    }
+
+    /// The patch grid (rows, cols).
+    pub fn grid(&self) -> (usize, usize) {
+        let g = self.config().vision.grid_side();
+        (g, g)
+    }
+
+    /// `exp(logit_scale)`, the temperature of the softmax over prompts.
+    pub fn logit_scale_exp(&self) -> Result<f32, ModelError> {
+        Ok(self
+            .clip
+            .logit_scale()
+            .to_dtype(DType::F32)?
+            .to_scalar::<f32>()?
+            .exp())
+    }
+}
+
+/// A fresh model id (see `LoadedModel::id`).
+fn next_id() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Milliseconds since `start`.
+pub fn elapsed_ms(start: Instant) -> f64 {
+    start.elapsed().as_secs_f64() * 1e3
+}

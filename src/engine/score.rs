@@ -1,0 +1,55 @@
+//! Scoring: every prompt's DCSM, pooled CLIP cosine and probability, DCSM scorer verdicts
+//! and SmartCLIP score against one encoded image.
+
+use super::types::{EncodedImage, EncodedPrompts, PromptScore};
+use super::LoadedModel;
+use crate::clip;
+use crate::dcsm;
+use crate::error::ModelError;
+use crate::smartclip;
+
+impl LoadedModel {
+    /// DCSMs, pooled cosines and softmax probabilities of the prompts against the image.
+    pub fn score(
+        &self,
+        image: &EncodedImage,
+        prompts: &EncodedPrompts,
+    ) -> Result<Vec<PromptScore>, ModelError> {
+        let scale = self.logit_scale_exp()?;
+        let mut out = Vec::with_capacity(prompts.tokens.len());
+        for (tok, t) in prompts.tokenized.iter().zip(&prompts.tokens) {
+            let text_n = clip::l2_normalize(t)?;
+            let map = dcsm::cosine_map(&image.normalized, &text_n)?;
+            // Pooled cosine: CLS row against the EOS column.
+            let clip_cosine = map.get(0, tok.eos_index());
+            out.push(PromptScore {
+                tokenized: tok.clone(),
+                dcsm: map,
+                clip_cosine,
+                clip_prob: 0.0,
+                dcsm_scores: Vec::new(),
+                functional: Vec::new(),
+                smartclip: None,
+            });
+        }
+        if let (Some(net), Some(smart)) = (&self.smartclip, &prompts.smart) {
+            let cls = image.tokens.narrow(0, 0, 1)?;
+            for (s, v) in out.iter_mut().zip(smartclip::scores(net, &cls, smart)?) {
+                s.smartclip = Some(v);
+            }
+        }
+        if let Some(columns) = &prompts.columns {
+            let (scores, functional) =
+                dcsm::columns::verdicts(&self.scorers, &image.normalized, columns)?;
+            for ((s, sc), f) in out.iter_mut().zip(scores).zip(functional) {
+                s.dcsm_scores = sc;
+                s.functional = f;
+            }
+        }
+        let logits: Vec<f32> = out.iter().map(|s| s.clip_cosine * scale).collect();
+        for (s, p) in out.iter_mut().zip(dcsm::softmax(&logits)) {
+            s.clip_prob = p;
+        }
+        Ok(out)
+    }
+}
