@@ -3,10 +3,24 @@
 use clap::Parser;
 
 fn main() {
+    // Logs go to stderr, warnings only unless RUST_LOG says otherwise (e.g.
+    // `RUST_LOG=clipscope=debug` for the worker's timings and the app's frame statistics).
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
     let args = clipscope::cli::Args::parse();
     let outcome = match args.command {
         Some(command) => clipscope::cli::run(command),
+        #[cfg(feature = "gui")]
         None => clipscope::app::run(),
+        #[cfg(not(feature = "gui"))]
+        None => Err(anyhow::anyhow!(
+            "this build has no desktop app (built without the `gui` feature); run a subcommand, \
+             e.g. `clipscope --help`"
+        )),
     };
     if let Err(e) = outcome {
         eprintln!("error: {e:#}");

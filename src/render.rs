@@ -2,7 +2,7 @@
 
 use image::{imageops::FilterType, DynamicImage, Rgb, RgbImage};
 
-use crate::engine::CropRect;
+use crate::io::preprocess::CropRect;
 
 /// A value range mapped onto the colour map, symmetric around zero for a diverging map.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]

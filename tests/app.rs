@@ -1,4 +1,5 @@
 //! The desktop UI driven headless with egui_kittest, on a real worker and a tiny real model.
+#![cfg(feature = "gui")]
 
 mod common;
 

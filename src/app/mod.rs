@@ -483,9 +483,7 @@ impl ClipscopeApp {
                 if self.timings.first_results_ms.is_none() {
                     let ms = self.started.elapsed().as_secs_f64() * 1e3;
                     self.timings.first_results_ms = Some(ms);
-                    if std::env::var_os("CLIPSCOPE_FRAME_STATS").is_some() {
-                        eprintln!("first maps {ms:.0} ms after start");
-                    }
+                    tracing::info!("first maps {ms:.0} ms after start");
                 }
                 let Some(pos) = self.sent.iter().position(|s| s.generation == r.generation) else {
                     return;
@@ -717,11 +715,11 @@ impl eframe::App for ClipscopeApp {
             self.timings.push_full_frame(cpu * 1e3, busy);
         }
         self.show(ui);
-        if std::env::var_os("CLIPSCOPE_FRAME_STATS").is_some()
-            && self.stats_printed.elapsed() > Duration::from_secs(5)
+        if self.stats_printed.elapsed() > Duration::from_secs(5)
+            && tracing::enabled!(target: "clipscope::frames", tracing::Level::DEBUG)
         {
             self.stats_printed = Instant::now();
-            eprintln!("{}", self.timings.report());
+            tracing::debug!(target: "clipscope::frames", "{}", self.timings.report());
         }
     }
 
@@ -738,9 +736,7 @@ impl eframe::App for ClipscopeApp {
     }
 
     fn on_exit(&mut self, _gl: Option<&eframe::glow::Context>) {
-        if std::env::var_os("CLIPSCOPE_FRAME_STATS").is_some() {
-            eprintln!("{}", self.timings.report());
-        }
+        tracing::debug!(target: "clipscope::frames", "{}", self.timings.report());
     }
 }
 

@@ -194,7 +194,7 @@ impl Timings {
         median_max(&self.frame_ms)
     }
 
-    /// A line with every figure, for `CLIPSCOPE_FRAME_STATS`.
+    /// A line with every figure, logged at debug level (`RUST_LOG=clipscope::frames=debug`).
     pub fn report(&self) -> String {
         let f = |v: &[f32]| match (median_max(v), percentile(v, 0.95)) {
             (Some((m, x)), Some(p)) => format!("median {m:.2} ms, p95 {p:.2} ms, max {x:.2} ms"),

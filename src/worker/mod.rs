@@ -210,6 +210,7 @@ fn handle(state: &mut State, job: Job, out: &Outbox) {
             state.text.clear();
             match LoadedModel::load(&source, &mut |p| out.send(Event::Progress(p))) {
                 Ok(model) => {
+                    tracing::info!("loaded {} in {:.0} ms", model.name(), elapsed_ms(start));
                     let c = model.config();
                     out.send(Event::ModelReady(ModelInfo {
                         name: model.name().to_string(),
@@ -254,11 +255,21 @@ fn handle(state: &mut State, job: Job, out: &Outbox) {
                 })
             });
             match result {
-                Ok(r) => out.send(Event::Results(r)),
+                Ok(r) => {
+                    tracing::debug!(
+                        image = r.image_id,
+                        prompts = r.prompts.len(),
+                        cached = r.image_cached,
+                        "scored in {:.1} ms",
+                        r.score_ms
+                    );
+                    out.send(Event::Results(r))
+                }
                 Err(e) => out.error(Some(image.id), Some(generation), e.to_string()),
             }
         }
         Job::Forget { image_id } => state.forget_image(image_id),
+        #[cfg(feature = "test-hooks")]
         Job::Panic => panic!("a test asked the worker to panic"),
     }
 }
@@ -290,6 +301,7 @@ fn ensure_encoded(state: &mut State, image: &ImageRef, out: &Outbox) -> Result<b
         }
     };
     let encoded = model.encode_image(&decoded)?;
+    tracing::debug!(image = image.id, "encoded in {:.1} ms", elapsed_ms(start));
     let preview = make_preview(&decoded);
     out.send(Event::ImageReady(ImageInfo {
         id: image.id,

@@ -46,8 +46,8 @@ pub enum Job {
     },
     /// Drop an image from the cache.
     Forget { image_id: ImageId },
-    /// Panics inside the worker (to prove panic recovery).
-    #[doc(hidden)]
+    /// Panics inside the worker (to prove panic recovery; tests only).
+    #[cfg(feature = "test-hooks")]
     Panic,
 }
 

@@ -1,0 +1,374 @@
+//! The transformer layers both towers are made of: layer norm, dense, attention, the residual
+//! block (`CLIPEncoderLayer`) and the encoder stack, each with a training path.
+
+use candle_core::{DType, IndexOp, Module, Result, Tensor};
+use candle_nn::VarBuilder;
+use rayon::prelude::*;
+
+use super::config::Activation;
+use super::{quick_gelu, train_ops};
+
+/// A layer norm that takes candle's fused kernel at inference and ours, which has a backward
+/// pass, in training.
+#[derive(Debug, Clone)]
+pub(super) struct Norm {
+    weight: Tensor,
+    bias: Tensor,
+    eps: f64,
+    train: bool,
+}
+
+impl Norm {
+    pub(super) fn new(size: usize, eps: f64, train: bool, vb: VarBuilder) -> Result<Self> {
+        let weight = vb.get_with_hints(size, "weight", candle_nn::Init::Const(1.0))?;
+        let bias = vb.get_with_hints(size, "bias", candle_nn::Init::Const(0.0))?;
+        Ok(Self {
+            weight,
+            bias,
+            eps,
+            train,
+        })
+    }
+}
+
+impl Module for Norm {
+    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        if self.train {
+            train_ops::layer_norm(xs, &self.weight, &self.bias, self.eps as f32)
+        } else if !xs.is_contiguous() {
+            candle_nn::ops::layer_norm_slow(xs, &self.weight, &self.bias, self.eps as f32)
+        } else {
+            candle_nn::ops::layer_norm(xs, &self.weight, &self.bias, self.eps as f32)
+        }
+    }
+}
+
+/// The MLP activation; `fused` takes the one-pass QuickGELU kernel (inference, contiguous f32),
+/// `train` the one with a backward pass.
+fn activate(act: Activation, xs: &Tensor, fused: bool, train: bool) -> Result<Tensor> {
+    match act {
+        Activation::QuickGelu if train => train_ops::quick_gelu(xs),
+        Activation::QuickGelu if fused && xs.is_contiguous() && xs.dtype() == DType::F32 => {
+            quick_gelu::quick_gelu(xs)
+        }
+        Activation::QuickGelu => xs * candle_nn::ops::sigmoid(&(xs * 1.702)?)?,
+        Activation::Gelu => xs.gelu_erf(),
+        Activation::GeluTanh => xs.gelu(),
+    }
+}
+
+/// A linear layer applied as one 2-D matmul over all leading dimensions.
+///
+/// At inference the weight is kept transposed, (in, out) and contiguous: gemm then reads it in
+/// place, where the stored (out, in) layout made it repack the whole matrix on every call. In
+/// training the weight stays the variable itself (a transposed copy would not follow optimiser
+/// updates). candle-nn's `Linear` is not used because it broadcasts the weight over the batch,
+/// which makes its weight gradient a per-sample tensor summed afterwards.
+#[derive(Debug, Clone)]
+pub(super) struct Dense {
+    /// (out, in) in training, (in, out) contiguous at inference.
+    weight: Tensor,
+    bias: Option<Tensor>,
+    transposed: bool,
+}
+
+impl Dense {
+    /// `weight` is (out, in) as stored; at inference (`train` false) it is transposed once here.
+    pub(super) fn new(weight: Tensor, bias: Option<Tensor>, train: bool) -> Result<Self> {
+        if train {
+            return Ok(Self {
+                weight,
+                bias,
+                transposed: false,
+            });
+        }
+        Ok(Self {
+            weight: weight.t()?.contiguous()?,
+            bias,
+            transposed: true,
+        })
+    }
+
+    pub(super) fn load(
+        in_dim: usize,
+        out_dim: usize,
+        bias: bool,
+        train: bool,
+        vb: VarBuilder,
+    ) -> Result<Self> {
+        let weight = vb.get_with_hints(
+            (out_dim, in_dim),
+            "weight",
+            candle_nn::init::DEFAULT_KAIMING_NORMAL,
+        )?;
+        let bias = if bias {
+            let bound = 1. / (in_dim as f64).sqrt();
+            let init = candle_nn::Init::Uniform {
+                lo: -bound,
+                up: bound,
+            };
+            Some(vb.get_with_hints(out_dim, "bias", init)?)
+        } else {
+            None
+        };
+        Self::new(weight, bias, train)
+    }
+
+    pub(super) fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        let dims = xs.dims().to_vec();
+        let (last, lead) = dims
+            .split_last()
+            .ok_or_else(|| candle_core::Error::Msg("empty shape".into()))?;
+        let rows: usize = lead.iter().product();
+        let x = xs.reshape((rows, *last))?;
+        let (mut out, out_dim) = if self.transposed {
+            (x.matmul(&self.weight)?, self.weight.dim(1)?)
+        } else {
+            (x.matmul(&self.weight.t()?)?, self.weight.dim(0)?)
+        };
+        if let Some(b) = &self.bias {
+            out = if self.transposed {
+                out.broadcast_add(b)?
+            } else {
+                train_ops::add_bias(&out, b)?
+            };
+        }
+        let mut shape = lead.to_vec();
+        shape.push(out_dim);
+        out.reshape(shape)
+    }
+}
+
+/// The query, key and value projections: one fused (in, 3·dim) matmul at inference, with the
+/// attention scale folded into the query part; three variables in training.
+#[derive(Debug, Clone)]
+enum Qkv {
+    Fused(Dense),
+    Separate { q: Dense, k: Dense, v: Dense },
+}
+
+impl Qkv {
+    /// From (3·dim, dim) packed weights and (3·dim) biases, q then k then v.
+    fn from_packed(weight: &Tensor, bias: &Tensor, scale: f64, train: bool) -> Result<Self> {
+        let dim = weight.dim(1)?;
+        if train {
+            let part = |i: usize| {
+                Dense::new(
+                    weight.narrow(0, i * dim, dim)?,
+                    Some(bias.narrow(0, i * dim, dim)?),
+                    true,
+                )
+            };
+            return Ok(Self::Separate {
+                q: part(0)?,
+                k: part(1)?,
+                v: part(2)?,
+            });
+        }
+        let factors = Tensor::cat(
+            &[
+                Tensor::full(scale as f32, dim, weight.device())?,
+                Tensor::ones(2 * dim, DType::F32, weight.device())?,
+            ],
+            0,
+        )?
+        .to_dtype(weight.dtype())?;
+        let weight = weight.broadcast_mul(&factors.unsqueeze(1)?)?;
+        let bias = bias.mul(&factors)?;
+        Ok(Self::Fused(Dense::new(weight, Some(bias), false)?))
+    }
+
+    /// (B, T, dim) → q (scaled), k, v, each (B, heads, T, head_dim) and contiguous.
+    pub(super) fn forward(
+        &self,
+        xs: &Tensor,
+        heads: usize,
+        scale: f64,
+    ) -> Result<(Tensor, Tensor, Tensor)> {
+        let (b, t, dim) = xs.dims3()?;
+        let hd = dim / heads;
+        match self {
+            Self::Fused(qkv) => {
+                let all = qkv
+                    .forward(xs)?
+                    .reshape((b, t, 3, heads, hd))?
+                    .permute((2, 0, 3, 1, 4))?
+                    .contiguous()?;
+                Ok((all.i(0)?, all.i(1)?, all.i(2)?))
+            }
+            Self::Separate { q, k, v } => {
+                let split = |x: Tensor| -> Result<Tensor> {
+                    x.reshape((b, t, heads, hd))?.transpose(1, 2)?.contiguous()
+                };
+                Ok((
+                    split((q.forward(xs)? * scale)?)?,
+                    split(k.forward(xs)?)?,
+                    split(v.forward(xs)?)?,
+                ))
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Attention {
+    qkv: Qkv,
+    out: Dense,
+    heads: usize,
+    head_dim: usize,
+    /// Picks the softmax with a backward pass (candle's fused one has none).
+    train: bool,
+}
+
+impl Attention {
+    pub(super) fn new(dim: usize, heads: usize, train: bool, vb: VarBuilder) -> Result<Self> {
+        let head_dim = dim / heads;
+        let load = |name: &str, train: bool| Dense::load(dim, dim, true, train, vb.pp(name));
+        let qkv = if train {
+            Qkv::Separate {
+                q: load("q_proj", true)?,
+                k: load("k_proj", true)?,
+                v: load("v_proj", true)?,
+            }
+        } else {
+            // Loaded untransposed, then packed and transposed once.
+            let parts = [
+                load("q_proj", true)?,
+                load("k_proj", true)?,
+                load("v_proj", true)?,
+            ];
+            let weight = Tensor::cat(&parts.iter().map(|p| &p.weight).collect::<Vec<_>>(), 0)?;
+            let biases = parts
+                .iter()
+                .map(|p| p.bias.clone())
+                .collect::<Option<Vec<_>>>()
+                .ok_or_else(|| candle_core::Error::Msg("missing bias".into()))?;
+            Qkv::from_packed(&weight, &Tensor::cat(&biases, 0)?, scale(head_dim), false)?
+        };
+        Ok(Self {
+            qkv,
+            out: Dense::load(dim, dim, true, train, vb.pp("out_proj"))?,
+            heads,
+            head_dim,
+            train,
+        })
+    }
+
+    pub(super) fn forward(&self, xs: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
+        let (b, t, dim) = xs.dims3()?;
+        let (q, k, v) = self.qkv.forward(xs, self.heads, scale(self.head_dim))?;
+        let mut weights = q.matmul(&k.t()?)?;
+        if let Some(mask) = mask {
+            weights = weights.broadcast_add(mask)?;
+        }
+        let weights = if self.train {
+            train_ops::softmax_last_dim(&weights)?
+        } else {
+            candle_nn::ops::softmax_last_dim(&weights)?
+        };
+        let attended = weights.matmul(&v)?.transpose(1, 2)?.reshape((b, t, dim))?;
+        self.out.forward(&attended)
+    }
+}
+
+fn scale(head_dim: usize) -> f64 {
+    (head_dim as f64).powf(-0.5)
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct EncoderLayer {
+    attn: Attention,
+    norm1: Norm,
+    fc1: Dense,
+    fc2: Dense,
+    norm2: Norm,
+    act: Activation,
+}
+
+impl EncoderLayer {
+    /// A pre-norm residual attention block in OpenAI's layout (`ln_1`, `attn.in_proj_*` packed
+    /// q/k/v, `attn.out_proj`, `ln_2`, `mlp.c_fc`, `mlp.c_proj`), QuickGELU, as SmartCLIP's mask
+    /// network uses.
+    pub(crate) fn openai(dim: usize, heads: usize, train: bool, vb: VarBuilder) -> Result<Self> {
+        let init = candle_nn::init::DEFAULT_KAIMING_NORMAL;
+        let packed_w = vb.get_with_hints((3 * dim, dim), "attn.in_proj_weight", init)?;
+        let packed_b =
+            vb.get_with_hints(3 * dim, "attn.in_proj_bias", candle_nn::Init::Const(0.0))?;
+        let head_dim = dim / heads;
+        Ok(Self {
+            attn: Attention {
+                qkv: Qkv::from_packed(&packed_w, &packed_b, scale(head_dim), train)?,
+                out: Dense::load(dim, dim, true, train, vb.pp("attn.out_proj"))?,
+                heads,
+                head_dim,
+                train,
+            },
+            norm1: Norm::new(dim, 1e-5, train, vb.pp("ln_1"))?,
+            fc1: Dense::load(dim, 4 * dim, true, train, vb.pp("mlp.c_fc"))?,
+            fc2: Dense::load(4 * dim, dim, true, train, vb.pp("mlp.c_proj"))?,
+            norm2: Norm::new(dim, 1e-5, train, vb.pp("ln_2"))?,
+            act: Activation::QuickGelu,
+        })
+    }
+
+    /// Full (unmasked) attention over every position, then the MLP.
+    pub(crate) fn forward_unmasked(&self, xs: &Tensor) -> Result<Tensor> {
+        self.forward(xs, None)
+    }
+
+    pub(super) fn forward(&self, xs: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
+        let h = (xs + self.attn.forward(&self.norm1.forward(xs)?, mask)?)?;
+        let m = activate(
+            self.act,
+            &self.fc1.forward(&self.norm2.forward(&h)?)?,
+            !self.attn.train,
+            self.attn.train,
+        )?;
+        h + self.fc2.forward(&m)?
+    }
+}
+
+/// Sizes shared by the two encoders.
+pub(super) struct EncoderSizes {
+    pub(super) dim: usize,
+    pub(super) mlp: usize,
+    pub(super) layers: usize,
+    pub(super) heads: usize,
+    pub(super) eps: f64,
+    pub(super) act: Activation,
+}
+
+#[derive(Debug, Clone)]
+pub(super) struct Encoder {
+    layers: Vec<EncoderLayer>,
+}
+
+impl Encoder {
+    pub(super) fn new(s: &EncoderSizes, train: bool, vb: VarBuilder) -> Result<Self> {
+        let vb = vb.pp("layers");
+        // Layers are built in parallel: at inference each one transposes its weights.
+        let layers = (0..s.layers)
+            .into_par_iter()
+            .map(|i| {
+                let vb = vb.pp(i.to_string());
+                Ok(EncoderLayer {
+                    attn: Attention::new(s.dim, s.heads, train, vb.pp("self_attn"))?,
+                    norm1: Norm::new(s.dim, s.eps, train, vb.pp("layer_norm1"))?,
+                    fc1: Dense::load(s.dim, s.mlp, true, train, vb.pp("mlp.fc1"))?,
+                    fc2: Dense::load(s.mlp, s.dim, true, train, vb.pp("mlp.fc2"))?,
+                    norm2: Norm::new(s.dim, s.eps, train, vb.pp("layer_norm2"))?,
+                    act: s.act,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self { layers })
+    }
+
+    pub(super) fn forward(&self, xs: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
+        let mut xs = xs.clone();
+        for layer in &self.layers {
+            xs = layer.forward(&xs, mask)?;
+        }
+        Ok(xs)
+    }
+}
