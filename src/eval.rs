@@ -33,7 +33,7 @@ pub fn from_folder(dir: &Path) -> Result<Vec<Item>, ModelError> {
     let index = dir.join("scenes.jsonl");
     let text = std::fs::read_to_string(&index).map_err(|e| ModelError::Io {
         path: index.clone(),
-        message: e.to_string(),
+        source: e,
     })?;
     #[derive(serde::Deserialize)]
     struct Line {
@@ -44,9 +44,9 @@ pub fn from_folder(dir: &Path) -> Result<Vec<Item>, ModelError> {
     text.lines()
         .filter(|l| !l.trim().is_empty())
         .map(|l| {
-            let line: Line = serde_json::from_str(l).map_err(|e| ModelError::Io {
-                path: index.clone(),
-                message: e.to_string(),
+            let line: Line = serde_json::from_str(l).map_err(|e| ModelError::Json {
+                what: format!("{}: a line is not a scene", index.display()),
+                source: e,
             })?;
             Ok(Item {
                 image: preprocess::decode_file(&dir.join(&line.file))?,

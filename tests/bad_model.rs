@@ -30,7 +30,7 @@ fn broken(
 fn load_error(dir: &tempfile::TempDir) -> String {
     match LoadedModel::from_folder(dir.path(), "broken") {
         Ok(_) => panic!("a broken model loaded"),
-        Err(e) => e.to_string(),
+        Err(e) => clipscope::error::one_line(&e),
     }
 }
 

@@ -118,15 +118,17 @@ impl ClipConfig {
     pub fn from_file(path: &Path) -> Result<Self, ModelError> {
         let text = std::fs::read_to_string(path).map_err(|e| ModelError::Io {
             path: path.to_path_buf(),
-            message: e.to_string(),
+            source: e,
         })?;
         Self::from_json(&text)
     }
 
     /// Parses and validates the text of a `config.json`.
     pub fn from_json(json: &str) -> Result<Self, ModelError> {
-        let raw: RawConfig = serde_json::from_str(json)
-            .map_err(|e| ModelError::Config(format!("config.json is not valid: {e}")))?;
+        let raw: RawConfig = serde_json::from_str(json).map_err(|e| ModelError::Json {
+            what: "config.json is not valid".to_string(),
+            source: e,
+        })?;
         let t = raw.text_config.ok_or_else(|| {
             ModelError::Config("config.json has no text_config: not a CLIPModel config".into())
         })?;

@@ -138,13 +138,17 @@ impl Scorer {
         let json_path = dir.join(format!("{stem}.json"));
         let text = std::fs::read_to_string(&json_path).map_err(|e| ModelError::Io {
             path: json_path.clone(),
-            message: e.to_string(),
+            source: e,
         })?;
         let weights = dir.join(format!("{stem}.safetensors"));
-        let vb = crate::io::weights::var_builder(&weights, DType::F32, &Device::Cpu)
-            .map_err(|e| ModelError::Weights(format!("{}: {e}", weights.display())))?;
-        Self::from_json_and_weights(&text, vb)
-            .map_err(|e| ModelError::Weights(format!("{}: {e}", weights.display())))
+        let vb = crate::io::weights::var_builder(&weights, DType::F32, &Device::Cpu)?;
+        Self::from_json_and_weights(&text, vb).map_err(|e| match e {
+            ModelError::WeightsRead { what, source } => ModelError::WeightsRead {
+                what: format!("{}: {what}", weights.display()),
+                source,
+            },
+            other => other,
+        })
     }
 
     /// Builds a scorer from the text of its JSON and a weight source.
@@ -152,15 +156,20 @@ impl Scorer {
         json: &str,
         vb: VarBuilder,
     ) -> std::result::Result<Self, ModelError> {
-        let config: ScorerConfig = serde_json::from_str(json)
-            .map_err(|e| ModelError::Config(format!("scorer.json: {e}")))?;
+        let config: ScorerConfig = serde_json::from_str(json).map_err(|e| ModelError::Json {
+            what: "scorer.json".into(),
+            source: e,
+        })?;
         if config.columns < 2 || config.rows < 1 {
             return Err(ModelError::Config(format!(
                 "scorer.json: a {}×{} map is too small",
                 config.rows, config.columns
             )));
         }
-        Self::new(config, vb).map_err(|e| ModelError::Weights(e.to_string()))
+        Self::new(config, vb).map_err(|e| ModelError::WeightsRead {
+            what: "scorer weights".into(),
+            source: e,
+        })
     }
 
     /// The name of this scorer in reports: `dcsm` (paper architecture) or `dcsm-grid`.

@@ -66,20 +66,33 @@ impl LoadedModel {
         let config = ClipConfig::from_json(source::embedded::CONFIG)?;
         let device = Device::Cpu;
         let vb = VarBuilder::from_slice_safetensors(source::embedded::WEIGHTS, DType::F32, &device)
-            .map_err(|e| ModelError::Weights(format!("embedded model: {e}")))?;
-        let clip = Clip::new(&config, false, vb).map_err(|e| {
-            ModelError::Weights(format!("embedded model does not fit its config: {e}"))
+            .map_err(|e| ModelError::WeightsRead {
+                what: "embedded model".to_string(),
+                source: e,
+            })?;
+        let clip = Clip::new(&config, false, vb).map_err(|e| ModelError::WeightsRead {
+            what: "embedded model does not fit its config".to_string(),
+            source: e,
         })?;
         let mut model = Self::from_parts(clip, source::embedded::NAME)?;
         for (json, weights) in source::embedded::SCORERS {
-            let vb = VarBuilder::from_slice_safetensors(weights, DType::F32, &device)
-                .map_err(|e| ModelError::Weights(format!("embedded scorer: {e}")))?;
+            let vb =
+                VarBuilder::from_slice_safetensors(weights, DType::F32, &device).map_err(|e| {
+                    ModelError::WeightsRead {
+                        what: "embedded scorer".to_string(),
+                        source: e,
+                    }
+                })?;
             model.add_scorer(Scorer::from_json_and_weights(json, vb)?)?;
         }
         let (json, weights) = source::embedded::SMARTCLIP;
         let config = smartclip::parse_config(json, "embedded smartclip.json")?;
-        let vb = VarBuilder::from_slice_safetensors(weights, DType::F32, &device)
-            .map_err(|e| ModelError::Weights(format!("embedded SmartCLIP mask: {e}")))?;
+        let vb = VarBuilder::from_slice_safetensors(weights, DType::F32, &device).map_err(|e| {
+            ModelError::WeightsRead {
+                what: "embedded SmartCLIP mask".to_string(),
+                source: e,
+            }
+        })?;
         model.set_smartclip(smartclip::build(config, vb, "embedded SmartCLIP mask")?)?;
         Ok(model)
     }
@@ -88,7 +101,7 @@ impl LoadedModel {
     /// `preprocessor_config.json`) from `dir`.
     pub fn from_folder(dir: &Path, name: &str) -> Result<Self, ModelError> {
         if !dir.is_dir() {
-            return Err(ModelError::Io {
+            return Err(ModelError::File {
                 path: dir.to_path_buf(),
                 message: "model folder does not exist".into(),
             });
@@ -96,13 +109,12 @@ impl LoadedModel {
         let config_path = dir.join("config.json");
         let config_text = std::fs::read_to_string(&config_path).map_err(|e| ModelError::Io {
             path: config_path.clone(),
-            message: e.to_string(),
+            source: e,
         })?;
         let config = ClipConfig::from_json(&config_text)?;
         let weights = source::weights_file(dir)?;
         let device = Device::Cpu;
-        let vb = weights::var_builder(&weights, DType::F32, &device)
-            .map_err(|e| ModelError::Weights(format!("{}: {e}", weights.display())))?;
+        let vb = weights::var_builder(&weights, DType::F32, &device)?;
         let clip = Clip::new(&config, false, vb).map_err(|e| {
             ModelError::Weights(format!(
                 "{} does not fit config.json: {e}",
@@ -126,7 +138,7 @@ impl LoadedModel {
         let preprocess = if pre_file.is_file() {
             let text = std::fs::read_to_string(&pre_file).map_err(|e| ModelError::Io {
                 path: pre_file.clone(),
-                message: e.to_string(),
+                source: e,
             })?;
             PreprocessConfig::from_json(&text, config.vision.image_size)?
         } else {

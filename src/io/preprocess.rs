@@ -110,10 +110,14 @@ pub struct Preprocessed {
 pub fn decode_file(path: &Path) -> Result<DynamicImage, ModelError> {
     let bytes = std::fs::read(path).map_err(|e| ModelError::Io {
         path: path.to_path_buf(),
-        message: e.to_string(),
+        source: e,
     })?;
     decode_bytes(&bytes).map_err(|e| match e {
         ModelError::Image(m) => ModelError::Image(format!("{}: {m}", path.display())),
+        ModelError::Decode { what, source } => ModelError::Decode {
+            what: format!("{}: {what}", path.display()),
+            source,
+        },
         other => other,
     })
 }
@@ -125,15 +129,19 @@ pub fn decode_bytes(bytes: &[u8]) -> Result<DynamicImage, ModelError> {
     }
     let reader = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
-        .map_err(|e| ModelError::Image(e.to_string()))?;
+        .map_err(|e| ModelError::Decode {
+            what: "cannot read the file".into(),
+            source: e.into(),
+        })?;
     if reader.format().is_none() {
         return Err(ModelError::Image(
             "not an image this program can read (unknown format)".into(),
         ));
     }
-    let mut decoder = reader
-        .into_decoder()
-        .map_err(|e| ModelError::Image(format!("cannot decode: {e}")))?;
+    let mut decoder = reader.into_decoder().map_err(|e| ModelError::Decode {
+        what: "cannot decode".into(),
+        source: e,
+    })?;
     let (w, h) = decoder.dimensions();
     if w == 0 || h == 0 {
         return Err(ModelError::Image(format!(
@@ -150,8 +158,10 @@ pub fn decode_bytes(bytes: &[u8]) -> Result<DynamicImage, ModelError> {
     let orientation = decoder
         .orientation()
         .unwrap_or(image::metadata::Orientation::NoTransforms);
-    let mut image = DynamicImage::from_decoder(decoder)
-        .map_err(|e| ModelError::Image(format!("cannot decode: {e}")))?;
+    let mut image = DynamicImage::from_decoder(decoder).map_err(|e| ModelError::Decode {
+        what: "cannot decode".into(),
+        source: e,
+    })?;
     image.apply_orientation(orientation);
     Ok(image)
 }

@@ -82,7 +82,7 @@ impl ModelSource {
                 if dir.is_dir() {
                     Ok(dir.clone())
                 } else {
-                    Err(ModelError::Io {
+                    Err(ModelError::File {
                         path: dir.clone(),
                         message: "model folder does not exist (it must hold config.json and model.safetensors)"
                             .into(),
@@ -120,7 +120,7 @@ pub fn weights_file(dir: &Path) -> Result<PathBuf, ModelError> {
         .and_then(|mut f| std::io::Read::read(&mut f, &mut head))
         .map_err(|e| ModelError::Io {
             path: file.clone(),
-            message: e.to_string(),
+            source: e,
         })?;
     // Safetensors: an 8-byte little-endian header length, then the JSON header's `{`.
     // Torch pickles start with a zip header ("PK") or the pickle protocol opcode 0x80.

@@ -83,15 +83,19 @@ pub struct ClipTokenizer {
 impl ClipTokenizer {
     /// The bundled CLIP tokenizer.
     pub fn bundled() -> Result<Self, ModelError> {
-        let inner = Tokenizer::from_bytes(BUNDLED)
-            .map_err(|e| ModelError::Tokenizer(format!("bundled tokenizer: {e}")))?;
+        let inner = Tokenizer::from_bytes(BUNDLED).map_err(|e| ModelError::TokenizerLoad {
+            what: "bundled tokenizer".to_string(),
+            source: e,
+        })?;
         Self::wrap(inner)
     }
 
     /// A `tokenizer.json` from a model folder.
     pub fn from_file(path: &Path) -> Result<Self, ModelError> {
-        let inner = Tokenizer::from_file(path)
-            .map_err(|e| ModelError::Tokenizer(format!("{}: {e}", path.display())))?;
+        let inner = Tokenizer::from_file(path).map_err(|e| ModelError::TokenizerLoad {
+            what: format!("{}", path.display()),
+            source: e,
+        })?;
         Self::wrap(inner)
     }
 
@@ -124,7 +128,10 @@ impl ClipTokenizer {
         let enc = self
             .inner
             .encode(text, true)
-            .map_err(|e| ModelError::Tokenizer(e.to_string()))?;
+            .map_err(|e| ModelError::TokenizerLoad {
+                what: "encoding failed".into(),
+                source: e,
+            })?;
         let mut ids = enc.get_ids().to_vec();
         let mut tokens = enc.get_tokens().to_vec();
         let word_ids = enc.get_word_ids();

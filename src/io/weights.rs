@@ -53,8 +53,11 @@ pub fn var_builder(
     path: &Path,
     dtype: DType,
     device: &Device,
-) -> Result<VarBuilder<'static>, String> {
-    let backend = FileWeights::open(path)?;
+) -> Result<VarBuilder<'static>, crate::error::ModelError> {
+    let backend = FileWeights::open(path).map_err(|message| crate::error::ModelError::File {
+        path: path.to_path_buf(),
+        message,
+    })?;
     Ok(VarBuilder::from_backend(
         Box::new(backend),
         dtype,
@@ -202,7 +205,7 @@ mod tests {
         let Err(err) = var_builder(&path, DType::F32, &Device::Cpu) else {
             panic!("a truncated file loaded");
         };
-        assert!(err.contains("do not fit"), "{err}");
+        assert!(err.to_string().contains("do not fit"), "{err}");
         std::fs::write(&path, &bytes[..20]).unwrap();
         assert!(var_builder(&path, DType::F32, &Device::Cpu).is_err());
     }

@@ -111,7 +111,7 @@ pub fn load(
     let (config, weights) = if side.is_file() {
         let text = std::fs::read_to_string(&side).map_err(|e| ModelError::Io {
             path: side.clone(),
-            message: e.to_string(),
+            source: e,
         })?;
         let config = parse_config(&text, &side.display().to_string())?;
         (config, dir.join("smartclip.safetensors"))
@@ -121,14 +121,16 @@ pub fn load(
     } else {
         return Ok(None);
     };
-    let vb = crate::io::weights::var_builder(&weights, DType::F32, &Device::Cpu)
-        .map_err(|e| ModelError::Weights(format!("{}: {e}", weights.display())))?;
+    let vb = crate::io::weights::var_builder(&weights, DType::F32, &Device::Cpu)?;
     build(config, vb, &weights.display().to_string()).map(Some)
 }
 
 /// Parses mask settings; `what` names the source in the error.
 pub fn parse_config(json: &str, what: &str) -> std::result::Result<SmartConfig, ModelError> {
-    serde_json::from_str(json).map_err(|e| ModelError::Config(format!("{what}: {e}")))
+    serde_json::from_str(json).map_err(|e| ModelError::Json {
+        what: what.to_string(),
+        source: e,
+    })
 }
 
 /// An inference mask network from weights holding `mask_net.*`; `what` names them in errors.
@@ -137,8 +139,10 @@ pub fn build(
     vb: VarBuilder,
     what: &str,
 ) -> std::result::Result<MaskNet, ModelError> {
-    from_weights(config, vb.pp("mask_net"))
-        .map_err(|e| ModelError::Weights(format!("{what}: mask_net: {e}")))
+    from_weights(config, vb.pp("mask_net")).map_err(|e| ModelError::WeightsRead {
+        what: format!("{what}: mask_net"),
+        source: e,
+    })
 }
 
 /// Builds an inference mask network from a weight source already at `mask_net`.

@@ -13,6 +13,7 @@ use std::time::Instant;
 pub use protocol::*;
 
 use crate::engine::{elapsed_ms, preprocess, EncodedImage, LoadedModel, ModelError, TextCache};
+use crate::error::one_line;
 
 /// Bytes of encoded images kept at once (about 160 ViT-B/16 images), the least recently used
 /// evicted first.
@@ -226,13 +227,13 @@ fn handle(state: &mut State, job: Job, out: &Outbox) {
                 Err(e) => out.error(
                     None,
                     None,
-                    format!("could not load the model {source}: {e}"),
+                    format!("could not load the model {source}: {}", one_line(&e)),
                 ),
             }
         }
         Job::EncodeImage { image } => {
             if let Err(e) = ensure_encoded(state, &image, out) {
-                out.error(Some(image.id), None, e.to_string());
+                out.error(Some(image.id), None, one_line(&e));
             }
         }
         Job::Score {
@@ -265,7 +266,7 @@ fn handle(state: &mut State, job: Job, out: &Outbox) {
                     );
                     out.send(Event::Results(r))
                 }
-                Err(e) => out.error(Some(image.id), Some(generation), e.to_string()),
+                Err(e) => out.error(Some(image.id), Some(generation), one_line(&e)),
             }
         }
         Job::Forget { image_id } => state.forget_image(image_id),
