@@ -8,13 +8,11 @@ use clipscope::app::ClipscopeApp;
 use clipscope::engine::ModelSource;
 use egui_kittest::kittest::Queryable;
 use egui_kittest::Harness;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 fn fixture(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/parity")
-        .join(path)
+    common::parity(path)
 }
 
 fn harness(prompts: &[&str], images: &[&str]) -> Harness<'static, ClipscopeApp> {

@@ -1,12 +1,13 @@
 //! Broken model folders give one clear error each: missing or wrong-shaped tensors, configs
 //! without a vision tower or with an unknown activation.
 
+mod common;
 use candle_core::{Device, Tensor};
 use clipscope::engine::LoadedModel;
 use std::path::{Path, PathBuf};
 
 fn fixture() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/parity/tiny_quick_gelu")
+    common::parity("tiny_quick_gelu")
 }
 
 /// A copy of the fixture model whose weights (and config) `edit` may change.

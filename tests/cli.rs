@@ -1,12 +1,11 @@
 //! The command-line contract: `map` and `score` outputs, and one clear line for bad input.
 
+mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn fixture(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/parity")
-        .join(path)
+    common::parity(path)
 }
 
 fn clipscope(args: &[&str]) -> Output {

@@ -8,12 +8,12 @@ use common::max_diff;
 use candle_core::{Device, Tensor};
 use clipscope::engine::{preprocess, LoadedModel, Preprocessed};
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 const TOL: f32 = 1e-4;
 
 fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/parity")
+    common::parity("")
 }
 
 struct Reference {

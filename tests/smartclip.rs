@@ -14,9 +14,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/smartclip")
-        .join(name)
+    common::fixture("smartclip", name)
 }
 
 fn reference() -> (HashMap<String, Tensor>, serde_json::Value) {

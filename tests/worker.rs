@@ -1,16 +1,15 @@
 //! The worker thread on a real (tiny, random) model: cache, supersession, panics, errors.
 
+mod common;
 use clipscope::engine::{LoadedModel, ModelSource};
 use clipscope::worker::{Event, ImageInput, ImageRef, Job, Worker};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 fn fixture(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/parity")
-        .join(path)
+    common::parity(path)
 }
 
 fn model() -> Job {

@@ -53,8 +53,9 @@ slice clip-112b clip-112 "${CLIP112[@]}" --negative-weight 1 --shape-words --sto
 # 1b. Continued at 112 px with the vocabulary loss (every image classified among the 25 training
 #     colour-shape phrases and the 5 shape words), on the faster training kernels. As run: 150
 #     steps from stage 1; then batch 64 at lr 1e-3 on a 3,000-step schedule, stopped at 550 and
-#     continued on a 2,200-step schedule to 700; then lr 3e-4 on that schedule to the end (the
-#     loss on the vocabulary was flat at lr 1e-3 and fell at 2e-4 in a side run).
+#     continued on a 2,200-step schedule to 700; then lr 3e-4 on that schedule, stopped at 1,800
+#     to leave the session time for the other stages (the loss on the vocabulary was flat at lr
+#     1e-3 and fell at 2e-4 in a side run).
 stage clip-112v train-clip --init "$RUNS/clip-112/model.safetensors" --steps 150 --batch 128 \
   --lr 5e-4 --seed 5 --image-size 112 --ground-weight 1 --negative-weight 1 --shape-words \
   --vocabulary-weight 1 --checkpoint-every 50
@@ -62,9 +63,9 @@ VOCAB=(train-clip --init "$RUNS/clip-112v/model.safetensors" --batch 64 --seed 6
   --ground-weight 1 --negative-weight 1 --shape-words --vocabulary-weight 2 --checkpoint-every 25)
 stage clip-112d "${VOCAB[@]}" --steps 3000 --lr 1e-3 --stop-at 550
 slice clip-112d clip-112d2 "${VOCAB[@]}" --steps 2200 --lr 1e-3 --stop-at 700
-slice clip-112d2 clip-112e "${VOCAB[@]}" --steps 2200 --lr 3e-4 --stop-at "${STOP_112E:-2200}"
+slice clip-112d2 clip-112e "${VOCAB[@]}" --steps 2200 --lr 3e-4 --stop-at 1800
 # 2. Continued at 224 px (14×14 patches), the position table resized bicubically.
-stage clip-224 train-clip --init "$RUNS/clip-112e/model.safetensors" --steps 100 --batch 96 \
+stage clip-224 train-clip --init "$RUNS/clip-112e/model.safetensors" --steps 60 --batch 96 \
   --lr 3e-4 --seed 1 --image-size 224 --ground-weight 1 --negative-weight 1 --shape-words \
   --vocabulary-weight 2 --checkpoint-every 10
 # 3. The DCSM scorer (the paper's CNN at its native 197 × 30) on spatial contrasts. (The previous

@@ -1,11 +1,15 @@
 //! The desktop visualiser (eframe/egui): UI only, talking to the engine through the worker.
 
+pub mod client;
 mod colour;
 mod compare;
 pub mod demo;
+mod events;
 pub mod export;
 mod gallery;
 mod heatmap;
+mod images;
+mod input;
 mod masks;
 mod matrix;
 mod prompts;
@@ -13,18 +17,16 @@ mod scores;
 pub mod state;
 mod status;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::dcsm::Matrix;
 use crate::engine::{ModelSource, PromptScore};
 use crate::render::Scale;
-use crate::worker::{Event, ImageId, ImageInput, ImageRef, Job, Worker};
+use crate::worker::{ImageId, ImageRef, Job, Worker};
+use client::{Debounce, EngineClient, SystemClock};
 use state::*;
-
-/// How long typing must pause before a prompt edit is scored.
-const DEBOUNCE: Duration = Duration::from_millis(12);
 
 /// Starts the desktop app.
 pub fn run() -> anyhow::Result<()> {
@@ -75,7 +77,7 @@ fn leave_a_core_for_the_ui() {
 
 /// The whole app: state in one struct, panels in their own files.
 pub struct ClipscopeApp {
-    worker: Worker,
+    client: EngineClient,
     ctx: egui::Context,
     /// The context the worker wakes; rebound to whichever context shows the app.
     repaint: Arc<Mutex<egui::Context>>,
@@ -96,9 +98,6 @@ pub struct ClipscopeApp {
     /// The prompt whose SmartCLIP mask the masks view compares with the selected one.
     pub mask_other: Option<usize>,
     pub shown: HashMap<ImageId, Shown>,
-    sent: VecDeque<InFlight>,
-    dirty_since: Option<Instant>,
-    next_generation: u64,
     next_image_id: u64,
     pub settings: Settings,
     pub model: ModelState,
@@ -153,7 +152,7 @@ impl ClipscopeApp {
             }
         });
         let mut app = Self {
-            worker,
+            client: EngineClient::new(worker, Box::new(SystemClock)),
             ctx: ctx.clone(),
             repaint,
             bound: false,
@@ -168,9 +167,6 @@ impl ClipscopeApp {
             compare_word: None,
             mask_other: None,
             shown: HashMap::new(),
-            sent: VecDeque::new(),
-            dirty_since: None,
-            next_generation: 0,
             next_image_id: 1,
             settings: Settings::default(),
             model: ModelState::default(),
@@ -189,106 +185,7 @@ impl ClipscopeApp {
     pub fn load_model(&mut self, source: ModelSource) {
         self.model.loading = Some(source.clone());
         self.model.progress = None;
-        self.worker.send(Job::LoadModel { source });
-    }
-
-    /// The built-in demo scenes with their starter prompts.
-    pub fn add_demos(&mut self) {
-        for d in demo::scenes() {
-            self.add_demo(&d);
-        }
-        if self.prompts.is_empty() {
-            self.start_lesson(0);
-        }
-    }
-
-    /// Opens lesson `index` of the Starters menu: its demo image (added again if it was removed)
-    /// and its prompts, the first two pinned for the compare view.
-    pub fn start_lesson(&mut self, index: usize) {
-        let Some(d) = demo::scenes().into_iter().nth(index) else {
-            return;
-        };
-        let id = match self.images.iter().find(|e| e.name == d.name) {
-            Some(e) => e.id,
-            None => self.add_demo(&d),
-        };
-        self.set_current(id);
-        self.prompts = d.prompts.iter().map(|s| s.to_string()).collect();
-        self.selected_prompt = 0;
-        self.selected_token = None;
-        self.pinned = if self.prompts.len() >= 2 {
-            [Some(0), Some(1)]
-        } else {
-            [None, None]
-        };
-        self.mark_dirty();
-    }
-
-    /// Adds one demo scene to the gallery with its starter prompts.
-    fn add_demo(&mut self, d: &demo::Demo) -> ImageId {
-        let id = self.add_image(d.name.into(), ImageInput::Bytes(Arc::new(d.png.to_vec())));
-        if let Some(e) = self.images.iter_mut().find(|e| e.id == id) {
-            e.starters = d.prompts.iter().map(|s| s.to_string()).collect();
-        }
-        id
-    }
-
-    pub fn add_path(&mut self, path: std::path::PathBuf) -> ImageId {
-        let name = path.file_name().map_or_else(
-            || path.display().to_string(),
-            |n| n.to_string_lossy().into_owned(),
-        );
-        self.add_image(name, ImageInput::Path(path))
-    }
-
-    /// Adds an image to the gallery and asks the worker to encode it.
-    pub fn add_image(&mut self, name: String, input: ImageInput) -> ImageId {
-        let id = self.next_image_id;
-        self.next_image_id += 1;
-        self.worker.send(Job::EncodeImage {
-            image: ImageRef {
-                id,
-                input: input.clone(),
-            },
-        });
-        self.images.push(ImageEntry {
-            id,
-            name,
-            input,
-            status: ImageStatus::Encoding,
-            texture: None,
-            starters: Vec::new(),
-        });
-        if self.current.is_none() {
-            self.set_current(id);
-        }
-        id
-    }
-
-    pub fn set_current(&mut self, id: ImageId) {
-        if self.current != Some(id) {
-            self.current = Some(id);
-            self.mark_dirty();
-        }
-    }
-
-    pub fn remove_image(&mut self, id: ImageId) {
-        let Some(pos) = self.images.iter().position(|e| e.id == id) else {
-            return;
-        };
-        self.images.remove(pos);
-        self.shown.remove(&id);
-        self.worker.send(Job::Forget { image_id: id });
-        if self.current == Some(id) {
-            self.current = None;
-            if let Some(next) = self
-                .images
-                .get(pos.min(self.images.len().saturating_sub(1)))
-                .map(|e| e.id)
-            {
-                self.set_current(next);
-            }
-        }
+        self.client.send(Job::LoadModel { source });
     }
 
     /// The current image's texture and encoding, once both exist.
@@ -303,12 +200,12 @@ impl ClipscopeApp {
 
     /// Prompts changed (or the image): score again after the debounce.
     pub fn mark_dirty(&mut self) {
-        self.dirty_since = Some(Instant::now());
+        self.client.mark_dirty();
     }
 
     /// Whether a scoring request is on its way.
     pub fn busy(&self) -> bool {
-        !self.sent.is_empty() || self.model.loading.is_some() || self.dirty_since.is_some()
+        self.client.busy() || self.model.loading.is_some()
     }
 
     /// The results currently shown for the current image.
@@ -364,17 +261,13 @@ impl ClipscopeApp {
 
     /// Drains worker events and sends a debounced scoring request. Runs once per frame.
     pub fn pump(&mut self) {
-        while let Ok(event) = self.worker.events().try_recv() {
+        while let Some(event) = self.client.try_event() {
             self.on_event(event);
         }
-        if let Some(since) = self.dirty_since {
-            let waited = since.elapsed();
-            if waited >= DEBOUNCE {
-                self.dirty_since = None;
-                self.send_score();
-            } else {
-                self.ctx.request_repaint_after(DEBOUNCE - waited);
-            }
+        match self.client.debounce() {
+            Debounce::Due => self.send_score(),
+            Debounce::Wait(left) => self.ctx.request_repaint_after(left),
+            Debounce::Idle => {}
         }
         self.notices
             .retain(|n| n.error || n.at.elapsed() < Duration::from_secs(6));
@@ -397,164 +290,11 @@ impl ClipscopeApp {
         if prompt_index.is_empty() {
             return;
         }
-        self.next_generation += 1;
         let prompts = prompt_index
             .iter()
             .map(|i| self.prompts[*i].clone())
             .collect();
-        let generation = self.next_generation;
-        self.worker.send(Job::Score {
-            image: image.clone(),
-            prompts,
-            generation,
-        });
-        self.sent.push_back(InFlight {
-            generation,
-            image_id: image.id,
-            prompt_index,
-            edited_at: Instant::now(),
-        });
-        while self.sent.len() > 16 {
-            self.sent.pop_front();
-        }
-    }
-
-    fn notice(&mut self, text: String, error: bool) {
-        self.notices.push(Notice {
-            text,
-            error,
-            at: Instant::now(),
-        });
-        if self.notices.len() > 6 {
-            self.notices.remove(0);
-        }
-    }
-
-    fn on_event(&mut self, event: Event) {
-        match event {
-            Event::Progress(p) => self.model.progress = Some((p.what, p.done, p.total)),
-            Event::ModelReady(info) => {
-                self.model.source = self.model.loading.take();
-                self.model.progress = None;
-                self.notice(
-                    format!("model ready: {} ({} ms)", info.name, info.load_ms.round()),
-                    false,
-                );
-                self.model.info = Some(info);
-                self.shown.clear();
-                self.textures.retain(|k, _| k.starts_with("preview"));
-                // Encodings of the old model are gone: encode every image again, current first.
-                let mut order: Vec<usize> = (0..self.images.len()).collect();
-                order.sort_by_key(|i| Some(self.images[*i].id) != self.current);
-                for i in order {
-                    let e = &mut self.images[i];
-                    if !matches!(e.status, ImageStatus::Failed(_)) {
-                        e.status = ImageStatus::Encoding;
-                        self.worker.send(Job::EncodeImage {
-                            image: ImageRef {
-                                id: e.id,
-                                input: e.input.clone(),
-                            },
-                        });
-                    }
-                }
-                self.mark_dirty();
-            }
-            Event::ImageReady(info) => {
-                self.encodes += 1;
-                self.timings.encode_ms = Some(info.encode_ms);
-                if let Some(e) = self.images.iter_mut().find(|e| e.id == info.id) {
-                    if e.texture.is_none() {
-                        let p = &info.preview;
-                        let image = egui::ColorImage::from_rgba_unmultiplied(
-                            [p.width as usize, p.height as usize],
-                            &p.rgba,
-                        );
-                        e.texture = Some(self.ctx.load_texture(
-                            format!("preview{}", e.id),
-                            image,
-                            egui::TextureOptions::LINEAR,
-                        ));
-                    }
-                    e.status = ImageStatus::Ready(info);
-                }
-            }
-            Event::Results(r) => {
-                if self.timings.first_results_ms.is_none() {
-                    let ms = self.started.elapsed().as_secs_f64() * 1e3;
-                    self.timings.first_results_ms = Some(ms);
-                    tracing::info!("first maps {ms:.0} ms after start");
-                }
-                let Some(pos) = self.sent.iter().position(|s| s.generation == r.generation) else {
-                    return;
-                };
-                let Some(request) = self.sent.remove(pos) else {
-                    return;
-                };
-                // Everything older than this answer will never be shown.
-                self.sent.retain(|s| s.generation > r.generation);
-                let newer = self
-                    .shown
-                    .get(&r.image_id)
-                    .is_none_or(|s| s.results.generation < r.generation);
-                if newer {
-                    let ms = request.edited_at.elapsed().as_secs_f64() * 1e3;
-                    self.timings.edit_to_maps_ms = Some(ms);
-                    self.timings.edits.push(ms);
-                    self.timings.score_ms = Some(r.score_ms);
-                    for (i, p) in r.prompts.iter().enumerate() {
-                        if p.tokenized.truncated {
-                            let idx = request.prompt_index[i];
-                            let known = self
-                                .notices
-                                .iter()
-                                .any(|n| n.text.starts_with(&format!("prompt {} ", idx + 1)));
-                            if !known {
-                                self.notice(
-                                    format!(
-                                        "prompt {} has {} tokens; the model reads {}: it was truncated",
-                                        idx + 1,
-                                        p.tokenized.full_len,
-                                        p.tokenized.ids.len()
-                                    ),
-                                    false,
-                                );
-                            }
-                        }
-                    }
-                    self.textures.retain(|k, _| k.starts_with("preview"));
-                    self.shown.insert(
-                        r.image_id,
-                        Shown {
-                            results: Arc::new(r),
-                            prompt_index: request.prompt_index,
-                        },
-                    );
-                }
-            }
-            Event::Error {
-                image_id,
-                generation,
-                message,
-            } => {
-                if let Some(g) = generation {
-                    self.sent.retain(|s| s.generation != g);
-                }
-                if let (Some(id), None) = (image_id, generation) {
-                    if let Some(e) = self.images.iter_mut().find(|e| e.id == id) {
-                        e.status = ImageStatus::Failed(message.clone());
-                        let name = e.name.clone();
-                        self.notice(format!("{name}: {message}"), true);
-                        return;
-                    }
-                }
-                if self.model.loading.is_some() && image_id.is_none() {
-                    self.model.loading = None;
-                    self.model.progress = None;
-                }
-                self.notice(message, true);
-            }
-        }
+        self.client.score(image, prompts, prompt_index);
     }
 
     /// A cached texture, made by `make` when missing.
@@ -599,94 +339,6 @@ impl ClipscopeApp {
         });
         gallery::drop_overlay(self, ui);
         self.timings.push_frame(start.elapsed().as_secs_f32() * 1e3);
-    }
-
-    fn handle_input(&mut self, ctx: &egui::Context) {
-        let (dropped, open, paste, delete, left, right) = ctx.input(|i| {
-            (
-                i.raw.dropped_files.clone(),
-                i.modifiers.command && i.key_pressed(egui::Key::O),
-                i.modifiers.command && i.key_pressed(egui::Key::V),
-                i.key_pressed(egui::Key::Delete),
-                i.key_pressed(egui::Key::ArrowLeft),
-                i.key_pressed(egui::Key::ArrowRight),
-            )
-        });
-        for f in dropped {
-            let path = f.path().to_path_buf();
-            if path.is_file() {
-                self.add_path(path);
-            } else {
-                match f.bytes() {
-                    Ok(bytes) => {
-                        let name = path
-                            .file_name()
-                            .map_or("dropped file".into(), |n| n.to_string_lossy().into_owned());
-                        self.add_image(name, ImageInput::Bytes(Arc::new(bytes)));
-                    }
-                    Err(e) => self.notice(
-                        format!("could not read the dropped file {}: {e}", path.display()),
-                        true,
-                    ),
-                }
-            }
-        }
-        if open {
-            self.open_dialog();
-        }
-        let typing = ctx.memory(|m| m.focused().is_some());
-        if paste && !typing {
-            self.paste_image();
-        }
-        if delete && !typing {
-            if let Some(id) = self.current {
-                self.remove_image(id);
-            }
-        }
-        if !typing {
-            if left {
-                self.selected_token = Some(self.selected_token().saturating_sub(1));
-            }
-            if right {
-                let n = self
-                    .score_of(self.selected_prompt)
-                    .map_or(0, |s| s.tokenized.ids.len());
-                self.selected_token = Some((self.selected_token() + 1).min(n.saturating_sub(1)));
-            }
-        }
-    }
-
-    pub fn open_dialog(&mut self) {
-        let files = rfd::FileDialog::new()
-            .add_filter(
-                "images",
-                &[
-                    "png", "jpg", "jpeg", "gif", "bmp", "webp", "tif", "tiff", "pnm", "tga", "ico",
-                ],
-            )
-            .pick_files();
-        for path in files.unwrap_or_default() {
-            self.add_path(path);
-        }
-    }
-
-    /// Ctrl+V: an image on the clipboard becomes a gallery entry.
-    pub fn paste_image(&mut self) {
-        let pasted = arboard::Clipboard::new().and_then(|mut c| c.get_image());
-        match pasted {
-            Ok(img) => {
-                let input = ImageInput::Rgba {
-                    width: img.width as u32,
-                    height: img.height as u32,
-                    pixels: Arc::new(img.bytes.into_owned()),
-                };
-                self.add_image("pasted image".into(), input);
-            }
-            Err(e) => self.notice(
-                format!("nothing to paste: the clipboard holds no image ({e})"),
-                true,
-            ),
-        }
     }
 
     /// What persists between runs.

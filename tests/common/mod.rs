@@ -1,6 +1,21 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+use std::path::{Path, PathBuf};
+
+/// A file or folder under `tests/fixtures/<group>`.
+pub fn fixture(group: &str, path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(group)
+        .join(path)
+}
+
+/// A file or folder under `tests/fixtures/parity` (the tiny models and their images).
+pub fn parity(path: &str) -> PathBuf {
+    fixture("parity", path)
+}
+
 /// CRC-32 (IEEE) as PNG chunks use it.
 fn crc32(bytes: &[u8]) -> u32 {
     let mut crc = 0xFFFF_FFFFu32;

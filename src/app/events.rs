@@ -1,0 +1,149 @@
+//! What the worker says, applied to the app: model ready, image encoded, results, errors; and
+//! the notices the status bar shows.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::state::*;
+use super::ClipscopeApp;
+use crate::worker::{Event, ImageRef, Job};
+
+impl ClipscopeApp {
+    pub(super) fn notice(&mut self, text: String, error: bool) {
+        self.notices.push(Notice {
+            text,
+            error,
+            at: Instant::now(),
+        });
+        if self.notices.len() > 6 {
+            self.notices.remove(0);
+        }
+    }
+
+    pub(super) fn on_event(&mut self, event: Event) {
+        match event {
+            Event::Progress(p) => self.model.progress = Some((p.what, p.done, p.total)),
+            Event::ModelReady(info) => {
+                self.model.source = self.model.loading.take();
+                self.model.progress = None;
+                self.notice(
+                    format!("model ready: {} ({} ms)", info.name, info.load_ms.round()),
+                    false,
+                );
+                self.model.info = Some(info);
+                self.shown.clear();
+                self.textures.retain(|k, _| k.starts_with("preview"));
+                // Encodings of the old model are gone: encode every image again, current first.
+                let mut order: Vec<usize> = (0..self.images.len()).collect();
+                order.sort_by_key(|i| Some(self.images[*i].id) != self.current);
+                for i in order {
+                    let e = &mut self.images[i];
+                    if !matches!(e.status, ImageStatus::Failed(_)) {
+                        e.status = ImageStatus::Encoding;
+                        self.client.send(Job::EncodeImage {
+                            image: ImageRef {
+                                id: e.id,
+                                input: e.input.clone(),
+                            },
+                        });
+                    }
+                }
+                self.mark_dirty();
+            }
+            Event::ImageReady(info) => {
+                self.encodes += 1;
+                self.timings.encode_ms = Some(info.encode_ms);
+                if let Some(e) = self.images.iter_mut().find(|e| e.id == info.id) {
+                    if e.texture.is_none() {
+                        let p = &info.preview;
+                        let image = egui::ColorImage::from_rgba_unmultiplied(
+                            [p.width as usize, p.height as usize],
+                            &p.rgba,
+                        );
+                        e.texture = Some(self.ctx.load_texture(
+                            format!("preview{}", e.id),
+                            image,
+                            egui::TextureOptions::LINEAR,
+                        ));
+                    }
+                    e.status = ImageStatus::Ready(info);
+                }
+            }
+            Event::Results(r) => {
+                if self.timings.first_results_ms.is_none() {
+                    let ms = self.started.elapsed().as_secs_f64() * 1e3;
+                    self.timings.first_results_ms = Some(ms);
+                    tracing::info!("first maps {ms:.0} ms after start");
+                }
+                let Some(request) = self.client.answered(r.generation) else {
+                    return;
+                };
+                let newer = self
+                    .shown
+                    .get(&r.image_id)
+                    .is_none_or(|s| s.results.generation < r.generation);
+                if newer {
+                    let ms = self
+                        .client
+                        .now()
+                        .saturating_duration_since(request.edited_at)
+                        .as_secs_f64()
+                        * 1e3;
+                    self.timings.edit_to_maps_ms = Some(ms);
+                    self.timings.edits.push(ms);
+                    self.timings.score_ms = Some(r.score_ms);
+                    for (i, p) in r.prompts.iter().enumerate() {
+                        if p.tokenized.truncated {
+                            let idx = request.prompt_index[i];
+                            let known = self
+                                .notices
+                                .iter()
+                                .any(|n| n.text.starts_with(&format!("prompt {} ", idx + 1)));
+                            if !known {
+                                self.notice(
+                                    format!(
+                                        "prompt {} has {} tokens; the model reads {}: it was truncated",
+                                        idx + 1,
+                                        p.tokenized.full_len,
+                                        p.tokenized.ids.len()
+                                    ),
+                                    false,
+                                );
+                            }
+                        }
+                    }
+                    self.textures.retain(|k, _| k.starts_with("preview"));
+                    self.shown.insert(
+                        r.image_id,
+                        Shown {
+                            results: Arc::new(r),
+                            prompt_index: request.prompt_index,
+                        },
+                    );
+                }
+            }
+            Event::Error {
+                image_id,
+                generation,
+                message,
+            } => {
+                if let Some(g) = generation {
+                    self.client.failed(g);
+                }
+                if let (Some(id), None) = (image_id, generation) {
+                    if let Some(e) = self.images.iter_mut().find(|e| e.id == id) {
+                        e.status = ImageStatus::Failed(message.clone());
+                        let name = e.name.clone();
+                        self.notice(format!("{name}: {message}"), true);
+                        return;
+                    }
+                }
+                if self.model.loading.is_some() && image_id.is_none() {
+                    self.model.loading = None;
+                    self.model.progress = None;
+                }
+                self.notice(message, true);
+            }
+        }
+    }
+}

@@ -1,0 +1,144 @@
+//! The gallery's images: adding (files, demo scenes, lessons, the clipboard, the file dialog),
+//! choosing and removing them.
+
+use std::sync::Arc;
+
+use super::demo;
+use super::state::*;
+use super::ClipscopeApp;
+use crate::worker::{ImageId, ImageInput, ImageRef, Job};
+
+impl ClipscopeApp {
+    /// The built-in demo scenes with their starter prompts.
+    pub fn add_demos(&mut self) {
+        for d in demo::scenes() {
+            self.add_demo(&d);
+        }
+        if self.prompts.is_empty() {
+            self.start_lesson(0);
+        }
+    }
+
+    /// Opens lesson `index` of the Starters menu: its demo image (added again if it was removed)
+    /// and its prompts, the first two pinned for the compare view.
+    pub fn start_lesson(&mut self, index: usize) {
+        let Some(d) = demo::scenes().into_iter().nth(index) else {
+            return;
+        };
+        let id = match self.images.iter().find(|e| e.name == d.name) {
+            Some(e) => e.id,
+            None => self.add_demo(&d),
+        };
+        self.set_current(id);
+        self.prompts = d.prompts.iter().map(|s| s.to_string()).collect();
+        self.selected_prompt = 0;
+        self.selected_token = None;
+        self.pinned = if self.prompts.len() >= 2 {
+            [Some(0), Some(1)]
+        } else {
+            [None, None]
+        };
+        self.mark_dirty();
+    }
+
+    /// Adds one demo scene to the gallery with its starter prompts.
+    fn add_demo(&mut self, d: &demo::Demo) -> ImageId {
+        let id = self.add_image(d.name.into(), ImageInput::Bytes(Arc::new(d.png.to_vec())));
+        if let Some(e) = self.images.iter_mut().find(|e| e.id == id) {
+            e.starters = d.prompts.iter().map(|s| s.to_string()).collect();
+        }
+        id
+    }
+
+    pub fn add_path(&mut self, path: std::path::PathBuf) -> ImageId {
+        let name = path.file_name().map_or_else(
+            || path.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        );
+        self.add_image(name, ImageInput::Path(path))
+    }
+
+    /// Adds an image to the gallery and asks the worker to encode it.
+    pub fn add_image(&mut self, name: String, input: ImageInput) -> ImageId {
+        let id = self.next_image_id;
+        self.next_image_id += 1;
+        self.client.send(Job::EncodeImage {
+            image: ImageRef {
+                id,
+                input: input.clone(),
+            },
+        });
+        self.images.push(ImageEntry {
+            id,
+            name,
+            input,
+            status: ImageStatus::Encoding,
+            texture: None,
+            starters: Vec::new(),
+        });
+        if self.current.is_none() {
+            self.set_current(id);
+        }
+        id
+    }
+
+    pub fn set_current(&mut self, id: ImageId) {
+        if self.current != Some(id) {
+            self.current = Some(id);
+            self.mark_dirty();
+        }
+    }
+
+    pub fn remove_image(&mut self, id: ImageId) {
+        let Some(pos) = self.images.iter().position(|e| e.id == id) else {
+            return;
+        };
+        self.images.remove(pos);
+        self.shown.remove(&id);
+        self.client.send(Job::Forget { image_id: id });
+        if self.current == Some(id) {
+            self.current = None;
+            if let Some(next) = self
+                .images
+                .get(pos.min(self.images.len().saturating_sub(1)))
+                .map(|e| e.id)
+            {
+                self.set_current(next);
+            }
+        }
+    }
+
+    /// Asks for image files with the system's dialog.
+    pub fn open_dialog(&mut self) {
+        let files = rfd::FileDialog::new()
+            .add_filter(
+                "images",
+                &[
+                    "png", "jpg", "jpeg", "gif", "bmp", "webp", "tif", "tiff", "pnm", "tga", "ico",
+                ],
+            )
+            .pick_files();
+        for path in files.unwrap_or_default() {
+            self.add_path(path);
+        }
+    }
+
+    /// Ctrl+V: an image on the clipboard becomes a gallery entry.
+    pub fn paste_image(&mut self) {
+        let pasted = arboard::Clipboard::new().and_then(|mut c| c.get_image());
+        match pasted {
+            Ok(img) => {
+                let input = ImageInput::Rgba {
+                    width: img.width as u32,
+                    height: img.height as u32,
+                    pixels: Arc::new(img.bytes.into_owned()),
+                };
+                self.add_image("pasted image".into(), input);
+            }
+            Err(e) => self.notice(
+                format!("nothing to paste: the clipboard holds no image ({e})"),
+                true,
+            ),
+        }
+    }
+}
