@@ -9,7 +9,8 @@ use rayon::prelude::*;
 /// Elements per parallel task: large enough that scheduling costs nothing next to the math.
 const CHUNK: usize = 1 << 14;
 
-struct QuickGelu;
+/// The forward kernel; the training op (`train_ops`) runs it too and adds the gradient.
+pub(super) struct QuickGelu;
 
 impl CustomOp1 for QuickGelu {
     fn name(&self) -> &'static str {
