@@ -1,0 +1,114 @@
+//! The loss terms of CLIP training beside the CLIP loss itself: hard negatives, the vocabulary,
+//! FILIP-style token level, and grounding on the objects the shapes world drew.
+
+use candle_core::{DType, Result, Tensor};
+use candle_nn::loss::cross_entropy;
+
+use super::data;
+
+/// The vocabulary loss: each image classified among the colour-shape phrases (the first
+/// `pairs` columns of its (B, V) logits) and, separately, among the shape words; minus the log
+/// of the softmax mass on the ones true of it (`mask`: 0 true, −10⁴ false), averaged.
+pub(super) fn vocabulary_loss(logits: &Tensor, mask: &Tensor, pairs: usize) -> Result<Tensor> {
+    let v = logits.dim(1)?;
+    let part = |start: usize, len: usize| -> Result<Tensor> {
+        let log_p = candle_nn::ops::log_softmax(&logits.narrow(1, start, len)?, 1)?;
+        let on_true = log_sum_exp(&(log_p + mask.narrow(1, start, len)?)?)?;
+        on_true.neg()?.mean_all()
+    };
+    (part(0, pairs)? + part(pairs, v - pairs)?)? * 0.5
+}
+
+/// Two-way cross-entropy of each image between its true caption (column `image`) and its hard
+/// negative, from the (B, B + M) image-to-caption logits. Zero without negatives.
+pub(super) fn negative_loss(logits: &Tensor, negatives: &[(usize, usize)]) -> Result<Tensor> {
+    if negatives.is_empty() {
+        return Tensor::zeros((), DType::F32, logits.device());
+    }
+    let (_, n) = logits.dims2()?;
+    let flat = logits.flatten_all()?;
+    let device = logits.device();
+    let index: Vec<u32> = negatives
+        .iter()
+        .flat_map(|&(i, j)| [(i * n + i) as u32, (i * n + j) as u32])
+        .collect();
+    let pairs = flat
+        .index_select(&Tensor::from_vec(index, 2 * negatives.len(), device)?, 0)?
+        .reshape((negatives.len(), 2))?;
+    cross_entropy(&pairs, &Tensor::zeros(negatives.len(), DType::U32, device)?)
+}
+
+/// FILIP-style token-level loss: every patch against every word token of every true caption of
+/// the batch, (B, P, D) normalised patches, (B, T, D) normalised tokens, (B, T) word mask.
+pub(super) fn token_level_loss(
+    patches: &Tensor,
+    words: &Tensor,
+    word_mask: &Tensor,
+    scale: &Tensor,
+) -> Result<Tensor> {
+    let (b, p, d) = patches.dims3()?;
+    let t = words.dim(1)?;
+    let targets = Tensor::arange(0u32, b as u32, patches.device())?;
+    let sims = patches
+        .reshape((b * p, d))?
+        .matmul(&words.reshape((b * t, d))?.t()?)?
+        .reshape((b, p, b, t))?; // [image i, patch, caption j, token]
+    let mask = word_mask.reshape((1, 1, b, t))?;
+    let counts = word_mask.sum(1)?.clamp(1.0, f64::MAX)?.reshape((1, b))?;
+    // Caption → image: mean over the caption's words of their best patch.
+    let best_patch = sims.max(1)?; // (B_i, B_j, T)
+    let t2i = (best_patch
+        .broadcast_mul(&mask.reshape((1, b, t))?)?
+        .sum(2)?)
+    .broadcast_div(&counts)?; // (B_i, B_j)
+                              // Image → caption: mean over patches of their best word.
+    let masked = sims.broadcast_add(&((mask - 1.0)? * 1e4)?)?;
+    let i2t = masked.max(3)?.mean(1)?; // (B_i, B_j)
+    let t2i = t2i.broadcast_mul(scale)?;
+    let i2t = i2t.broadcast_mul(scale)?;
+    (cross_entropy(&i2t, &targets)? + cross_entropy(&t2i.t()?, &targets)?)? * 0.5
+}
+
+/// For each grounded token, minus the log of the softmax mass (over its own image's patches)
+/// that falls on the patches of its object: (B, P, D) normalised patches, (B, T, D) normalised
+/// tokens. Zero without targets.
+pub(super) fn ground_loss(
+    patches: &Tensor,
+    words: &Tensor,
+    batch: &data::Batch,
+    scale: &Tensor,
+) -> Result<Tensor> {
+    if batch.ground.is_empty() {
+        return Tensor::zeros((), DType::F32, patches.device());
+    }
+    let (b, p, _) = patches.dims3()?;
+    let t = words.dim(1)?;
+    let own = words
+        .matmul(&patches.transpose(1, 2)?)?
+        .reshape((b * t, p))?; // [caption·token, patch]
+    let rows: Vec<u32> = batch
+        .ground
+        .iter()
+        .map(|(i, g)| (i * t + g.token) as u32)
+        .collect();
+    let n = rows.len();
+    let mut outside = vec![-1e4f32; n * p];
+    for (k, (_, g)) in batch.ground.iter().enumerate() {
+        for &q in &g.patches {
+            outside[k * p + q] = 0.0;
+        }
+    }
+    let device = patches.device();
+    let logits = own
+        .index_select(&Tensor::from_vec(rows, n, device)?, 0)?
+        .broadcast_mul(scale)?;
+    let log_p = candle_nn::ops::log_softmax(&logits, 1)?;
+    let on_object = log_sum_exp(&(log_p + Tensor::from_vec(outside, (n, p), device)?)?)?;
+    on_object.neg()?.mean_all()
+}
+
+/// log Σ exp over the last dimension of a 2-D tensor, stably.
+pub(super) fn log_sum_exp(x: &Tensor) -> Result<Tensor> {
+    let max = x.max_keepdim(1)?.detach();
+    (x.broadcast_sub(&max)?.exp()?.sum_keepdim(1)?.log()? + max)?.squeeze(1)
+}
