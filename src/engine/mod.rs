@@ -1,4 +1,5 @@
-//! The dense CLIP engine: configuration, weights, preprocessing, tokenizer and the forward pass.
+//! The engine: a loaded checkpoint with its heads (DCSM scorers, SmartCLIP mask), encoding and
+//! scoring; it keeps no state between calls (the caller owns the text cache).
 
 mod cache;
 mod encode;
