@@ -5,7 +5,7 @@
 use candle_core::Tensor;
 use std::collections::{BTreeMap, HashMap};
 
-use super::types::EncodedPrompts;
+use super::types::{tensor_bytes, EncodedPrompts};
 use crate::dcsm::ScorerColumns;
 use crate::error::ModelError;
 use crate::io::tokenizer::Tokenized;
@@ -47,10 +47,6 @@ impl Default for TextCache {
     fn default() -> Self {
         Self::new(DEFAULT_BUDGET)
     }
-}
-
-fn tensor_bytes(t: &Tensor) -> usize {
-    t.elem_count() * t.dtype().size_in_bytes()
 }
 
 impl TextCache {

@@ -21,6 +21,18 @@ pub struct EncodedImage {
     pub original: (u32, u32),
 }
 
+impl EncodedImage {
+    /// Bytes its tensors hold (for caches sized by bytes).
+    pub fn bytes(&self) -> usize {
+        tensor_bytes(&self.tokens) + tensor_bytes(&self.normalized)
+    }
+}
+
+/// Bytes a tensor's elements take.
+pub fn tensor_bytes(t: &Tensor) -> usize {
+    t.elem_count() * t.dtype().size_in_bytes()
+}
+
 /// Prompts through the text tower.
 #[derive(Debug, Clone)]
 pub struct EncodedPrompts {

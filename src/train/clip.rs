@@ -146,7 +146,7 @@ fn losses(model: &Clip, batch: &data::Batch, options: &Weights) -> Result<Losses
         Some(mask) => {
             let v = mask.dim(1)?;
             let vocab_logits = all_logits.narrow(1, batch.vocabulary_start, v)?;
-            vocabulary_loss(&vocab_logits, mask, data::vocabulary().1)?
+            vocabulary_loss(&vocab_logits, mask, data::VOCABULARY_PAIRS)?
         }
         None => Tensor::zeros((), DType::F32, img.device())?,
     };

@@ -32,27 +32,30 @@ pub struct Batch {
     pub vocabulary_mask: Option<Tensor>,
 }
 
-/// The vocabulary captions: "a red circle" for every colour-shape pair seen in training (never a
-/// held-out one), then "a circle" for every shape. Returns the captions and how many are pairs.
-pub fn vocabulary() -> (Vec<String>, usize) {
-    let mut captions: Vec<String> = world::COLOURS
+/// How many vocabulary captions name a colour-shape pair (the rest name a shape alone).
+pub const VOCABULARY_PAIRS: usize =
+    world::COLOURS.len() * world::SHAPES.len() - world::HELD_OUT.len();
+
+/// The colour-shape pairs seen in training, in the vocabulary's order.
+fn training_pairs() -> impl Iterator<Item = (world::Colour, world::Shape)> {
+    world::COLOURS
         .iter()
         .flat_map(|&c| world::SHAPES.iter().map(move |&s| (c, s)))
         .filter(|pair| !world::HELD_OUT.contains(pair))
+}
+
+/// The vocabulary captions: "a red circle" for every colour-shape pair seen in training (never a
+/// held-out one; `VOCABULARY_PAIRS` of them), then "a circle" for every shape.
+pub fn vocabulary() -> Vec<String> {
+    training_pairs()
         .map(|(c, s)| world::phrase(None, c, s))
-        .collect();
-    let pairs = captions.len();
-    captions.extend(world::SHAPES.iter().map(|s| format!("a {}", s.word())));
-    (captions, pairs)
+        .chain(world::SHAPES.iter().map(|s| format!("a {}", s.word())))
+        .collect()
 }
 
 /// Whether each vocabulary caption is true of the scene, in `vocabulary()`'s order.
 fn vocabulary_truth(scene: &Scene) -> Vec<bool> {
-    let pairs = world::COLOURS
-        .iter()
-        .flat_map(|&c| world::SHAPES.iter().map(move |&s| (c, s)))
-        .filter(|pair| !world::HELD_OUT.contains(pair))
-        .map(|(c, s)| scene.has(c, s));
+    let pairs = training_pairs().map(|(c, s)| scene.has(c, s));
     let shapes = world::SHAPES
         .iter()
         .map(|&s| scene.objects.iter().any(|o| o.shape == s));
@@ -147,8 +150,7 @@ impl Batcher {
         }
         let vocabulary_start = captions.len();
         let vocabulary_mask = if self.vocabulary {
-            let (words, _) = vocabulary();
-            captions.extend(words);
+            captions.extend(vocabulary());
             let mask: Vec<f32> = scenes
                 .iter()
                 .flat_map(vocabulary_truth)
@@ -202,9 +204,11 @@ mod tests {
 
     #[test]
     fn the_vocabulary_marks_exactly_what_each_scene_holds() {
-        let (captions, pairs) = vocabulary();
+        let captions = vocabulary();
+        let pairs = VOCABULARY_PAIRS;
         assert_eq!(pairs, world::COLOURS.len() * world::SHAPES.len() - 5);
         assert_eq!(captions.len(), pairs + world::SHAPES.len());
+        assert_eq!(training_pairs().count(), pairs);
         for i in 0..50 {
             let scene = world::scene(4, Split::Train, i);
             let truth = vocabulary_truth(&scene);

@@ -105,7 +105,6 @@ impl Outbox {
 
 struct Cached {
     encoded: EncodedImage,
-    bytes: usize,
 }
 
 /// What the worker owns: the model and the caches of its encodings (the engine keeps none).
@@ -128,7 +127,7 @@ impl State {
 
     fn forget_image(&mut self, id: ImageId) {
         if let Some(c) = self.cache.remove(&id) {
-            self.cache_bytes -= c.bytes;
+            self.cache_bytes -= c.encoded.bytes();
         }
         self.order.retain(|i| *i != id);
     }
@@ -312,12 +311,8 @@ fn ensure_encoded(state: &mut State, image: &ImageRef, out: &Outbox) -> Result<b
         grid: encoded.grid,
         encode_ms: elapsed_ms(start),
     }));
-    let bytes = [&encoded.tokens, &encoded.normalized]
-        .iter()
-        .map(|t| t.elem_count() * t.dtype().size_in_bytes())
-        .sum();
-    state.cache.insert(image.id, Cached { encoded, bytes });
-    state.cache_bytes += bytes;
+    state.cache_bytes += encoded.bytes();
+    state.cache.insert(image.id, Cached { encoded });
     state.order.push_back(image.id);
     // The image just encoded stays, whatever its size.
     while state.cache_bytes > IMAGE_BUDGET && state.order.len() > 1 {
