@@ -23,7 +23,12 @@ fn main() {
         )),
     };
     if let Err(e) = outcome {
-        eprintln!("error: {e:#}");
+        // One line: the causes joined with ": ", each cut to its first line (candle's errors
+        // carry a backtrace below theirs); the whole backtrace only when asked for.
+        eprintln!("error: {}", clipscope::error::one_line(e.as_ref()));
+        if std::env::var_os("RUST_BACKTRACE").is_some_and(|v| v != "0") {
+            eprintln!("{}", e.backtrace());
+        }
         std::process::exit(1);
     }
 }

@@ -2,23 +2,37 @@
 #![cfg(feature = "gui")]
 
 mod common;
+#[path = "common/raster.rs"]
+mod raster;
 
+use clipscope::app::client::{ManualClock, DEBOUNCE};
 use clipscope::app::state::View;
 use clipscope::app::ClipscopeApp;
 use clipscope::engine::ModelSource;
 use egui_kittest::kittest::Queryable;
 use egui_kittest::Harness;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn fixture(path: &str) -> PathBuf {
     common::parity(path)
 }
 
+thread_local! {
+    /// The debounce's clock of this test's app (each test runs on its own thread).
+    static CLOCK: ManualClock = ManualClock::default();
+}
+
+/// Moves this test's clock past the debounce.
+fn pass_debounce() {
+    CLOCK.with(|c| c.advance(DEBOUNCE + Duration::from_millis(1)));
+}
+
 fn harness(prompts: &[&str], images: &[&str]) -> Harness<'static, ClipscopeApp> {
-    let mut app = ClipscopeApp::with_model(
+    let mut app = ClipscopeApp::with_model_and_clock(
         &egui::Context::default(),
         ModelSource::Folder(fixture("tiny_quick_gelu")),
+        Box::new(CLOCK.with(ManualClock::clone)),
     );
     app.prompts = prompts.iter().map(|s| s.to_string()).collect();
     for i in images {
@@ -31,13 +45,14 @@ fn harness(prompts: &[&str], images: &[&str]) -> Harness<'static, ClipscopeApp> 
     h
 }
 
-/// Steps the UI until the worker has answered everything asked of it.
+/// Steps the UI until the worker has answered everything asked of it: edits waiting for the
+/// debounce get the clock moved past it, outstanding requests are waited for (no sleeps).
 fn settle(h: &mut Harness<'static, ClipscopeApp>) {
-    let start = Instant::now();
     loop {
         h.step();
         if !h.state().busy()
             && h.state()
+                .gallery
                 .images
                 .iter()
                 .all(|e| !matches!(e.status, clipscope::app::state::ImageStatus::Encoding))
@@ -45,11 +60,14 @@ fn settle(h: &mut Harness<'static, ClipscopeApp>) {
             h.step();
             return;
         }
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "the worker did not answer"
-        );
-        std::thread::sleep(Duration::from_millis(5));
+        if h.state().debouncing() {
+            pass_debounce();
+        } else {
+            assert!(
+                h.state_mut().wait_for_worker(Duration::from_secs(60)),
+                "the worker did not answer within a minute"
+            );
+        }
     }
 }
 
@@ -68,7 +86,7 @@ fn add_type_select_switch_and_compare() {
     h.get_by_label("+ Add prompt").click();
     h.run_steps(2);
     assert_eq!(h.state().prompts.len(), 3);
-    assert_eq!(h.state().selected_prompt, 2);
+    assert_eq!(h.state().selection.prompt, 2);
     let edits = h.get_all_by_role(egui::accesskit::Role::TextInput).count();
     assert_eq!(edits, 3, "one text field per prompt");
     h.get_all_by_role(egui::accesskit::Role::TextInput)
@@ -101,19 +119,19 @@ fn add_type_select_switch_and_compare() {
         .iter()
         .position(|l| l == "collar")
         .unwrap();
-    assert_eq!(h.state().selected_token, Some(collar));
+    assert_eq!(h.state().selection.token, Some(collar));
     h.get_by_label("EOS").click();
     h.step();
     assert_eq!(
-        h.state().selected_token,
+        h.state().selection.token,
         Some(score.tokenized.ids.len() - 1)
     );
 
     // Switch images by clicking the second thumbnail's name.
-    let second = h.state().images[1].id;
+    let second = h.state().gallery.images[1].id;
     h.get_by_label("tall.png").click();
     settle(&mut h);
-    assert_eq!(h.state().current, Some(second));
+    assert_eq!(h.state().gallery.current, Some(second));
     assert!(h.state().score_of(0).is_some(), "the new image was scored");
 
     // Pin two prompts: the compare view opens with both maps and their difference.
@@ -121,7 +139,7 @@ fn add_type_select_switch_and_compare() {
     h.step();
     h.get_all_by_label("B").nth(2).unwrap().click();
     settle(&mut h);
-    assert_eq!(h.state().pinned, [Some(0), Some(2)]);
+    assert_eq!(h.state().selection.pinned, [Some(0), Some(2)]);
     assert_eq!(h.state().settings.view, View::Compare);
     assert_eq!(
         h.get_all_by_label("A − B").count(),
@@ -150,7 +168,7 @@ fn typing_does_not_re_encode_the_image() {
     for c in [" ", "r", "e", "d"] {
         h.get_all_by_role(field()).next().unwrap().type_text(c);
         h.step();
-        std::thread::sleep(Duration::from_millis(20));
+        pass_debounce();
     }
     settle(&mut h);
     let shown = h.state().current_shown().unwrap();
@@ -176,6 +194,7 @@ fn bad_input_gives_messages_and_the_app_keeps_working() {
     settle(&mut h);
     let failed = h
         .state()
+        .gallery
         .images
         .iter()
         .find(|e| e.name == "notes.png")
@@ -252,8 +271,8 @@ fn prompts_images_and_settings_persist() {
     let back = load_state(&file).unwrap().expect("a saved state");
     let restored = ClipscopeApp::new(&egui::Context::default(), Some(back));
     assert_eq!(restored.prompts, vec!["a red circle", "a dog"]);
-    assert_eq!(restored.images.len(), 2);
-    assert_eq!(restored.images[1].name, "tall.png");
+    assert_eq!(restored.gallery.images.len(), 2);
+    assert_eq!(restored.gallery.images[1].name, "tall.png");
     assert_eq!(restored.settings.opacity, 0.25);
     assert_eq!(restored.settings.view, View::Matrix);
 }
@@ -283,7 +302,7 @@ fn a_lesson_opens_its_scene_with_the_first_content_word_and_a_pinned_pair() {
     assert_eq!(h.state().current_entry().unwrap().name, first.name);
     assert_eq!(h.state().prompts[0], first.prompts[0]);
     assert_eq!(
-        h.state().pinned,
+        h.state().selection.pinned,
         [Some(0), Some(1)],
         "compare is never empty"
     );
@@ -304,8 +323,59 @@ fn a_lesson_opens_its_scene_with_the_first_content_word_and_a_pinned_pair() {
     assert_eq!(h.state().current_entry().unwrap().name, spatial.name);
     assert_eq!(h.state().prompts[1], spatial.prompts[1]);
     assert_eq!(
-        h.state().selected_token,
+        h.state().selection.token,
         None,
         "back to the first content word"
     );
+}
+
+/// One snapshot per view on the tiny fixture model, drawn by the CPU renderer; the pictures are
+/// in tests/snapshots (`UPDATE_SNAPSHOTS=1 cargo test --release --test app` renews them after a
+/// deliberate change of the UI).
+#[test]
+fn every_view_matches_its_snapshot() {
+    let mut app = ClipscopeApp::with_model_and_clock(
+        &egui::Context::default(),
+        ModelSource::Folder(fixture("tiny_quick_gelu")),
+        Box::new(CLOCK.with(ManualClock::clone)),
+    );
+    app.prompts = vec![
+        "a red circle".into(),
+        "a red circle and no blue square".into(),
+    ];
+    app.add_path(fixture("images/wide.png"));
+    app.settings.show_timings = false;
+    let mut h = Harness::builder()
+        .with_size([1300.0, 850.0])
+        .renderer(raster::CpuRenderer::default())
+        .build_ui_state(|ui, app: &mut ClipscopeApp| app.show(ui), app);
+    settle(&mut h);
+    let mut pictures = Vec::new();
+    for (view, name) in [
+        (View::Overlay, "view_overlay"),
+        (View::Grid, "view_grid"),
+        (View::Matrix, "view_matrix"),
+        (View::Masks, "view_masks"),
+    ] {
+        h.state_mut().settings.view = view;
+        h.state_mut().notices.clear();
+        h.run_steps(2);
+        pictures.push(h.render().expect("the CPU renderer draws"));
+        h.snapshot(name);
+    }
+    h.get_all_by_label("A").next().unwrap().click();
+    h.step();
+    h.get_all_by_label("B").nth(1).unwrap().click();
+    settle(&mut h);
+    assert_eq!(h.state().settings.view, View::Compare);
+    h.state_mut().notices.clear();
+    h.run_steps(2);
+    pictures.push(h.render().expect("the CPU renderer draws"));
+    h.snapshot("view_compare");
+    // The views differ from each other (a renderer that drew nothing would match itself).
+    for (i, a) in pictures.iter().enumerate() {
+        for b in &pictures[i + 1..] {
+            assert_ne!(a.as_raw(), b.as_raw(), "two views drew the same picture");
+        }
+    }
 }

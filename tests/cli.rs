@@ -17,6 +17,8 @@ fn clipscope(args: &[&str]) -> Output {
             "HF_HOME",
             std::env::temp_dir().join("clipscope-tests-empty-hf-home"),
         )
+        // Errors are one line unless a backtrace is asked for.
+        .env_remove("RUST_BACKTRACE")
         .output()
         .expect("the binary runs")
 }
@@ -174,6 +176,28 @@ fn fails_with(args: &[&str], needle: &str) {
 #[test]
 fn bad_inputs_exit_non_zero_with_one_clear_line() {
     let m = model();
+    // A config that does not fit its weights: candle's shape error, without its backtrace.
+    let picture = image();
+    let bad = tempfile::tempdir().unwrap();
+    for f in ["model.safetensors", "preprocessor_config.json"] {
+        std::fs::copy(Path::new(&m).join(f), bad.path().join(f)).unwrap();
+    }
+    let config = std::fs::read_to_string(Path::new(&m).join("config.json")).unwrap();
+    let mut config: serde_json::Value = serde_json::from_str(&config).unwrap();
+    config["vision_config"]["intermediate_size"] = serde_json::json!(48);
+    std::fs::write(bad.path().join("config.json"), config.to_string()).unwrap();
+    fails_with(
+        &[
+            "score",
+            "--model",
+            bad.path().to_str().unwrap(),
+            "--image",
+            &picture,
+            "--prompt",
+            "x",
+        ],
+        "fc1",
+    );
     fails_with(
         &[
             "score",

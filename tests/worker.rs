@@ -115,21 +115,6 @@ fn newer_requests_supersede_queued_ones() {
 }
 
 #[test]
-fn a_panic_becomes_an_error_and_the_worker_keeps_serving() {
-    let worker = Worker::spawn(|| {});
-    worker.send(model());
-    worker.send(Job::Panic);
-    let events = until(&worker, |e| matches!(e, Event::Error { .. }));
-    let Some(Event::Error { message, .. }) = events.last() else {
-        panic!()
-    };
-    assert!(message.contains("internal error"), "{message}");
-    worker.send(score(7, 1, "still alive"));
-    assert_eq!(until(&worker, is_results).len(), 2); // ImageReady, Results
-    worker.shutdown();
-}
-
-#[test]
 fn missing_folder_and_corrupt_weights_are_reported() {
     let worker = Worker::spawn(|| {});
     worker.send(Job::LoadModel {

@@ -41,7 +41,7 @@ out of the placeholder's recorded ``_parameters["weight"]``.
 
 Usage (repository root):
 
-    /work/pyenv/bin/python tools/convert_dcsm_checkpoint.py dcsm_obja_ckpt.pt OUT_DIR
+    python tools/convert_dcsm_checkpoint.py dcsm_obja_ckpt.pt OUT_DIR
 """
 
 from __future__ import annotations

@@ -51,7 +51,7 @@ positions, no attention mask) and mask logits from the converted ``mask_net.*``.
 
 Usage (repository root):
 
-    /work/pyenv/bin/python tools/convert_smartclip_checkpoint.py smartclip_b16.pt OUT_DIR
+    python tools/convert_smartclip_checkpoint.py smartclip_b16.pt OUT_DIR
 """
 
 from __future__ import annotations

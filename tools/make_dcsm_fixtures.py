@@ -36,7 +36,7 @@ inputs and writes ``tests/fixtures/dcsm/``:
 
 Run from the repository root:
 
-    /work/pyenv/bin/python tools/make_dcsm_fixtures.py
+    python tools/make_dcsm_fixtures.py
 
 Weights: PyTorch default init (fc2.weight x20 so scores spread O(1)); the
 fixture table is U[0.6, 1.0) (far from the maps' range, so a wrong column is
@@ -44,7 +44,7 @@ obvious), the converter test's table uses the reference's own initialisation
 ((normalize(N(0,1) row) + 1) / 3).
 
 Deterministic (fixed seeds, single-threaded torch); the tokenizer is read from
-/work/shared/clip-tokenizer/tokenizer.json (override: CLIP_TOKENIZER_JSON).
+the repository's assets/clip-tokenizer/tokenizer.json (override: CLIP_TOKENIZER_JSON).
 The script re-checks everything it writes (reload, independent float64 NumPy
 CNN, hand-written expected columns).
 """
@@ -55,6 +55,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from collections import OrderedDict
 from pathlib import Path
 
@@ -69,8 +70,8 @@ import dcsm_reference as dr  # noqa: E402
 
 ROOT = TOOLS.parent
 OUT = ROOT / "tests" / "fixtures" / "dcsm"
-TOKENIZER_JSON = os.environ.get("CLIP_TOKENIZER_JSON", "/work/shared/clip-tokenizer/tokenizer.json")
-FAKE_PT = Path(os.environ.get("DCSM_FAKE_CKPT", "/tmp/dcsm_fake_release.pt"))
+TOKENIZER_JSON = os.environ.get("CLIP_TOKENIZER_JSON", str(ROOT / "assets" / "clip-tokenizer" / "tokenizer.json"))
+FAKE_PT = Path(os.environ.get("DCSM_FAKE_CKPT", Path(tempfile.gettempdir()) / "dcsm_fake_release.pt"))
 
 ROWS = 17  # CLS + 4x4 patches
 COLS = dr.TEXT_COLUMNS

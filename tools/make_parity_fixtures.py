@@ -96,7 +96,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 OUT_DIR = REPO_ROOT / "tests" / "fixtures" / "parity"
 IMAGES_DIR = OUT_DIR / "images"
 TOKENIZER_JSON = Path(
-    os.environ.get("CLIP_TOKENIZER_JSON", "/work/shared/clip-tokenizer/tokenizer.json")
+    os.environ.get("CLIP_TOKENIZER_JSON", str(REPO_ROOT / "assets" / "clip-tokenizer" / "tokenizer.json"))
 )
 if not TOKENIZER_JSON.exists():  # fall back to the copy bundled with the crate, if any
     for cand in sorted(REPO_ROOT.glob("**/tokenizer.json")):

@@ -63,7 +63,7 @@ repeat_interleave formulation; checkpoint.pt reloads with weights_only=True.
 
 Run from the repository root:
 
-    /work/pyenv/bin/python tools/make_smartclip_fixtures.py
+    python tools/make_smartclip_fixtures.py
 """
 
 from __future__ import annotations

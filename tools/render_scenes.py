@@ -62,7 +62,7 @@ Command (from the repository root; the committed fixture
 tests/fixtures/independent/ was made this way):
 
     ./target/release/clipscope synth --out /tmp/indep_src --n 48 --seed 777 --split validation
-    /work/pyenv/bin/python tools/render_scenes.py --scenes /tmp/indep_src/scenes.jsonl \
+    python tools/render_scenes.py --scenes /tmp/indep_src/scenes.jsonl \
         --out tests/fixtures/independent
 
 Needs only Pillow and numpy (both listed in tools/requirements.txt).

@@ -97,6 +97,16 @@ impl EngineClient {
         self.worker.events().try_recv().ok()
     }
 
+    /// Waits up to `timeout` for the next event from the worker.
+    pub fn wait_event(&self, timeout: Duration) -> Option<Event> {
+        self.worker.events().recv_timeout(timeout).ok()
+    }
+
+    /// Whether a change is waiting for the debounce (no request has gone out for it yet).
+    pub fn debouncing(&self) -> bool {
+        self.dirty_since.is_some()
+    }
+
     /// Prompts or the image changed: score again once they rest for `DEBOUNCE`.
     pub fn mark_dirty(&mut self) {
         self.dirty_since = Some(self.clock.now());

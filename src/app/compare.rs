@@ -1,5 +1,7 @@
 //! Negation compare: two pinned prompts' maps side by side on one scale, and their difference.
 
+use super::command::{Command, Commands};
+use super::textures::{MapKey, Pane};
 use super::{colour, heatmap, ClipscopeApp};
 use crate::dcsm::patch_map;
 use crate::engine::PromptScore;
@@ -18,23 +20,30 @@ fn token_for(score: &PromptScore, word: Option<&str>) -> usize {
     .unwrap_or(score.tokenized.ids.len() - 1)
 }
 
-pub fn show(app: &mut ClipscopeApp, ui: &mut egui::Ui) {
-    let [Some(a), Some(b)] = app.pinned else {
+pub fn show(app: &mut ClipscopeApp, ui: &mut egui::Ui) -> Commands {
+    let mut out = Commands::default();
+    let [Some(a), Some(b)] = app.selection.pinned else {
         ui.heading("Compare two prompts");
         ui.label("Pin two prompts with the A and B buttons in the prompt list, e.g. \"a red circle\" and \"a red circle and no blue square\".");
-        return;
+        return out;
     };
     let (Some(sa), Some(sb)) = (app.score_of(a).cloned(), app.score_of(b).cloned()) else {
         ui.weak("waiting for scores");
-        return;
+        return out;
     };
     let Some((tex, info)) = app.current_view() else {
-        return;
+        return out;
     };
+    // The panes share the width the panel has before any row is laid out.
+    let width = ui.available_width();
     heatmap::view_controls(app, ui);
     // Compare the same word in both prompts when possible.
     let words: Vec<String> = sa.tokenized.words.iter().map(|w| w.text.clone()).collect();
-    let mut word = app.compare_word.clone().filter(|w| words.contains(w));
+    let mut word = app
+        .selection
+        .compare_word
+        .clone()
+        .filter(|w| words.contains(w));
     ui.horizontal_wrapped(|ui| {
         ui.label("word:");
         for w in &words {
@@ -50,7 +59,9 @@ pub fn show(app: &mut ClipscopeApp, ui: &mut egui::Ui) {
             }
         }
     });
-    app.compare_word = word.clone();
+    if word != app.selection.compare_word {
+        out.push(Command::CompareWord(word.clone()));
+    }
     let (ta, tb) = (
         token_for(&sa, word.as_deref()),
         token_for(&sb, word.as_deref()),
@@ -59,12 +70,12 @@ pub fn show(app: &mut ClipscopeApp, ui: &mut egui::Ui) {
     let diff: Vec<f32> = ma.iter().zip(&mb).map(|(x, y)| x - y).collect();
     let scale = Scale::symmetric(ma.iter().chain(&mb));
     let diff_scale = Scale::symmetric(&diff);
-    ui.horizontal(|ui| {
+    ui.horizontal_wrapped(|ui| {
         colour::colour_bar(ui, scale, "A and B share this scale");
         ui.separator();
         colour::colour_bar(ui, diff_scale, "A − B");
     });
-    let side = ((ui.available_width() - 40.0) / 3.0)
+    let side = ((width - 40.0) / 3.0)
         .min(ui.available_height() - 80.0)
         .max(80.0);
     ui.horizontal_top(|ui| {
@@ -74,16 +85,22 @@ pub fn show(app: &mut ClipscopeApp, ui: &mut egui::Ui) {
                 Some(&sa),
                 &ma,
                 scale,
-                "A",
+                Pane::A,
             ),
             (
                 format!("B: {}", sb.tokenized.text),
                 Some(&sb),
                 &mb,
                 scale,
-                "B",
+                Pane::B,
             ),
-            ("A − B".to_string(), None, &diff, diff_scale, "D"),
+            (
+                "A − B".to_string(),
+                None,
+                &diff,
+                diff_scale,
+                Pane::Difference,
+            ),
         ] {
             ui.vertical(|ui| {
                 ui.set_width(side);
@@ -102,7 +119,14 @@ pub fn show(app: &mut ClipscopeApp, ui: &mut egui::Ui) {
                 heatmap::paint_map(
                     app,
                     ui,
-                    format!("compare/{key}/{}/{a}/{b}/{ta}/{tb}", info.id),
+                    MapKey::Compare {
+                        pane: key,
+                        image: info.id,
+                        a,
+                        b,
+                        ta,
+                        tb,
+                    },
                     map,
                     info.grid,
                     sc,
@@ -111,4 +135,5 @@ pub fn show(app: &mut ClipscopeApp, ui: &mut egui::Ui) {
             });
         }
     });
+    out
 }

@@ -32,12 +32,12 @@ impl ClipscopeApp {
                 );
                 self.model.info = Some(info);
                 self.shown.clear();
-                self.textures.retain(|k, _| k.starts_with("preview"));
+                self.textures.clear();
                 // Encodings of the old model are gone: encode every image again, current first.
-                let mut order: Vec<usize> = (0..self.images.len()).collect();
-                order.sort_by_key(|i| Some(self.images[*i].id) != self.current);
+                let mut order: Vec<usize> = (0..self.gallery.images.len()).collect();
+                order.sort_by_key(|i| Some(self.gallery.images[*i].id) != self.gallery.current);
                 for i in order {
-                    let e = &mut self.images[i];
+                    let e = &mut self.gallery.images[i];
                     if !matches!(e.status, ImageStatus::Failed(_)) {
                         e.status = ImageStatus::Encoding;
                         self.client.send(Job::EncodeImage {
@@ -53,7 +53,7 @@ impl ClipscopeApp {
             Event::ImageReady(info) => {
                 self.encodes += 1;
                 self.timings.encode_ms = Some(info.encode_ms);
-                if let Some(e) = self.images.iter_mut().find(|e| e.id == info.id) {
+                if let Some(e) = self.gallery.images.iter_mut().find(|e| e.id == info.id) {
                     if e.texture.is_none() {
                         let p = &info.preview;
                         let image = egui::ColorImage::from_rgba_unmultiplied(
@@ -112,7 +112,7 @@ impl ClipscopeApp {
                             }
                         }
                     }
-                    self.textures.retain(|k, _| k.starts_with("preview"));
+                    self.textures.clear();
                     self.shown.insert(
                         r.image_id,
                         Shown {
@@ -131,7 +131,7 @@ impl ClipscopeApp {
                     self.client.failed(g);
                 }
                 if let (Some(id), None) = (image_id, generation) {
-                    if let Some(e) = self.images.iter_mut().find(|e| e.id == id) {
+                    if let Some(e) = self.gallery.images.iter_mut().find(|e| e.id == id) {
                         e.status = ImageStatus::Failed(message.clone());
                         let name = e.name.clone();
                         self.notice(format!("{name}: {message}"), true);

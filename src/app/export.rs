@@ -45,7 +45,7 @@ pub fn export(app: &ClipscopeApp, what: What, path: &Path) -> anyhow::Result<()>
         .info()
         .ok_or_else(|| anyhow::anyhow!("the image is not encoded yet"))?;
     let score = app
-        .score_of(app.selected_prompt)
+        .score_of(app.selection.prompt)
         .ok_or_else(|| anyhow::anyhow!("no scores yet"))?;
     let m = &score.dcsm;
     if what == What::MatrixCsv {

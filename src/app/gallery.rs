@@ -1,9 +1,37 @@
 //! The gallery strip: thumbnails of every image, add/remove, and the drag-and-drop overlay.
 
-use super::state::ImageStatus;
-use super::ClipscopeApp;
+use super::command::{Command, Commands};
+use super::state::{ImageEntry, ImageStatus};
+use crate::worker::ImageId;
 
-pub fn show(app: &mut ClipscopeApp, ui: &mut egui::Ui) {
+/// The images in the strip and which one the views show.
+pub struct Gallery {
+    pub images: Vec<ImageEntry>,
+    pub current: Option<ImageId>,
+    /// The id the next added image gets.
+    pub next_id: ImageId,
+}
+
+impl Default for Gallery {
+    fn default() -> Self {
+        Self {
+            images: Vec::new(),
+            current: None,
+            next_id: 1,
+        }
+    }
+}
+
+impl Gallery {
+    /// The image the views show.
+    pub fn current_entry(&self) -> Option<&ImageEntry> {
+        self.images.iter().find(|e| Some(e.id) == self.current)
+    }
+}
+
+/// The strip of thumbnails with its buttons.
+pub fn show(gallery: &Gallery, ui: &mut egui::Ui) -> Commands {
+    let mut out = Commands::default();
     egui::Panel::left("gallery")
         .resizable(false)
         .exact_size(128.0)
@@ -14,15 +42,15 @@ pub fn show(app: &mut ClipscopeApp, ui: &mut egui::Ui) {
                     .on_hover_text("Open images (Ctrl+O); you can also drop files on the window")
                     .clicked()
                 {
-                    app.open_dialog();
+                    out.push(Command::OpenImages);
                 }
                 if ui
                     .button("Remove")
                     .on_hover_text("Remove the current image (Delete)")
                     .clicked()
                 {
-                    if let Some(id) = app.current {
-                        app.remove_image(id);
+                    if let Some(id) = gallery.current {
+                        out.push(Command::RemoveImage(id));
                     }
                 }
             });
@@ -31,13 +59,13 @@ pub fn show(app: &mut ClipscopeApp, ui: &mut egui::Ui) {
                 .on_hover_text("Add the built-in shapes-world scenes")
                 .clicked()
             {
-                app.add_demos();
+                out.push(Command::AddDemos);
             }
             ui.separator();
             let mut clicked = None;
             egui::ScrollArea::vertical().show(ui, |ui| {
-                for e in &app.images {
-                    let selected = app.current == Some(e.id);
+                for e in &gallery.images {
+                    let selected = gallery.current == Some(e.id);
                     let frame = egui::Frame::new()
                         .stroke(if selected {
                             ui.visuals().selection.stroke
@@ -86,13 +114,14 @@ pub fn show(app: &mut ClipscopeApp, ui: &mut egui::Ui) {
                 }
             });
             if let Some(id) = clicked {
-                app.set_current(id);
+                out.push(Command::ShowImage(id));
             }
         });
+    out
 }
 
 /// A translucent overlay while files are dragged over the window.
-pub fn drop_overlay(_app: &mut ClipscopeApp, ui: &mut egui::Ui) {
+pub fn drop_overlay(ui: &mut egui::Ui) {
     let hovering: Vec<String> = ui.ctx().input(|i| {
         i.raw
             .hovered_files

@@ -1,5 +1,7 @@
 //! The image with a token's patch map over the crop the model saw, token chips, and the grid view.
 
+use super::command::{Command, Commands};
+use super::textures::{MapKey, MapView, TextureKey};
 use super::{colour, ClipscopeApp};
 use crate::dcsm::patch_map;
 use crate::engine::PromptScore;
@@ -8,14 +10,15 @@ use crate::engine::PromptScore;
 pub const FUNCTIONAL: egui::Color32 = egui::Color32::from_rgb(214, 120, 20);
 
 /// The row of token chips: words with their BPE pieces, SOS and EOS included.
-pub fn token_chips(app: &mut ClipscopeApp, ui: &mut egui::Ui) {
-    let Some(score) = app.score_of(app.selected_prompt).cloned() else {
+pub fn token_chips(app: &ClipscopeApp, ui: &mut egui::Ui) -> Commands {
+    let mut out = Commands::default();
+    let Some(score) = app.score_of(app.selection.prompt).cloned() else {
         ui.weak("no tokens yet: type a prompt");
-        return;
+        return out;
     };
     let active = app.active_token();
     ui.horizontal_wrapped(|ui| {
-        ui.label(format!("prompt {} tokens:", app.selected_prompt + 1));
+        ui.label(format!("prompt {} tokens:", app.selection.prompt + 1));
         for word in &score.tokenized.words {
             let pieces = word.end - word.start;
             let frame = egui::Frame::new().stroke(ui.visuals().widgets.noninteractive.bg_stroke).inner_margin(2.0).corner_radius(4.0);
@@ -39,15 +42,16 @@ pub fn token_chips(app: &mut ClipscopeApp, ui: &mut egui::Ui) {
                     }
                     let chip = chip.on_hover_text(tip);
                     if chip.hovered() {
-                        app.hovered_token = Some(t);
+                        out.push(Command::HoverToken(t));
                     }
                     if chip.clicked() {
-                        app.selected_token = Some(t);
+                        out.push(Command::SelectToken(t));
                     }
                 }
             }));
         }
     });
+    out
 }
 
 /// Controls shared by the image views.
@@ -113,15 +117,15 @@ fn draw_image(
 pub fn paint_map(
     app: &mut ClipscopeApp,
     ui: &egui::Ui,
-    key: String,
+    key: MapKey,
     map: &[f32],
     grid: (usize, usize),
     scale: crate::render::Scale,
     crop: egui::Rect,
 ) {
     let smooth = app.settings.smooth;
-    let key = format!("{key}/{}/{:?}/{}", smooth, app.settings.scale, scale.hi);
-    let tex = app.texture(key, || {
+    let key = TextureKey::new(key, smooth, app.settings.scale, scale);
+    let tex = app.textures.get_or_make(&app.ctx, key, || {
         let filter = if smooth {
             egui::TextureOptions::LINEAR
         } else {
@@ -143,7 +147,7 @@ pub fn paint_map(
 pub fn paint_token(
     app: &mut ClipscopeApp,
     ui: &egui::Ui,
-    view: &str,
+    view: MapView,
     score: &PromptScore,
     t: usize,
     info: &crate::worker::ImageInfo,
@@ -151,7 +155,12 @@ pub fn paint_token(
 ) {
     let map = patch_map(&score.dcsm, t);
     let scale = app.scale_for(&map);
-    let key = format!("{view}/{}/{}/{t}", info.id, app.selected_prompt);
+    let key = MapKey::Token {
+        view,
+        image: info.id,
+        prompt: app.selection.prompt,
+        token: t,
+    };
     paint_map(app, ui, key, &map, info.grid, scale, crop);
 }
 
@@ -183,14 +192,14 @@ pub fn outline_patch(ui: &egui::Ui, crop: egui::Rect, grid: (usize, usize), patc
 }
 
 /// The current image, the active token's map on it, chips and a colour bar.
-pub fn overlay_view(app: &mut ClipscopeApp, ui: &mut egui::Ui) {
-    token_chips(app, ui);
+pub fn overlay_view(app: &mut ClipscopeApp, ui: &mut egui::Ui) -> Commands {
+    let mut out = token_chips(app, ui);
     view_controls(app, ui);
     let Some(entry) = app.current_entry() else {
         ui.centered_and_justified(|ui| {
             ui.heading("Drop images here, press Ctrl+O, or pick a demo scene")
         });
-        return;
+        return out;
     };
     let (Some(tex), Some(info)) = (entry.texture.clone(), entry.info().cloned()) else {
         if let super::state::ImageStatus::Failed(m) = &entry.status {
@@ -198,9 +207,9 @@ pub fn overlay_view(app: &mut ClipscopeApp, ui: &mut egui::Ui) {
         } else {
             ui.spinner();
         }
-        return;
+        return out;
     };
-    let score = app.score_of(app.selected_prompt).cloned();
+    let score = app.score_of(app.selection.prompt).cloned();
     let token = app.active_token();
     if let (Some(s), Some(t)) = (&score, token) {
         let map = patch_map(&s.dcsm, t);
@@ -211,7 +220,7 @@ pub fn overlay_view(app: &mut ClipscopeApp, ui: &mut egui::Ui) {
             &format!(
                 "token `{}` of prompt {}",
                 s.tokenized.labels[t],
-                app.selected_prompt + 1
+                app.selection.prompt + 1
             ),
         );
     }
@@ -219,14 +228,15 @@ pub fn overlay_view(app: &mut ClipscopeApp, ui: &mut egui::Ui) {
     let crop = draw_image(app, ui, &tex, avail, &info);
     let grid = info.grid;
     if let (Some(s), Some(t)) = (&score, token) {
-        paint_token(app, ui, "overlay", s, t, &info, crop);
-        let patch = patch_at(response.hover_pos(), crop, grid).or(app.hovered_patch);
+        paint_token(app, ui, MapView::Overlay, s, t, &info, crop);
+        let patch = patch_at(response.hover_pos(), crop, grid);
         if let Some(p) = patch {
             outline_patch(ui, crop, grid, p);
-            app.hovered_patch = Some(p);
+            out.push(Command::HoverPatch(p));
             response.on_hover_ui(|ui| patch_tooltip(ui, s, p, grid));
         }
     }
+    out
 }
 
 /// Every token's value at one patch.
@@ -248,14 +258,15 @@ fn patch_tooltip(ui: &mut egui::Ui, s: &PromptScore, patch: usize, grid: (usize,
 }
 
 /// Small multiples: every token's map at once.
-pub fn grid_view(app: &mut ClipscopeApp, ui: &mut egui::Ui) {
+pub fn grid_view(app: &mut ClipscopeApp, ui: &mut egui::Ui) -> Commands {
+    let mut out = Commands::default();
     view_controls(app, ui);
     let Some((tex, info)) = app.current_view() else {
-        return;
+        return out;
     };
-    let Some(score) = app.score_of(app.selected_prompt).cloned() else {
+    let Some(score) = app.score_of(app.selection.prompt).cloned() else {
         ui.weak("no maps yet");
-        return;
+        return out;
     };
     let locked = app.locked_scale();
     if app.settings.scale == super::state::ScaleMode::Locked {
@@ -275,7 +286,7 @@ pub fn grid_view(app: &mut ClipscopeApp, ui: &mut egui::Ui) {
                         let (rect, r) =
                             ui.allocate_exact_size(egui::vec2(cell, cell), egui::Sense::click());
                         let crop = crop_only(ui, &tex, rect, &info);
-                        paint_token(app, ui, "grid", &score, t, &info, crop);
+                        paint_token(app, ui, MapView::Grid, &score, t, &info, crop);
                         if app.selected_token() == t {
                             ui.painter().rect_stroke(
                                 rect,
@@ -287,7 +298,7 @@ pub fn grid_view(app: &mut ClipscopeApp, ui: &mut egui::Ui) {
                         if r.on_hover_text(format!("{label}: click to select this token"))
                             .clicked()
                         {
-                            app.selected_token = Some(t);
+                            out.push(Command::SelectToken(t));
                         }
                         ui.label(label);
                     });
@@ -297,6 +308,7 @@ pub fn grid_view(app: &mut ClipscopeApp, ui: &mut egui::Ui) {
                 }
             });
     });
+    out
 }
 
 /// Draws only the crop the model saw, filling `rect`; returns `rect`.

@@ -25,15 +25,15 @@ impl ClipscopeApp {
         let Some(d) = demo::scenes().into_iter().nth(index) else {
             return;
         };
-        let id = match self.images.iter().find(|e| e.name == d.name) {
+        let id = match self.gallery.images.iter().find(|e| e.name == d.name) {
             Some(e) => e.id,
             None => self.add_demo(&d),
         };
         self.set_current(id);
         self.prompts = d.prompts.iter().map(|s| s.to_string()).collect();
-        self.selected_prompt = 0;
-        self.selected_token = None;
-        self.pinned = if self.prompts.len() >= 2 {
+        self.selection.prompt = 0;
+        self.selection.token = None;
+        self.selection.pinned = if self.prompts.len() >= 2 {
             [Some(0), Some(1)]
         } else {
             [None, None]
@@ -44,7 +44,7 @@ impl ClipscopeApp {
     /// Adds one demo scene to the gallery with its starter prompts.
     fn add_demo(&mut self, d: &demo::Demo) -> ImageId {
         let id = self.add_image(d.name.into(), ImageInput::Bytes(Arc::new(d.png.to_vec())));
-        if let Some(e) = self.images.iter_mut().find(|e| e.id == id) {
+        if let Some(e) = self.gallery.images.iter_mut().find(|e| e.id == id) {
             e.starters = d.prompts.iter().map(|s| s.to_string()).collect();
         }
         id
@@ -60,15 +60,15 @@ impl ClipscopeApp {
 
     /// Adds an image to the gallery and asks the worker to encode it.
     pub fn add_image(&mut self, name: String, input: ImageInput) -> ImageId {
-        let id = self.next_image_id;
-        self.next_image_id += 1;
+        let id = self.gallery.next_id;
+        self.gallery.next_id += 1;
         self.client.send(Job::EncodeImage {
             image: ImageRef {
                 id,
                 input: input.clone(),
             },
         });
-        self.images.push(ImageEntry {
+        self.gallery.images.push(ImageEntry {
             id,
             name,
             input,
@@ -76,31 +76,32 @@ impl ClipscopeApp {
             texture: None,
             starters: Vec::new(),
         });
-        if self.current.is_none() {
+        if self.gallery.current.is_none() {
             self.set_current(id);
         }
         id
     }
 
     pub fn set_current(&mut self, id: ImageId) {
-        if self.current != Some(id) {
-            self.current = Some(id);
+        if self.gallery.current != Some(id) {
+            self.gallery.current = Some(id);
             self.mark_dirty();
         }
     }
 
     pub fn remove_image(&mut self, id: ImageId) {
-        let Some(pos) = self.images.iter().position(|e| e.id == id) else {
+        let Some(pos) = self.gallery.images.iter().position(|e| e.id == id) else {
             return;
         };
-        self.images.remove(pos);
+        self.gallery.images.remove(pos);
         self.shown.remove(&id);
         self.client.send(Job::Forget { image_id: id });
-        if self.current == Some(id) {
-            self.current = None;
+        if self.gallery.current == Some(id) {
+            self.gallery.current = None;
             if let Some(next) = self
+                .gallery
                 .images
-                .get(pos.min(self.images.len().saturating_sub(1)))
+                .get(pos.min(self.gallery.images.len().saturating_sub(1)))
                 .map(|e| e.id)
             {
                 self.set_current(next);

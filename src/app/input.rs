@@ -44,19 +44,19 @@ impl ClipscopeApp {
             self.paste_image();
         }
         if delete && !typing {
-            if let Some(id) = self.current {
+            if let Some(id) = self.gallery.current {
                 self.remove_image(id);
             }
         }
         if !typing {
             if left {
-                self.selected_token = Some(self.selected_token().saturating_sub(1));
+                self.selection.token = Some(self.selected_token().saturating_sub(1));
             }
             if right {
                 let n = self
-                    .score_of(self.selected_prompt)
+                    .score_of(self.selection.prompt)
                     .map_or(0, |s| s.tokenized.ids.len());
-                self.selected_token = Some((self.selected_token() + 1).min(n.saturating_sub(1)));
+                self.selection.token = Some((self.selected_token() + 1).min(n.saturating_sub(1)));
             }
         }
     }

@@ -3,6 +3,7 @@
 
 use egui_plot::{Bar, BarChart, HLine, Plot};
 
+use super::command::{Command, Commands};
 use super::ClipscopeApp;
 use crate::engine::SmartScore;
 
@@ -11,24 +12,26 @@ const DROPPED: egui::Color32 = egui::Color32::from_rgb(170, 170, 170);
 const OTHER: egui::Color32 = egui::Color32::from_rgb(60, 110, 190);
 const BOTH: egui::Color32 = egui::Color32::from_rgb(140, 60, 160);
 
-pub fn show(app: &mut ClipscopeApp, ui: &mut egui::Ui) {
-    let Some(mine) = app.score_of(app.selected_prompt).cloned() else {
+pub fn show(app: &ClipscopeApp, ui: &mut egui::Ui) -> Commands {
+    let mut out = Commands::default();
+    let Some(mine) = app.score_of(app.selection.prompt).cloned() else {
         ui.weak("no scores yet: type a prompt");
-        return;
+        return out;
     };
     let Some(a) = mine.smartclip.clone() else {
         ui.label("This model has no SmartCLIP mask network (the embedded model and converted SmartCLIP checkpoints have one).");
-        return;
+        return out;
     };
     let n = app.prompts.len();
     let other = app
+        .selection
         .mask_other
-        .filter(|o| *o < n && *o != app.selected_prompt)
-        .or_else(|| (0..n).find(|i| *i != app.selected_prompt));
+        .filter(|o| *o < n && *o != app.selection.prompt)
+        .or_else(|| (0..n).find(|i| *i != app.selection.prompt));
     ui.horizontal(|ui| {
         ui.label(format!(
             "prompt {}: \"{}\" keeps {} of {} dimensions ({:.0}%), SmartCLIP score {:+.4}",
-            app.selected_prompt + 1,
+            app.selection.prompt + 1,
             mine.tokenized.text,
             kept(&a),
             a.mask.len(),
@@ -39,24 +42,24 @@ pub fn show(app: &mut ClipscopeApp, ui: &mut egui::Ui) {
     mask_plot(ui, "mask a", &a, KEPT);
     let Some(o) = other else {
         ui.weak("add a second prompt to compare masks");
-        return;
+        return out;
     };
     ui.horizontal(|ui| {
         ui.label("compare with");
         egui::ComboBox::from_id_salt("mask other")
             .selected_text(format!("prompt {}", o + 1))
             .show_ui(ui, |ui| {
-                for i in (0..n).filter(|i| *i != app.selected_prompt) {
+                for i in (0..n).filter(|i| *i != app.selection.prompt) {
                     let label = format!("{}: {}", i + 1, app.prompts[i]);
                     if ui.selectable_label(o == i, label).clicked() {
-                        app.mask_other = Some(i);
+                        out.push(Command::MaskOther(i));
                     }
                 }
             });
     });
     let Some(b) = app.score_of(o).and_then(|s| s.smartclip.clone()) else {
         ui.weak("waiting for that prompt's scores");
-        return;
+        return out;
     };
     ui.label(format!(
         "prompt {}: \"{}\" keeps {} ({:.0}%), SmartCLIP score {:+.4}",
@@ -68,6 +71,7 @@ pub fn show(app: &mut ClipscopeApp, ui: &mut egui::Ui) {
     ));
     mask_plot(ui, "mask b", &b, OTHER);
     overlap(ui, &a, &b);
+    out
 }
 
 fn kept(s: &SmartScore) -> usize {

@@ -2,16 +2,18 @@
 
 use egui_plot::{Heatmap, Plot, PlotPoint, PlotPoints, Polygon};
 
+use super::command::{Command, Commands};
+use super::textures::MapView;
 use super::{colour, heatmap, ClipscopeApp};
 
-pub fn show(app: &mut ClipscopeApp, ui: &mut egui::Ui) {
-    heatmap::token_chips(app, ui);
-    let Some(score) = app.score_of(app.selected_prompt).cloned() else {
+pub fn show(app: &mut ClipscopeApp, ui: &mut egui::Ui) -> Commands {
+    let mut out = heatmap::token_chips(app, ui);
+    let Some(score) = app.score_of(app.selection.prompt).cloned() else {
         ui.weak("no matrix yet");
-        return;
+        return out;
     };
     let Some((tex, info)) = app.current_view() else {
-        return;
+        return out;
     };
     let m = &score.dcsm;
     let scale = match app.settings.scale {
@@ -106,9 +108,9 @@ pub fn show(app: &mut ClipscopeApp, ui: &mut egui::Ui) {
             let (col, row) = (p.x.floor(), p.y.floor());
             if col >= 0.0 && row >= 0.0 && (col as usize) < cols && (row as usize) < m.rows {
                 let (col, row) = (col as usize, row as usize);
-                app.selected_token = Some(col);
+                out.push(Command::SelectToken(col));
                 if row > 0 {
-                    app.hovered_patch = Some(row - 1);
+                    out.push(Command::HoverPatch(row - 1));
                 }
                 let text = format!(
                     "row {row} ({}), token {col} `{}`: {:+.4}",
@@ -128,11 +130,12 @@ pub fn show(app: &mut ClipscopeApp, ui: &mut egui::Ui) {
             let (rect, _) = ui.allocate_exact_size(egui::vec2(side, side), egui::Sense::hover());
             let crop = heatmap::crop_only(ui, &tex, rect, &info);
             let t = app.selected_token().min(cols - 1);
-            heatmap::paint_token(app, ui, "matrix", &score, t, &info, crop);
-            if let Some(p) = app.hovered_patch {
+            heatmap::paint_token(app, ui, MapView::Matrix, &score, t, &info, crop);
+            if let Some(p) = app.selection.hovered_patch {
                 heatmap::outline_patch(ui, crop, info.grid, p);
             }
             ui.label(format!("token `{}` on the crop the model saw", labels[t]));
         });
     });
+    out
 }

@@ -2,6 +2,7 @@
 
 pub mod client;
 mod colour;
+pub mod command;
 mod compare;
 pub mod demo;
 mod events;
@@ -14,8 +15,10 @@ mod masks;
 mod matrix;
 mod prompts;
 mod scores;
+pub mod selection;
 pub mod state;
 mod status;
+mod textures;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -25,8 +28,12 @@ use crate::dcsm::Matrix;
 use crate::engine::{ModelSource, PromptScore};
 use crate::render::Scale;
 use crate::worker::{ImageId, ImageRef, Job, Worker};
-use client::{Debounce, EngineClient, SystemClock};
+use client::{Clock, Debounce, EngineClient, SystemClock};
+use command::Commands;
+pub use gallery::Gallery;
+pub use selection::Selection;
 use state::*;
+use textures::TextureCache;
 
 /// Starts the desktop app.
 pub fn run() -> anyhow::Result<()> {
@@ -82,30 +89,19 @@ pub struct ClipscopeApp {
     /// The context the worker wakes; rebound to whichever context shows the app.
     repaint: Arc<Mutex<egui::Context>>,
     bound: bool,
-    pub images: Vec<ImageEntry>,
-    pub current: Option<ImageId>,
+    /// The images and which one is shown.
+    pub gallery: Gallery,
+    /// The prompt, token, patch and pins the views show.
+    pub selection: Selection,
     pub prompts: Vec<String>,
-    pub selected_prompt: usize,
-    /// The token the user chose (None: the first content word of the selected prompt).
-    pub selected_token: Option<usize>,
-    /// Token under the pointer this frame (chips or matrix), shown instead of the selection.
-    pub hovered_token: Option<usize>,
-    /// Patch under the pointer this frame (image or matrix row), 0-based, CLS excluded.
-    pub hovered_patch: Option<usize>,
-    pub pinned: [Option<usize>; 2],
-    /// The word compared in the compare view (None: EOS).
-    pub compare_word: Option<String>,
-    /// The prompt whose SmartCLIP mask the masks view compares with the selected one.
-    pub mask_other: Option<usize>,
     pub shown: HashMap<ImageId, Shown>,
-    next_image_id: u64,
     pub settings: Settings,
     pub model: ModelState,
     pub notices: Vec<Notice>,
     pub timings: Timings,
     /// Images the worker encoded (ImageReady events) since start: typing must not raise it.
     pub encodes: usize,
-    textures: HashMap<String, egui::TextureHandle>,
+    textures: TextureCache,
     stats_printed: Instant,
     /// When the app was created (for the time to the first maps).
     started: Instant,
@@ -130,7 +126,7 @@ impl ClipscopeApp {
                         app.add_path(path);
                     }
                 }
-                if app.images.is_empty() {
+                if app.gallery.images.is_empty() {
                     app.add_demos();
                 }
             }
@@ -142,8 +138,18 @@ impl ClipscopeApp {
         app
     }
 
-    /// An app with no images or prompts that loads `model` (tests start here).
+    /// An app with no images or prompts that loads `model`.
     pub fn with_model(ctx: &egui::Context, model: ModelSource) -> Self {
+        Self::with_model_and_clock(ctx, model, Box::new(SystemClock))
+    }
+
+    /// As `with_model`, with the debounce on `clock` (tests move a manual clock instead of
+    /// sleeping).
+    pub fn with_model_and_clock(
+        ctx: &egui::Context,
+        model: ModelSource,
+        clock: Box<dyn Clock>,
+    ) -> Self {
         let repaint = Arc::new(Mutex::new(ctx.clone()));
         let target = repaint.clone();
         let worker = Worker::spawn(move || {
@@ -152,28 +158,20 @@ impl ClipscopeApp {
             }
         });
         let mut app = Self {
-            client: EngineClient::new(worker, Box::new(SystemClock)),
+            client: EngineClient::new(worker, clock),
             ctx: ctx.clone(),
             repaint,
             bound: false,
-            images: Vec::new(),
-            current: None,
+            gallery: Gallery::default(),
             prompts: Vec::new(),
-            selected_prompt: 0,
-            selected_token: None,
-            hovered_token: None,
-            hovered_patch: None,
-            pinned: [None, None],
-            compare_word: None,
-            mask_other: None,
+            selection: Selection::default(),
             shown: HashMap::new(),
-            next_image_id: 1,
             settings: Settings::default(),
             model: ModelState::default(),
             notices: Vec::new(),
             timings: Timings::default(),
             encodes: 0,
-            textures: HashMap::new(),
+            textures: TextureCache::default(),
             stats_printed: Instant::now(),
             started: Instant::now(),
             state_file: None,
@@ -195,12 +193,28 @@ impl ClipscopeApp {
     }
 
     pub fn current_entry(&self) -> Option<&ImageEntry> {
-        self.images.iter().find(|e| Some(e.id) == self.current)
+        self.gallery.current_entry()
     }
 
     /// Prompts changed (or the image): score again after the debounce.
     pub fn mark_dirty(&mut self) {
         self.client.mark_dirty();
+    }
+
+    /// Whether an edit is waiting for the debounce.
+    pub fn debouncing(&self) -> bool {
+        self.client.debouncing()
+    }
+
+    /// Blocks up to `timeout` for the worker's next event and applies it; false if none came.
+    pub fn wait_for_worker(&mut self, timeout: Duration) -> bool {
+        match self.client.wait_event(timeout) {
+            Some(event) => {
+                self.on_event(event);
+                true
+            }
+            None => false,
+        }
     }
 
     /// Whether a scoring request is on its way.
@@ -210,7 +224,7 @@ impl ClipscopeApp {
 
     /// The results currently shown for the current image.
     pub fn current_shown(&self) -> Option<&Shown> {
-        self.current.and_then(|id| self.shown.get(&id))
+        self.gallery.current.and_then(|id| self.shown.get(&id))
     }
 
     /// The score of prompt `index` (an index into `self.prompts`), if scored.
@@ -223,8 +237,8 @@ impl ClipscopeApp {
     /// The selected token: the user's choice, else the first content word of the selected
     /// prompt ("circle"'s colour in "a red circle", not SOS), so a map that means something shows.
     pub fn selected_token(&self) -> usize {
-        self.selected_token.unwrap_or_else(|| {
-            self.score_of(self.selected_prompt)
+        self.selection.token.unwrap_or_else(|| {
+            self.score_of(self.selection.prompt)
                 .and_then(|s| s.tokenized.first_content_token())
                 .unwrap_or(0)
         })
@@ -232,10 +246,11 @@ impl ClipscopeApp {
 
     /// The token whose map is displayed: hovered, else selected (clamped to the prompt).
     pub fn active_token(&self) -> Option<usize> {
-        let score = self.score_of(self.selected_prompt)?;
+        let score = self.score_of(self.selection.prompt)?;
         let n = score.tokenized.ids.len();
         Some(
-            self.hovered_token
+            self.selection
+                .hovered_token
                 .unwrap_or(self.selected_token())
                 .min(n.saturating_sub(1)),
         )
@@ -297,21 +312,6 @@ impl ClipscopeApp {
         self.client.score(image, prompts, prompt_index);
     }
 
-    /// A cached texture, made by `make` when missing.
-    pub fn texture(
-        &mut self,
-        key: String,
-        make: impl FnOnce() -> (egui::ColorImage, egui::TextureOptions),
-    ) -> egui::TextureHandle {
-        if let Some(t) = self.textures.get(&key) {
-            return t.clone();
-        }
-        let (image, options) = make();
-        let t = self.ctx.load_texture(key.clone(), image, options);
-        self.textures.insert(key, t.clone());
-        t
-    }
-
     /// The whole UI (the eframe app and the tests both call this).
     pub fn show(&mut self, ui: &mut egui::Ui) {
         let start = Instant::now();
@@ -323,21 +323,24 @@ impl ClipscopeApp {
             }
         }
         self.pump();
-        self.hovered_token = None;
-        self.hovered_patch = None;
         self.handle_input(ui.ctx());
-        status::top_bar(self, ui);
-        status::bottom_bar(self, ui);
-        gallery::show(self, ui);
-        prompts::show(self, ui);
-        egui::CentralPanel::default().show(ui, |ui| match self.settings.view {
-            View::Overlay => heatmap::overlay_view(self, ui),
-            View::Grid => heatmap::grid_view(self, ui),
-            View::Matrix => matrix::show(self, ui),
-            View::Compare => compare::show(self, ui),
-            View::Masks => masks::show(self, ui),
-        });
-        gallery::drop_overlay(self, ui);
+        let mut commands = Commands::default();
+        commands.append(status::top_bar(self, ui));
+        commands.append(status::bottom_bar(self, ui));
+        commands.append(gallery::show(&self.gallery, ui));
+        commands.append(prompts::show(self, ui));
+        let view = egui::CentralPanel::default()
+            .show(ui, |ui| match self.settings.view {
+                View::Overlay => heatmap::overlay_view(self, ui),
+                View::Grid => heatmap::grid_view(self, ui),
+                View::Matrix => matrix::show(self, ui),
+                View::Compare => compare::show(self, ui),
+                View::Masks => masks::show(self, ui),
+            })
+            .inner;
+        commands.append(view);
+        gallery::drop_overlay(ui);
+        self.apply(commands);
         self.timings.push_frame(start.elapsed().as_secs_f32() * 1e3);
     }
 
@@ -346,6 +349,7 @@ impl ClipscopeApp {
         Persisted {
             prompts: self.prompts.clone(),
             image_paths: self
+                .gallery
                 .images
                 .iter()
                 .filter_map(|e| e.path().cloned())

@@ -1,8 +1,11 @@
 //! The prompt list (edit, add, remove, reorder, pin for compare) and the score bars beneath it.
 
+use super::command::{Command, Commands};
 use super::{scores, ClipscopeApp};
 
-pub fn show(app: &mut ClipscopeApp, ui: &mut egui::Ui) {
+/// The prompt list; its text fields edit `app.prompts` in place, everything else is a command.
+pub fn show(app: &mut ClipscopeApp, ui: &mut egui::Ui) -> Commands {
+    let mut out = Commands::default();
     egui::Panel::right("prompts")
         .resizable(true)
         .default_size(430.0)
@@ -19,13 +22,13 @@ pub fn show(app: &mut ClipscopeApp, ui: &mut egui::Ui) {
             let n = app.prompts.len();
             for i in 0..n {
                 ui.horizontal(|ui| {
-                    let selected = app.selected_prompt == i;
+                    let selected = app.selection.prompt == i;
                     if ui
                         .selectable_label(selected, format!("{}", i + 1))
                         .on_hover_text("Show this prompt's maps")
                         .clicked()
                     {
-                        action = Some(Action::Select(i));
+                        action = Some(Command::SelectPrompt(i));
                     }
                     // Buttons from the right edge, the text field takes what is left.
                     ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
@@ -34,19 +37,19 @@ pub fn show(app: &mut ClipscopeApp, ui: &mut egui::Ui) {
                             .on_hover_text("Remove this prompt")
                             .clicked()
                         {
-                            action = Some(Action::Remove(i));
+                            action = Some(Command::RemovePrompt(i));
                         }
                         if ui.small_button("up").on_hover_text("Move up").clicked() {
-                            action = Some(Action::Up(i));
+                            action = Some(Command::MovePromptUp(i));
                         }
                         for (slot, name) in [(1usize, "B"), (0, "A")] {
-                            let pinned = app.pinned[slot] == Some(i);
+                            let pinned = app.selection.pinned[slot] == Some(i);
                             if ui
                                 .selectable_label(pinned, name)
                                 .on_hover_text(format!("Pin as {name} for the compare view"))
                                 .clicked()
                             {
-                                action = Some(Action::Pin(slot, i));
+                                action = Some(Command::TogglePin { slot, prompt: i });
                             }
                         }
                         let edit = egui::TextEdit::singleline(&mut app.prompts[i])
@@ -56,10 +59,10 @@ pub fn show(app: &mut ClipscopeApp, ui: &mut egui::Ui) {
                             .add(edit)
                             .on_hover_text("Edit: every keystroke re-scores");
                         if r.changed() {
-                            action = Some(Action::Edited(i));
+                            action = Some(Command::PromptEdited(i));
                         }
                         if r.gained_focus() {
-                            action = Some(Action::Select(i));
+                            action = Some(Command::SelectPrompt(i));
                         }
                     });
                 });
@@ -84,7 +87,7 @@ pub fn show(app: &mut ClipscopeApp, ui: &mut egui::Ui) {
                     .on_hover_text("Add an empty prompt")
                     .clicked()
                 {
-                    action = Some(Action::Add);
+                    action = Some(Command::AddPrompt);
                 }
                 ui.menu_button("Starters", |ui| {
                     ui.label("One lesson per scene: its image and prompts");
@@ -94,7 +97,7 @@ pub fn show(app: &mut ClipscopeApp, ui: &mut egui::Ui) {
                             .on_hover_text(format!("{}\n{}", d.point, d.prompts.join("\n")))
                             .clicked()
                         {
-                            action = Some(Action::Lesson(i));
+                            action = Some(Command::StartLesson(i));
                             ui.close();
                         }
                     }
@@ -102,67 +105,24 @@ pub fn show(app: &mut ClipscopeApp, ui: &mut egui::Ui) {
                 .response
                 .on_hover_text("Lessons: recognition, binding, spatial, negation and more");
             });
-            if let Some(a) = action {
-                apply(app, a);
-            }
+            out.append(action.into());
             ui.separator();
             scores::show(app, ui);
         });
-}
-
-enum Action {
-    Select(usize),
-    Edited(usize),
-    Pin(usize, usize),
-    Up(usize),
-    Remove(usize),
-    Add,
-    Lesson(usize),
-}
-
-fn apply(app: &mut ClipscopeApp, action: Action) {
-    match action {
-        Action::Select(i) => app.selected_prompt = i,
-        Action::Edited(i) => {
-            app.selected_prompt = i;
-            app.mark_dirty();
-        }
-        Action::Pin(slot, i) => {
-            app.pinned[slot] = if app.pinned[slot] == Some(i) {
-                None
-            } else {
-                Some(i)
-            };
-            if app.pinned.iter().all(Option::is_some) {
-                app.settings.view = super::state::View::Compare;
-            }
-        }
-        Action::Up(i) if i > 0 => {
-            app.prompts.swap(i, i - 1);
-            app.pinned = [None, None];
-            app.mark_dirty();
-        }
-        Action::Up(_) => {}
-        Action::Remove(i) => app.remove_prompt(i),
-        Action::Add => app.add_prompt(String::new()),
-        Action::Lesson(i) => app.start_lesson(i),
-    }
+    out
 }
 
 impl ClipscopeApp {
     pub fn add_prompt(&mut self, text: String) {
         self.prompts.push(text);
-        self.selected_prompt = self.prompts.len() - 1;
+        self.selection.prompt = self.prompts.len() - 1;
         self.mark_dirty();
     }
 
     pub fn remove_prompt(&mut self, i: usize) {
         if i < self.prompts.len() {
             self.prompts.remove(i);
-            self.pinned = [None, None];
-            self.selected_prompt = self
-                .selected_prompt
-                .min(self.prompts.len().saturating_sub(1));
+            self.selection.prompts_changed(self.prompts.len());
             self.mark_dirty();
         }
     }

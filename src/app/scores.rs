@@ -67,7 +67,7 @@ pub fn show(app: &mut ClipscopeApp, ui: &mut egui::Ui) {
         ui.weak("no scores yet");
         return;
     }
-    let selected = app.selected_prompt;
+    let selected = app.selection.prompt;
     for s in series {
         ui.label(&s.name).on_hover_text(s.help);
         if s.help == DCSM_HELP {

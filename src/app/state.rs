@@ -20,7 +20,7 @@ pub enum View {
 }
 
 /// How map values become colours.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum ScaleMode {
     /// One symmetric scale over every map of every prompt (colours compare across maps).
     Locked,
@@ -36,6 +36,14 @@ pub struct Settings {
     pub opacity: f32,
     pub smooth: bool,
     pub show_crop: bool,
+    /// Encode, score and frame times in the status bar (off: a steady picture for snapshots
+    /// and demos). Saved states from before this setting show them.
+    #[serde(default = "shown")]
+    pub show_timings: bool,
+}
+
+fn shown() -> bool {
+    true
 }
 
 impl Default for Settings {
@@ -46,6 +54,7 @@ impl Default for Settings {
             opacity: 0.6,
             smooth: false,
             show_crop: true,
+            show_timings: true,
         }
     }
 }

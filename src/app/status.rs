@@ -1,24 +1,27 @@
 //! The top bar (menus, views) and the status bar (model, device, timings, messages).
 
+use super::command::{Command, Commands};
 use super::state::View;
 use super::{export, ClipscopeApp};
 use crate::engine::ModelSource;
 use crate::io::source::KNOWN_HUB_IDS;
 
-pub fn top_bar(app: &mut ClipscopeApp, ui: &mut egui::Ui) {
+/// Menus and the view tabs (the tabs edit the view setting in place).
+pub fn top_bar(app: &mut ClipscopeApp, ui: &mut egui::Ui) -> Commands {
+    let mut out = Commands::default();
     egui::Panel::top("menu").show(ui, |ui| {
         ui.horizontal(|ui| {
             ui.menu_button("File", |ui| {
                 if ui.button("Open images…  (Ctrl+O)").clicked() {
-                    app.open_dialog();
+                    out.push(Command::OpenImages);
                     ui.close();
                 }
                 if ui.button("Paste image  (Ctrl+V)").clicked() {
-                    app.paste_image();
+                    out.push(Command::PasteImage);
                     ui.close();
                 }
                 if ui.button("Add demo scenes").clicked() {
-                    app.add_demos();
+                    out.push(Command::AddDemos);
                     ui.close();
                 }
                 ui.separator();
@@ -29,12 +32,12 @@ pub fn top_bar(app: &mut ClipscopeApp, ui: &mut egui::Ui) {
                     (export::What::MatrixCsv, "Export matrix as CSV…"),
                 ] {
                     if ui.button(label).clicked() {
-                        export::export_dialog(app, what);
+                        out.push(Command::Export(what));
                         ui.close();
                     }
                 }
             });
-            ui.menu_button("Model", |ui| model_menu(app, ui));
+            ui.menu_button("Model", |ui| out.append(model_menu(ui)));
             ui.separator();
             for (view, name, tip) in [
                 (
@@ -62,17 +65,23 @@ pub fn top_bar(app: &mut ClipscopeApp, ui: &mut egui::Ui) {
                 ui.selectable_value(&mut app.settings.view, view, name)
                     .on_hover_text(tip);
             }
+            ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+                ui.checkbox(&mut app.settings.show_timings, "timings")
+                    .on_hover_text("Encode, score and frame times in the status bar");
+            });
         });
     });
+    out
 }
 
-fn model_menu(app: &mut ClipscopeApp, ui: &mut egui::Ui) {
+fn model_menu(ui: &mut egui::Ui) -> Commands {
+    let mut out = Commands::default();
     if ui
         .button("Embedded shapes-world model")
         .on_hover_text("The small CLIP trained by clipscope, always available offline")
         .clicked()
     {
-        app.load_model(ModelSource::Embedded);
+        out.push(Command::LoadModel(ModelSource::Embedded));
         ui.close();
     }
     if ui
@@ -80,9 +89,7 @@ fn model_menu(app: &mut ClipscopeApp, ui: &mut egui::Ui) {
         .on_hover_text("A folder with config.json and model.safetensors")
         .clicked()
     {
-        if let Some(dir) = rfd::FileDialog::new().pick_folder() {
-            app.load_model(ModelSource::Folder(dir));
-        }
+        out.push(Command::PickModelFolder);
         ui.close();
     }
     ui.separator();
@@ -93,13 +100,16 @@ fn model_menu(app: &mut ClipscopeApp, ui: &mut egui::Ui) {
             .on_hover_text("Downloads into the standard Hugging Face cache (needs a network)")
             .clicked()
         {
-            app.load_model(ModelSource::Hub(id.to_string()));
+            out.push(Command::LoadModel(ModelSource::Hub(id.to_string())));
             ui.close();
         }
     }
+    out
 }
 
-pub fn bottom_bar(app: &mut ClipscopeApp, ui: &mut egui::Ui) {
+/// Messages, the model, its device and the timings.
+pub fn bottom_bar(app: &ClipscopeApp, ui: &mut egui::Ui) -> Commands {
+    let mut out = Commands::default();
     egui::Panel::bottom("status").show(ui, |ui| {
         let mut dismiss = None;
         for (i, n) in app.notices.iter().enumerate() {
@@ -112,7 +122,7 @@ pub fn bottom_bar(app: &mut ClipscopeApp, ui: &mut egui::Ui) {
             });
         }
         if let Some(i) = dismiss {
-            app.notices.remove(i);
+            out.push(Command::DismissNotice(i));
         }
         ui.horizontal(|ui| {
             if let Some(source) = &app.model.loading {
@@ -129,9 +139,14 @@ pub fn bottom_bar(app: &mut ClipscopeApp, ui: &mut egui::Ui) {
                     }
                 }
             } else if let Some(info) = &app.model.info {
-                ui.label(format!("model: {}", info.name)).on_hover_text(format!(
-                    "{}×{} patches of a {} px input, {}-d embeddings, {} text tokens; loaded in {:.0} ms",
-                    info.grid.0, info.grid.1, info.image_size, info.projection_dim, info.context, info.load_ms
+                // A folder by its own name (the whole path is in the tooltip).
+                let short = match &app.model.source {
+                    Some(ModelSource::Folder(p)) => p.file_name().map(|n| n.to_string_lossy().into_owned()),
+                    _ => None,
+                };
+                ui.label(format!("model: {}", short.as_deref().unwrap_or(&info.name))).on_hover_text(format!(
+                    "{}\n{}×{} patches of a {} px input, {}-d embeddings, {} text tokens; loaded in {:.0} ms",
+                    info.name, info.grid.0, info.grid.1, info.image_size, info.projection_dim, info.context, info.load_ms
                 ));
                 ui.separator();
                 ui.label(&info.device);
@@ -139,17 +154,28 @@ pub fn bottom_bar(app: &mut ClipscopeApp, ui: &mut egui::Ui) {
                 ui.label("no model");
             }
             ui.separator();
-            let t = &app.timings;
-            let ms = |v: Option<f64>| v.map_or("–".into(), |v| format!("{v:.0} ms"));
-            ui.label(format!("encode {}", ms(t.encode_ms))).on_hover_text("last image: decode, preprocess and vision tower");
-            ui.label(format!("score {}", ms(t.score_ms))).on_hover_text("last prompt set: text tower and DCSMs");
-            ui.label(format!("edit-to-maps {}", ms(t.edit_to_maps_ms))).on_hover_text("from sending a prompt edit to its maps arriving");
-            if let Some((median, max)) = t.frame_summary() {
-                ui.label(format!("ui {median:.1}/{max:.1} ms")).on_hover_text("UI code per frame: median / max of recent frames");
+            if app.settings.show_timings {
+                timings(&app.timings, ui);
             }
             if app.busy() {
                 ui.spinner();
             }
         });
     });
+    out
+}
+
+/// Encode, score, edit-to-maps and frame times.
+fn timings(t: &super::state::Timings, ui: &mut egui::Ui) {
+    let ms = |v: Option<f64>| v.map_or("–".into(), |v| format!("{v:.0} ms"));
+    ui.label(format!("encode {}", ms(t.encode_ms)))
+        .on_hover_text("last image: decode, preprocess and vision tower");
+    ui.label(format!("score {}", ms(t.score_ms)))
+        .on_hover_text("last prompt set: text tower and DCSMs");
+    ui.label(format!("edit-to-maps {}", ms(t.edit_to_maps_ms)))
+        .on_hover_text("from sending a prompt edit to its maps arriving");
+    if let Some((median, max)) = t.frame_summary() {
+        ui.label(format!("ui {median:.1}/{max:.1} ms"))
+            .on_hover_text("UI code per frame: median / max of recent frames");
+    }
 }

@@ -47,7 +47,7 @@ pub enum Job {
     /// Drop an image from the cache.
     Forget { image_id: ImageId },
     /// Panics inside the worker (to prove panic recovery; tests only).
-    #[cfg(feature = "test-hooks")]
+    #[cfg(any(test, feature = "test-hooks"))]
     Panic,
 }
 
