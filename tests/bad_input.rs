@@ -134,3 +134,96 @@ fn one_pixel_and_very_wide_images_preprocess() {
         p.crop
     );
 }
+
+/// The tiny fixture model (real tokenizer, random towers).
+fn tiny() -> clipscope::engine::LoadedModel {
+    clipscope::engine::LoadedModel::from_folder(&common::parity("tiny_quick_gelu"), "tiny").unwrap()
+}
+
+#[test]
+fn strange_prompts_encode_or_say_why() {
+    let model = tiny();
+    let context = model.config().text.max_position_embeddings;
+    let prompts = [
+        "a red circle ".repeat(7_700), // about 100,000 characters
+        "a red\0circle\0".into(),
+        "🐶🐱🦊🐻".into(),
+        "كلب أحمر بجانب دائرة".into(),                 // right to left
+        "a\u{301}\u{302}\u{303} ci\u{327}rcle".into(), // combining marks
+        "<|endoftext|>".into(),
+        "<|startoftext|><|endoftext|><|endoftext|>".into(),
+        "\u{202e}elcric der a".into(), // a right-to-left override
+    ];
+    for prompt in &prompts {
+        let tokenized = model.tokenize(prompt).unwrap();
+        assert!(
+            tokenized.ids.len() <= context,
+            "{prompt:.40}: longer than the context"
+        );
+        assert_eq!(
+            tokenized.ids.first(),
+            Some(&49406),
+            "{prompt:.40}: starts with SOS"
+        );
+        assert_eq!(
+            tokenized.ids[tokenized.eos_index()],
+            49407,
+            "{prompt:.40}: pooled at an EOS"
+        );
+    }
+    assert!(model.tokenize(&prompts[0]).unwrap().truncated);
+    let encoded = model.encode_prompts(&prompts).unwrap();
+    for (p, t) in prompts.iter().zip(&encoded.tokens) {
+        let values: Vec<f32> = t.flatten_all().unwrap().to_vec1().unwrap();
+        assert!(values.iter().all(|v| v.is_finite()), "{p:.40}: not finite");
+    }
+}
+
+#[test]
+fn hostile_image_files_give_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    // A folder given as an image.
+    let err = decode_file(dir.path()).unwrap_err().to_string();
+    assert!(err.contains(&dir.path().display().to_string()), "{err}");
+    // A PNG whose header says 0×0.
+    let err = decode_bytes(&common::png_claiming(0, 0))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("decode") || err.contains("no pixels"), "{err}");
+    // A GIF bomb: a 65,535² screen and frame in a few bytes.
+    let mut gif = b"GIF89a".to_vec();
+    gif.extend([0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x00]);
+    gif.extend([0x2c, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0x00]);
+    gif.extend([0x02, 0x02, 0x4c, 0x01, 0x00, 0x3b]);
+    let err = decode_bytes(&gif).unwrap_err().to_string();
+    assert!(
+        err.contains("65535×65535") && err.contains("larger than"),
+        "{err}"
+    );
+    // A TIFF bomb: 100,000² pixels of 8-bit grey declared in one IFD.
+    let mut tiff = b"II*\0".to_vec();
+    tiff.extend(8u32.to_le_bytes());
+    let entries: [(u16, u16, u32); 7] = [
+        (256, 4, 100_000), // ImageWidth (LONG)
+        (257, 4, 100_000), // ImageLength
+        (258, 3, 8),       // BitsPerSample
+        (259, 3, 1),       // no compression
+        (262, 3, 1),       // black is zero
+        (273, 4, 200),     // StripOffsets
+        (279, 4, 10),      // StripByteCounts
+    ];
+    tiff.extend((entries.len() as u16).to_le_bytes());
+    for (tag, kind, value) in entries {
+        tiff.extend(tag.to_le_bytes());
+        tiff.extend(kind.to_le_bytes());
+        tiff.extend(1u32.to_le_bytes());
+        tiff.extend(value.to_le_bytes());
+    }
+    tiff.extend(0u32.to_le_bytes());
+    tiff.resize(210, 0);
+    let err = decode_bytes(&tiff).unwrap_err().to_string();
+    assert!(
+        err.contains("larger than") || err.contains("decode"),
+        "{err}"
+    );
+}

@@ -1,5 +1,6 @@
-//! Broken model folders give one clear error each: missing or wrong-shaped tensors, configs
-//! without a vision tower or with an unknown activation.
+//! Broken and hostile model folders give one clear error each: missing or wrong-shaped tensors,
+//! configs without a vision tower or with an unknown activation, absurd sizes, oversized or
+//! deeply nested files, headers that promise more than the file holds, a tokenizer that is not one.
 
 mod common;
 use candle_core::{Device, Tensor};
@@ -85,6 +86,102 @@ fn config_without_vision_config_is_refused() {
 fn unknown_activation_is_refused() {
     let dir = broken(|_| {}, |c| c["text_config"]["hidden_act"] = "swiglu".into());
     assert!(load_error(&dir).contains("unknown hidden_act \"swiglu\""));
+}
+
+#[test]
+fn absurd_sizes_are_refused_before_anything_is_allocated() {
+    let cases: [(&str, &str, serde_json::Value, &str); 6] = [
+        (
+            "vision_config",
+            "hidden_size",
+            1_000_000_000.into(),
+            "hidden_size",
+        ),
+        (
+            "text_config",
+            "num_hidden_layers",
+            1_000_000.into(),
+            "num_hidden_layers",
+        ),
+        (
+            "vision_config",
+            "image_size",
+            1_000_000.into(),
+            "image_size",
+        ),
+        ("vision_config", "patch_size", 0.into(), "patch_size"),
+        (
+            "vision_config",
+            "num_attention_heads",
+            5.into(),
+            "divisible",
+        ),
+        ("text_config", "vocab_size", u64::MAX.into(), "vocab_size"),
+    ];
+    for (tower, key, value, needle) in cases {
+        let dir = broken(|_| {}, |c| c[tower][key] = value.clone());
+        let start = std::time::Instant::now();
+        let err = load_error(&dir);
+        assert!(err.contains(needle), "{tower}.{key} = {value}: {err}");
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(5),
+            "{tower}.{key} was not refused at once"
+        );
+    }
+    // Sizes each within reason whose product is not: 16 G parameters at most.
+    let dir = broken(
+        |_| {},
+        |c| {
+            c["vision_config"]["hidden_size"] = 16_384.into();
+            c["vision_config"]["intermediate_size"] = 131_072.into();
+            c["vision_config"]["num_hidden_layers"] = 256.into();
+            c["vision_config"]["num_attention_heads"] = 16.into();
+        },
+    );
+    assert!(load_error(&dir).contains("16 G parameters"));
+}
+
+#[test]
+fn oversized_and_deeply_nested_configs_are_refused() {
+    let dir = broken(|_| {}, |_| {});
+    // 100 MB of config.json (sparse: the file claims the size, the disk holds nothing).
+    let f = std::fs::File::create(dir.path().join("config.json")).unwrap();
+    f.set_len(100 << 20).unwrap();
+    drop(f);
+    let err = load_error(&dir);
+    assert!(
+        err.contains("config.json") && err.contains("too large"),
+        "{err}"
+    );
+    // Nested a million levels deep: within the size limit, refused by the parser's depth limit.
+    std::fs::write(dir.path().join("config.json"), "[".repeat(1_000_000)).unwrap();
+    let err = load_error(&dir);
+    assert!(err.contains("config.json is not valid"), "{err}");
+}
+
+#[test]
+fn a_header_promising_more_than_the_file_holds_is_refused() {
+    let dir = broken(|_| {}, |_| {});
+    let path = dir.path().join("model.safetensors");
+    let mut bytes = std::fs::read(&path).unwrap();
+    // A header length far past the end of the file.
+    bytes[..8].copy_from_slice(&(1u64 << 40).to_le_bytes());
+    std::fs::write(&path, &bytes).unwrap();
+    let err = load_error(&dir);
+    assert!(
+        err.contains("model.safetensors") && err.contains("header"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_tokenizer_json_that_is_not_one_is_refused() {
+    let dir = broken(|_| {}, |_| {});
+    for text in ["{\"version\": \"1.0\"}", "not json at all", ""] {
+        std::fs::write(dir.path().join("tokenizer.json"), text).unwrap();
+        let err = load_error(&dir);
+        assert!(err.contains("tokenizer.json"), "{text:?}: {err}");
+    }
 }
 
 /// The embedded model's files in a folder, with the heads' files as given.

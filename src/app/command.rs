@@ -2,6 +2,7 @@
 //! of the frame (as egui_demo_app's `wrap_app.rs` does), so no panel changes what another panel of
 //! the same frame reads.
 
+use super::dialogs::Purpose;
 use super::export::What;
 use super::ClipscopeApp;
 use crate::engine::ModelSource;
@@ -87,12 +88,8 @@ impl ClipscopeApp {
             Command::ShowImage(id) => self.set_current(id),
             Command::RemoveImage(id) => self.remove_image(id),
             Command::LoadModel(source) => self.load_model(source),
-            Command::PickModelFolder => {
-                if let Some(dir) = rfd::FileDialog::new().pick_folder() {
-                    self.load_model(ModelSource::Folder(dir));
-                }
-            }
-            Command::Export(what) => super::export::export_dialog(self, what),
+            Command::PickModelFolder => self.dialogs.start(Purpose::ModelFolder, &self.ctx),
+            Command::Export(what) => self.dialogs.start(Purpose::Export(what), &self.ctx),
             Command::SelectPrompt(i) => self.selection.prompt = i,
             Command::PromptEdited(i) => {
                 self.selection.prompt = i;

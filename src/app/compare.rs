@@ -20,11 +20,20 @@ fn token_for(score: &PromptScore, word: Option<&str>) -> usize {
     .unwrap_or(score.tokenized.ids.len() - 1)
 }
 
+/// The prompts compared: the pinned ones, else the first two (so the view never opens empty).
+fn pair(pinned: [Option<usize>; 2], prompts: usize) -> Option<(usize, usize)> {
+    let a = pinned[0].filter(|a| *a < prompts).unwrap_or(0);
+    let b = pinned[1]
+        .filter(|b| *b < prompts)
+        .or_else(|| (0..prompts).find(|i| *i != a))?;
+    (a < prompts && a != b).then_some((a, b))
+}
+
 pub fn show(app: &mut ClipscopeApp, ui: &mut egui::Ui) -> Commands {
     let mut out = Commands::default();
-    let [Some(a), Some(b)] = app.selection.pinned else {
+    let Some((a, b)) = pair(app.selection.pinned, app.prompts.len()) else {
         ui.heading("Compare two prompts");
-        ui.label("Pin two prompts with the A and B buttons in the prompt list, e.g. \"a red circle\" and \"a red circle and no blue square\".");
+        ui.label("Add a second prompt, e.g. \"a red circle\" and \"a red circle and no blue square\"; pin others with the A and B buttons in the prompt list.");
         return out;
     };
     let (Some(sa), Some(sb)) = (app.score_of(a).cloned(), app.score_of(b).cloned()) else {
@@ -136,4 +145,19 @@ pub fn show(app: &mut ClipscopeApp, ui: &mut egui::Ui) -> Commands {
         }
     });
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pair;
+
+    #[test]
+    fn the_view_compares_the_pins_else_the_first_two_prompts() {
+        assert_eq!(pair([None, None], 3), Some((0, 1)));
+        assert_eq!(pair([Some(2), None], 3), Some((2, 0)));
+        assert_eq!(pair([Some(1), Some(2)], 3), Some((1, 2)));
+        assert_eq!(pair([Some(1), Some(1)], 3), None, "the same prompt twice");
+        assert_eq!(pair([Some(5), None], 3), Some((0, 1)), "a stale pin");
+        assert_eq!(pair([None, None], 1), None);
+    }
 }

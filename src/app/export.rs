@@ -15,22 +15,19 @@ pub enum What {
     MatrixCsv,
 }
 
-/// Asks where to save, then writes the file (atomically) and reports the outcome.
-pub fn export_dialog(app: &mut ClipscopeApp, what: What) {
-    let (name, ext) = match what {
+/// The file name a save dialog proposes for `what`, and its extension.
+pub fn file_name(what: What) -> (&'static str, &'static str) {
+    match what {
         What::Overlay => ("overlay.png", "png"),
         What::Grid => ("token-grid.png", "png"),
         What::MatrixPng => ("dcsm.png", "png"),
         What::MatrixCsv => ("dcsm.csv", "csv"),
-    };
-    let Some(path) = rfd::FileDialog::new()
-        .set_file_name(name)
-        .add_filter(ext, &[ext])
-        .save_file()
-    else {
-        return;
-    };
-    match export(app, what, &path) {
+    }
+}
+
+/// Writes `what` to the path a dialog chose (atomically) and reports the outcome.
+pub fn save(app: &mut ClipscopeApp, what: What, path: &Path) {
+    match export(app, what, path) {
         Ok(()) => app.notice(format!("saved {}", path.display()), false),
         Err(e) => app.notice(format!("could not save {}: {e:#}", path.display()), true),
     }

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use super::demo;
+use super::dialogs::{Answer, Purpose};
 use super::state::*;
 use super::ClipscopeApp;
 use crate::worker::{ImageId, ImageInput, ImageRef, Job};
@@ -109,18 +110,36 @@ impl ClipscopeApp {
         }
     }
 
-    /// Asks for image files with the system's dialog.
+    /// Asks for image files (the system's dialog, else the built-in browser); they arrive
+    /// through `on_dialog`.
     pub fn open_dialog(&mut self) {
-        let files = rfd::FileDialog::new()
-            .add_filter(
-                "images",
-                &[
-                    "png", "jpg", "jpeg", "gif", "bmp", "webp", "tif", "tiff", "pnm", "tga", "ico",
-                ],
-            )
-            .pick_files();
-        for path in files.unwrap_or_default() {
-            self.add_path(path);
+        self.dialogs.start(Purpose::OpenImages, &self.ctx);
+    }
+
+    /// A dialog's answer: add the images, load the model folder, write the export.
+    pub(super) fn on_dialog(&mut self, answer: Answer) {
+        match answer {
+            Answer::Chosen(Purpose::OpenImages, paths) => {
+                for path in paths {
+                    self.add_path(path);
+                }
+            }
+            Answer::Chosen(Purpose::ModelFolder, mut paths) => {
+                if let Some(dir) = paths.pop() {
+                    self.load_model(crate::engine::ModelSource::Folder(dir));
+                }
+            }
+            Answer::Chosen(Purpose::Export(what), paths) => {
+                if let Some(path) = paths.first() {
+                    super::export::save(self, what, path);
+                }
+            }
+            Answer::NoSystemDialog => self.notice(
+                "no system file dialog answered (it needs xdg-desktop-portal with a backend such \
+                 as xdg-desktop-portal-gtk, or zenity): using the built-in file browser"
+                    .into(),
+                false,
+            ),
         }
     }
 

@@ -1,10 +1,12 @@
 //! The desktop visualiser (eframe/egui): UI only, talking to the engine through the worker.
 
+mod browser;
 pub mod client;
 mod colour;
 pub mod command;
 mod compare;
 pub mod demo;
+mod dialogs;
 mod events;
 pub mod export;
 mod gallery;
@@ -102,6 +104,8 @@ pub struct ClipscopeApp {
     /// Images the worker encoded (ImageReady events) since start: typing must not raise it.
     pub encodes: usize,
     textures: TextureCache,
+    /// The file dialog in progress (system or built-in).
+    dialogs: dialogs::Dialogs,
     stats_printed: Instant,
     /// When the app was created (for the time to the first maps).
     started: Instant,
@@ -172,6 +176,7 @@ impl ClipscopeApp {
             timings: Timings::default(),
             encodes: 0,
             textures: TextureCache::default(),
+            dialogs: dialogs::Dialogs::default(),
             stats_printed: Instant::now(),
             started: Instant::now(),
             state_file: None,
@@ -340,6 +345,9 @@ impl ClipscopeApp {
             .inner;
         commands.append(view);
         gallery::drop_overlay(ui);
+        if let Some(answer) = self.dialogs.poll(ui.ctx()) {
+            self.on_dialog(answer);
+        }
         self.apply(commands);
         self.timings.push_frame(start.elapsed().as_secs_f32() * 1e3);
     }

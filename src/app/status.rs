@@ -113,9 +113,11 @@ pub fn bottom_bar(app: &ClipscopeApp, ui: &mut egui::Ui) -> Commands {
     egui::Panel::bottom("status").show(ui, |ui| {
         let mut dismiss = None;
         for (i, n) in app.notices.iter().enumerate() {
-            ui.horizontal(|ui| {
+            ui.horizontal_wrapped(|ui| {
                 let colour = if n.error { ui.visuals().error_fg_color } else { ui.visuals().weak_text_color() };
-                ui.colored_label(colour, &n.text);
+                // Long messages (an offline hub error ends with its advice) wrap instead of
+                // running past the window's edge.
+                ui.add(egui::Label::new(egui::RichText::new(&n.text).color(colour)).wrap());
                 if n.error && ui.small_button("dismiss").on_hover_text("Hide this message").clicked() {
                     dismiss = Some(i);
                 }

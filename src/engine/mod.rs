@@ -108,10 +108,7 @@ impl LoadedModel {
             });
         }
         let config_path = dir.join("config.json");
-        let config_text = std::fs::read_to_string(&config_path).map_err(|e| ModelError::Io {
-            path: config_path.clone(),
-            source: e,
-        })?;
+        let config_text = crate::io::read_small(&config_path, crate::io::MAX_SETTINGS_BYTES)?;
         let config = ClipConfig::from_json(&config_text)?;
         let weights = source::weights_file(dir)?;
         let device = Device::Cpu;
@@ -137,10 +134,7 @@ impl LoadedModel {
         }
         let pre_file = dir.join("preprocessor_config.json");
         let preprocess = if pre_file.is_file() {
-            let text = std::fs::read_to_string(&pre_file).map_err(|e| ModelError::Io {
-                path: pre_file.clone(),
-                source: e,
-            })?;
+            let text = crate::io::read_small(&pre_file, crate::io::MAX_SETTINGS_BYTES)?;
             PreprocessConfig::from_json(&text, config.vision.image_size)?
         } else {
             PreprocessConfig::openai(config.vision.image_size)

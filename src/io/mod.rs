@@ -5,3 +5,32 @@ pub mod preprocess;
 pub mod source;
 pub mod tokenizer;
 pub mod weights;
+
+use std::io::Read;
+use std::path::Path;
+
+use crate::error::ModelError;
+
+/// A JSON settings file (`config.json`, `preprocessor_config.json`) larger than this is refused
+/// unread: real ones are a few kilobytes.
+pub const MAX_SETTINGS_BYTES: u64 = 1 << 20;
+
+/// Reads a text file of at most `limit` bytes; a larger one is refused before it is read.
+pub fn read_small(path: &Path, limit: u64) -> Result<String, ModelError> {
+    let io = |source| ModelError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = std::fs::File::open(path).map_err(io)?;
+    let size = file.metadata().map_err(io)?.len();
+    if size > limit {
+        return Err(ModelError::File {
+            path: path.to_path_buf(),
+            message: format!("{size} bytes is too large for this file (at most {limit})"),
+        });
+    }
+    let mut text = String::new();
+    // `take` also bounds a file that grows while it is read.
+    file.take(limit).read_to_string(&mut text).map_err(io)?;
+    Ok(text)
+}

@@ -11,6 +11,8 @@ use crate::error::ModelError;
 pub const MAX_SIDE: u32 = 16_384;
 /// Largest accepted pixel count (about a 100-megapixel photo).
 pub const MAX_PIXELS: u64 = 100_000_000;
+/// The largest image file read (an uncompressed 100-megapixel RGBA image is 400 MB).
+pub const MAX_FILE_BYTES: u64 = 1 << 30;
 
 const OPENAI_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
 const OPENAI_STD: [f32; 3] = [0.268_629_54, 0.261_302_6, 0.275_777_1];
@@ -108,10 +110,19 @@ pub struct Preprocessed {
 /// Decodes an image file: any format the `image` crate reads, EXIF rotation applied, first frame
 /// of an animation, bounded size.
 pub fn decode_file(path: &Path) -> Result<DynamicImage, ModelError> {
-    let bytes = std::fs::read(path).map_err(|e| ModelError::Io {
+    let io = |source| ModelError::Io {
         path: path.to_path_buf(),
-        source: e,
-    })?;
+        source,
+    };
+    let size = std::fs::metadata(path).map_err(io)?.len();
+    if size > MAX_FILE_BYTES {
+        return Err(ModelError::Image(format!(
+            "{}: {size} bytes is more than an image file this program reads ({} MB at most)",
+            path.display(),
+            MAX_FILE_BYTES >> 20
+        )));
+    }
+    let bytes = std::fs::read(path).map_err(io)?;
     decode_bytes(&bytes).map_err(|e| match e {
         ModelError::Image(m) => ModelError::Image(format!("{}: {m}", path.display())),
         ModelError::Decode { what, source } => ModelError::Decode {

@@ -2,6 +2,7 @@
 
 use serde::Serialize;
 use std::path::Path;
+use std::str::FromStr;
 use tokenizers::Tokenizer;
 
 use crate::error::ModelError;
@@ -90,9 +91,10 @@ impl ClipTokenizer {
         Self::wrap(inner)
     }
 
-    /// A `tokenizer.json` from a model folder.
+    /// A `tokenizer.json` from a model folder (at most 64 MiB; CLIP's is 3.6 MB).
     pub fn from_file(path: &Path) -> Result<Self, ModelError> {
-        let inner = Tokenizer::from_file(path).map_err(|e| ModelError::TokenizerLoad {
+        let text = super::read_small(path, 64 << 20)?;
+        let inner = Tokenizer::from_str(&text).map_err(|e| ModelError::TokenizerLoad {
             what: format!("{}", path.display()),
             source: e,
         })?;
