@@ -79,11 +79,9 @@ pub fn show(app: &mut ClipscopeApp, ui: &mut egui::Ui) -> Commands {
     let diff: Vec<f32> = ma.iter().zip(&mb).map(|(x, y)| x - y).collect();
     let scale = Scale::symmetric(ma.iter().chain(&mb));
     let diff_scale = Scale::symmetric(&diff);
-    ui.horizontal_wrapped(|ui| {
-        colour::colour_bar(ui, scale, "A and B share this scale");
-        ui.separator();
-        colour::colour_bar(ui, diff_scale, "A − B");
-    });
+    // One bar a line: side by side, the second's label ran past a narrow panel's edge.
+    colour::colour_bar(ui, scale, "A and B share this scale");
+    colour::colour_bar(ui, diff_scale, "A − B");
     let side = ((width - 40.0) / 3.0)
         .min(ui.available_height() - 80.0)
         .max(80.0);
