@@ -84,8 +84,9 @@ cp "$RUNS/dcsm-1/scorer.json" "$RUNS/dcsm-1/scorer.safetensors" "$out/"
 cp "$RUNS/smartclip/smartclip.json" "$RUNS/smartclip/smartclip.safetensors" "$out/"
 du -ch "$out"/*.safetensors | tail -n 1
 
-# Next (not shipped yet): stage 1b continued at 112 px; 1,175 of its 6,000 steps ran (description
-# 0.607 -> 0.663 on validation at 112 px, see the model card). Continue it with the same options
+# Next (not shipped yet): stage 1b continued at 112 px (after 1,175 of its 6,000 steps, description
+# 0.607 -> 0.663 on validation at 112 px, see the model card; runs/clip-112f.log says how far it
+# has gone since). Continue it with the same options
 # and --resume, then rerun stages 2-4 from runs/clip-112f instead of runs/clip-112e:
 #   target/release/clipscope train-clip --init runs/clip-112e/model.safetensors --steps 6000 \
 #     --batch 64 --lr 3e-4 --seed 7 --image-size 112 --ground-weight 1 --negative-weight 1 \
