@@ -38,6 +38,8 @@ fn harness(prompts: &[&str], images: &[&str]) -> Harness<'static, ClipscopeApp> 
     for i in images {
         app.add_path(fixture(&format!("images/{i}")));
     }
+    // Nothing has been drained from the worker yet: every image added is still encoding.
+    assert_eq!(app.gallery.encoding(), images.len());
     let mut h = Harness::builder()
         .with_size([1300.0, 850.0])
         .build_ui_state(|ui, app: &mut ClipscopeApp| app.show(ui), app);

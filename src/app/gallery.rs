@@ -27,6 +27,14 @@ impl Gallery {
     pub fn current_entry(&self) -> Option<&ImageEntry> {
         self.images.iter().find(|e| Some(e.id) == self.current)
     }
+
+    /// How many images the worker is still decoding and encoding.
+    pub fn encoding(&self) -> usize {
+        self.images
+            .iter()
+            .filter(|e| matches!(e.status, ImageStatus::Encoding))
+            .count()
+    }
 }
 
 /// The strip of thumbnails with its buttons.

@@ -159,6 +159,11 @@ pub fn bottom_bar(app: &ClipscopeApp, ui: &mut egui::Ui) -> Commands {
             if app.settings.show_timings {
                 timings(&app.timings, ui);
             }
+            let encoding = app.gallery.encoding();
+            if encoding > 0 {
+                ui.label(format!("encoding {encoding} of {} images", app.gallery.images.len()))
+                    .on_hover_text("Decoded and encoded on the worker thread, the current one first");
+            }
             if app.busy() {
                 ui.spinner();
             }
