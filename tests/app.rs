@@ -28,7 +28,8 @@ fn pass_debounce() {
     CLOCK.with(|c| c.advance(DEBOUNCE + Duration::from_millis(1)));
 }
 
-fn harness(prompts: &[&str], images: &[&str]) -> Harness<'static, ClipscopeApp> {
+/// The app on the tiny fixture model and this test's clock, with `prompts` and `images` added.
+fn app(prompts: &[&str], images: &[&str]) -> ClipscopeApp {
     let mut app = ClipscopeApp::with_model_and_clock(
         &egui::Context::default(),
         ModelSource::Folder(fixture("tiny_quick_gelu")),
@@ -40,6 +41,11 @@ fn harness(prompts: &[&str], images: &[&str]) -> Harness<'static, ClipscopeApp> 
     }
     // Nothing has been drained from the worker yet: every image added is still encoding.
     assert_eq!(app.gallery.encoding(), images.len());
+    app
+}
+
+fn harness(prompts: &[&str], images: &[&str]) -> Harness<'static, ClipscopeApp> {
+    let app = app(prompts, images);
     let mut h = Harness::builder()
         .with_size([1300.0, 850.0])
         .build_ui_state(|ui, app: &mut ClipscopeApp| app.show(ui), app);
@@ -336,16 +342,10 @@ fn a_lesson_opens_its_scene_with_the_first_content_word_and_a_pinned_pair() {
 /// deliberate change of the UI).
 #[test]
 fn every_view_matches_its_snapshot() {
-    let mut app = ClipscopeApp::with_model_and_clock(
-        &egui::Context::default(),
-        ModelSource::Folder(fixture("tiny_quick_gelu")),
-        Box::new(CLOCK.with(ManualClock::clone)),
+    let mut app = app(
+        &["a red circle", "a red circle and no blue square"],
+        &["wide.png"],
     );
-    app.prompts = vec![
-        "a red circle".into(),
-        "a red circle and no blue square".into(),
-    ];
-    app.add_path(fixture("images/wide.png"));
     app.settings.show_timings = false;
     let mut h = Harness::builder()
         .with_size([1300.0, 850.0])

@@ -185,6 +185,18 @@ fn hostile_image_files_give_messages() {
     // A folder given as an image.
     let err = decode_file(dir.path()).unwrap_err().to_string();
     assert!(err.contains(&dir.path().display().to_string()), "{err}");
+    // An image file over 1 GB (sparse: it claims the size, the disk holds nothing) is refused
+    // before it is read.
+    let big = dir.path().join("huge.png");
+    std::fs::File::create(&big)
+        .unwrap()
+        .set_len(clipscope::io::preprocess::MAX_FILE_BYTES + 1)
+        .unwrap();
+    let err = decode_file(&big).unwrap_err().to_string();
+    assert!(
+        err.contains("huge.png") && err.contains("too large"),
+        "{err}"
+    );
     // A PNG whose header says 0×0.
     let err = decode_bytes(&common::png_claiming(0, 0))
         .unwrap_err()

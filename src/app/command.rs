@@ -54,10 +54,6 @@ impl Commands {
     pub fn append(&mut self, mut other: Commands) {
         self.0.append(&mut other.0);
     }
-
-    pub fn iter(&self) -> impl Iterator<Item = &Command> {
-        self.0.iter()
-    }
 }
 
 impl From<Option<Command>> for Commands {

@@ -26,7 +26,7 @@ fn pair(pinned: [Option<usize>; 2], prompts: usize) -> Option<(usize, usize)> {
     let b = pinned[1]
         .filter(|b| *b < prompts)
         .or_else(|| (0..prompts).find(|i| *i != a))?;
-    (a < prompts && a != b).then_some((a, b))
+    (a != b).then_some((a, b))
 }
 
 pub fn show(app: &mut ClipscopeApp, ui: &mut egui::Ui) -> Commands {

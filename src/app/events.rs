@@ -53,7 +53,7 @@ impl ClipscopeApp {
             Event::ImageReady(info) => {
                 self.encodes += 1;
                 self.timings.encode_ms = Some(info.encode_ms);
-                if let Some(e) = self.gallery.images.iter_mut().find(|e| e.id == info.id) {
+                if let Some(e) = self.gallery.entry_mut(info.id) {
                     if e.texture.is_none() {
                         let p = &info.preview;
                         let image = egui::ColorImage::from_rgba_unmultiplied(
@@ -131,7 +131,7 @@ impl ClipscopeApp {
                     self.client.failed(g);
                 }
                 if let (Some(id), None) = (image_id, generation) {
-                    if let Some(e) = self.gallery.images.iter_mut().find(|e| e.id == id) {
+                    if let Some(e) = self.gallery.entry_mut(id) {
                         e.status = ImageStatus::Failed(message.clone());
                         let name = e.name.clone();
                         self.notice(format!("{name}: {message}"), true);

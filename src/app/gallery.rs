@@ -28,6 +28,11 @@ impl Gallery {
         self.images.iter().find(|e| Some(e.id) == self.current)
     }
 
+    /// The image with id `id`, to change.
+    pub fn entry_mut(&mut self, id: ImageId) -> Option<&mut ImageEntry> {
+        self.images.iter_mut().find(|e| e.id == id)
+    }
+
     /// How many images the worker is still decoding and encoding.
     pub fn encoding(&self) -> usize {
         self.images

@@ -45,7 +45,7 @@ impl ClipscopeApp {
     /// Adds one demo scene to the gallery with its starter prompts.
     fn add_demo(&mut self, d: &demo::Demo) -> ImageId {
         let id = self.add_image(d.name.into(), ImageInput::Bytes(Arc::new(d.png.to_vec())));
-        if let Some(e) = self.gallery.images.iter_mut().find(|e| e.id == id) {
+        if let Some(e) = self.gallery.entry_mut(id) {
             e.starters = d.prompts.iter().map(|s| s.to_string()).collect();
         }
         id

@@ -34,8 +34,8 @@ impl Selection {
         self.pinned.iter().all(Option::is_some)
     }
 
-    /// The prompt list lost prompt `removed` (or was reordered, with `None`): pins no longer
-    /// name the same prompts, and the selected index must stay inside `len` prompts.
+    /// The prompt list was shortened or reordered (now `len` prompts): pins no longer name the
+    /// same prompts, and the selected index must stay inside the list.
     pub fn prompts_changed(&mut self, len: usize) {
         self.pinned = [None, None];
         self.prompt = self.prompt.min(len.saturating_sub(1));

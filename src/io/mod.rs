@@ -15,8 +15,8 @@ use crate::error::ModelError;
 /// unread: real ones are a few kilobytes.
 pub const MAX_SETTINGS_BYTES: u64 = 1 << 20;
 
-/// Reads a text file of at most `limit` bytes; a larger one is refused before it is read.
-pub fn read_small(path: &Path, limit: u64) -> Result<String, ModelError> {
+/// Reads a file of at most `limit` bytes; a larger one is refused before it is read.
+pub fn read_bounded(path: &Path, limit: u64) -> Result<Vec<u8>, ModelError> {
     let io = |source| ModelError::Io {
         path: path.to_path_buf(),
         source,
@@ -29,8 +29,16 @@ pub fn read_small(path: &Path, limit: u64) -> Result<String, ModelError> {
             message: format!("{size} bytes is too large for this file (at most {limit})"),
         });
     }
-    let mut text = String::new();
+    let mut bytes = Vec::new();
     // `take` also bounds a file that grows while it is read.
-    file.take(limit).read_to_string(&mut text).map_err(io)?;
-    Ok(text)
+    file.take(limit).read_to_end(&mut bytes).map_err(io)?;
+    Ok(bytes)
+}
+
+/// Reads a UTF-8 text file of at most `limit` bytes (see [`read_bounded`]).
+pub fn read_small(path: &Path, limit: u64) -> Result<String, ModelError> {
+    String::from_utf8(read_bounded(path, limit)?).map_err(|e| ModelError::Io {
+        path: path.to_path_buf(),
+        source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+    })
 }

@@ -110,19 +110,7 @@ pub struct Preprocessed {
 /// Decodes an image file: any format the `image` crate reads, EXIF rotation applied, first frame
 /// of an animation, bounded size.
 pub fn decode_file(path: &Path) -> Result<DynamicImage, ModelError> {
-    let io = |source| ModelError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let size = std::fs::metadata(path).map_err(io)?.len();
-    if size > MAX_FILE_BYTES {
-        return Err(ModelError::Image(format!(
-            "{}: {size} bytes is more than an image file this program reads ({} MB at most)",
-            path.display(),
-            MAX_FILE_BYTES >> 20
-        )));
-    }
-    let bytes = std::fs::read(path).map_err(io)?;
+    let bytes = super::read_bounded(path, MAX_FILE_BYTES)?;
     decode_bytes(&bytes).map_err(|e| match e {
         ModelError::Image(m) => ModelError::Image(format!("{}: {m}", path.display())),
         ModelError::Decode { what, source } => ModelError::Decode {
