@@ -84,10 +84,17 @@ cp "$RUNS/dcsm-1/scorer.json" "$RUNS/dcsm-1/scorer.safetensors" "$out/"
 cp "$RUNS/smartclip/smartclip.json" "$RUNS/smartclip/smartclip.safetensors" "$out/"
 du -ch "$out"/*.safetensors | tail -n 1
 
-# Next (not shipped yet): stage 1b continued at 112 px (after 1,175 of its 6,000 steps, description
-# 0.607 -> 0.663 on validation at 112 px, see the model card; runs/clip-112f.log says how far it
-# has gone since). Continue it with the same options
-# and --resume, then rerun stages 2-4 from runs/clip-112f instead of runs/clip-112e:
+# Next (not shipped yet): stage 1b continued at 112 px, stopped after 1,625 of its 6,000 steps
+# (description 0.607 -> 0.683 on validation at 112 px, see the model card). Its weights are
+# committed in assets/checkpoints/clip-112f-1625/. On the machine that holds runs/clip-112f
+# (weights and AdamW moments), continue it exactly:
 #   target/release/clipscope train-clip --init runs/clip-112e/model.safetensors --steps 6000 \
 #     --batch 64 --lr 3e-4 --seed 7 --image-size 112 --ground-weight 1 --negative-weight 1 \
 #     --shape-words --vocabulary-weight 3 --checkpoint-every 25 --out runs/clip-112f --resume
+# On a fresh machine (no runs/), continue from the committed weights with fresh moments, for the
+# 4,375 steps the schedule had left:
+#   target/release/clipscope train-clip --init assets/checkpoints/clip-112f-1625/model.safetensors \
+#     --steps 4375 --batch 64 --lr 3e-4 --seed 8 --image-size 112 --ground-weight 1 \
+#     --negative-weight 1 --shape-words --vocabulary-weight 3 --checkpoint-every 25 \
+#     --out runs/clip-112g
+# then rerun stages 2-4 from the result instead of runs/clip-112e.
