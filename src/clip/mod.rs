@@ -6,6 +6,7 @@ use candle_nn::{Embedding, VarBuilder};
 pub mod config;
 pub mod interpolate;
 mod layers;
+mod limits;
 mod quick_gelu;
 pub mod train_ops;
 
