@@ -36,10 +36,12 @@ fn a_short_scorer_run_saves_a_scorer_that_loads_back() {
     let (scorer, vars) = dcsm::train(&model, &options, |p| losses.push(p.report.loss)).unwrap();
     // On the 14×14 backbone 30 steps of 8 scenes are too few to show learning above the batch
     // noise (a size pair starts near 0.3 and wanders); that training works is checked by the
-    // shipped scorer beating plain CLIP on spatial probes (tests/default_model.rs).
+    // shipped scorer beating plain CLIP on spatial probes (tests/default_model.rs). A
+    // cross-entropy is never negative, and rounds to exactly 0 in f32 once every pair is
+    // separated by a margin of about 17 (CI saw that at step 26), so 0 is a valid loss.
     assert_eq!(losses.len(), 30);
     assert!(
-        losses.iter().all(|l| l.is_finite() && *l > 0.0),
+        losses.iter().all(|l| l.is_finite() && *l >= 0.0),
         "{losses:?}"
     );
 
