@@ -161,6 +161,33 @@ fn score_json_of_the_embedded_model_has_dcsm_and_smartclip_fields() {
 }
 
 /// Fails with a non-zero code and exactly one line on stderr containing `needle`.
+#[test]
+fn soak_prints_memory_readings_while_it_drives_the_worker() {
+    let out = tempfile::tempdir().unwrap();
+    let json = out.path().join("soak.json");
+    let o = clipscope(&[
+        "soak",
+        "--model",
+        &model(),
+        "--minutes",
+        "0.04",
+        "--every",
+        "1",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("resident memory:"));
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let readings = doc["readings"].as_array().unwrap();
+    assert!(readings.len() >= 3, "{readings:?}");
+    let last = readings.last().unwrap();
+    assert!(last["jobs"].as_u64().unwrap() > 10, "{last}");
+    assert!(last["images_added"].as_u64().unwrap() >= 1);
+    assert!(readings.iter().all(|r| r["rss_mb"].as_f64().unwrap() > 1.0));
+}
+
 fn fails_with(args: &[&str], needle: &str) {
     let o = clipscope(args);
     assert!(!o.status.success(), "should fail: {args:?}");

@@ -190,7 +190,7 @@ fn time<T>(
 }
 
 /// The model folder: random weights at the real shape (written once), or the shipped default.
-fn model_dir(name: &str, cache: &Path) -> Result<PathBuf> {
+pub(super) fn model_dir(name: &str, cache: &Path) -> Result<PathBuf> {
     let config = match name {
         "vit-b32" => ClipConfig::vit_b32(),
         "vit-b16" => ClipConfig::vit_b16(),

@@ -4,6 +4,7 @@ mod bench;
 mod eval;
 mod map;
 mod score;
+mod soak;
 mod synth;
 mod train_clip;
 mod train_dcsm;
@@ -41,6 +42,8 @@ pub enum Command {
     Bench(bench::BenchArgs),
     /// Train a DCSM scorer (the paper's CNN over dense cosine maps) for a frozen CLIP.
     TrainDcsm(train_dcsm::TrainDcsmArgs),
+    /// Drive the worker with random edits and images for a while; print resident memory.
+    Soak(soak::SoakArgs),
 }
 
 /// Runs one subcommand.
@@ -54,6 +57,7 @@ pub fn run(command: Command) -> Result<()> {
         Command::TrainDcsm(args) => train_dcsm::run(&args),
         Command::Bench(args) => bench::run(&args),
         Command::TrainSmartclip(args) => train_smartclip::run(&args),
+        Command::Soak(args) => soak::run(&args),
     }
 }
 
