@@ -161,9 +161,10 @@ impl EngineClient {
         Some(request)
     }
 
-    /// A request that failed: nothing more will come for it.
+    /// A request that failed: nothing more will come for it, nor for any older one (answers come
+    /// in order; an older request the worker dropped as superseded would otherwise wait forever).
     pub fn failed(&mut self, generation: u64) {
-        self.sent.retain(|s| s.generation != generation);
+        self.sent.retain(|s| s.generation > generation);
     }
 }
 

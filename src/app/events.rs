@@ -16,7 +16,10 @@ impl ClipscopeApp {
             at: Instant::now(),
         });
         if self.notices.len() > 6 {
-            self.notices.remove(0);
+            // The oldest message goes, but an older error only when no other message is left.
+            let older = &self.notices[..self.notices.len() - 1];
+            let oldest = older.iter().position(|n| !n.error).unwrap_or(0);
+            self.notices.remove(oldest);
         }
     }
 
@@ -53,19 +56,8 @@ impl ClipscopeApp {
             Event::ImageReady(info) => {
                 self.encodes += 1;
                 self.timings.encode_ms = Some(info.encode_ms);
+                // Its texture is made by `upload_previews`, a few a frame.
                 if let Some(e) = self.gallery.entry_mut(info.id) {
-                    if e.texture.is_none() {
-                        let p = &info.preview;
-                        let image = egui::ColorImage::from_rgba_unmultiplied(
-                            [p.width as usize, p.height as usize],
-                            &p.rgba,
-                        );
-                        e.texture = Some(self.ctx.load_texture(
-                            format!("preview{}", e.id),
-                            image,
-                            egui::TextureOptions::LINEAR,
-                        ));
-                    }
                     e.status = ImageStatus::Ready(info);
                 }
             }

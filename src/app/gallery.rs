@@ -89,7 +89,7 @@ pub fn show(gallery: &Gallery, ui: &mut egui::Ui) -> Commands {
                     let r = frame
                         .show(ui, |ui| {
                             ui.vertical_centered(|ui| {
-                                match (&e.texture, &e.status) {
+                                match (&e.thumbnail, &e.status) {
                                     (Some(t), _) => {
                                         let size = t.size_vec2();
                                         let scale = 104.0 / size.x.max(size.y);

@@ -9,7 +9,52 @@ use super::state::*;
 use super::ClipscopeApp;
 use crate::worker::{ImageId, ImageInput, ImageRef, Job};
 
+/// Gallery thumbnails made into textures in one frame at most (each 208² pixels at most), so
+/// fifty images dropped at once are spread over frames instead of stalling one.
+const THUMBNAILS_PER_FRAME: usize = 4;
+
 impl ClipscopeApp {
+    /// Textures for the gallery and the current image: the current image's preview (up to
+    /// 1024², made once when it becomes current, dropped when another does, so fifty images
+    /// do not hold fifty previews) and `THUMBNAILS_PER_FRAME` thumbnails; asks for another
+    /// frame while some wait.
+    pub(super) fn upload_previews(&mut self) {
+        let current = self.gallery.current;
+        let ctx = self.ctx.clone();
+        let texture = |name: String, p: &crate::worker::Preview| {
+            let image = egui::ColorImage::from_rgba_unmultiplied(
+                [p.width as usize, p.height as usize],
+                &p.rgba,
+            );
+            ctx.load_texture(name, image, egui::TextureOptions::LINEAR)
+        };
+        let mut thumbnails = 0;
+        let mut more = false;
+        for e in &mut self.gallery.images {
+            let ImageStatus::Ready(info) = &e.status else {
+                continue;
+            };
+            if Some(e.id) == current {
+                if e.texture.is_none() {
+                    e.texture = Some(texture(format!("preview{}", e.id), &info.preview));
+                }
+            } else {
+                e.texture = None;
+            }
+            if e.thumbnail.is_none() {
+                if thumbnails < THUMBNAILS_PER_FRAME {
+                    e.thumbnail = Some(texture(format!("thumbnail{}", e.id), &info.thumbnail));
+                    thumbnails += 1;
+                } else {
+                    more = true;
+                }
+            }
+        }
+        if more {
+            self.ctx.request_repaint();
+        }
+    }
+
     /// The built-in demo scenes with their starter prompts.
     pub fn add_demos(&mut self) {
         for d in demo::scenes() {
@@ -75,6 +120,7 @@ impl ClipscopeApp {
             input,
             status: ImageStatus::Encoding,
             texture: None,
+            thumbnail: None,
             starters: Vec::new(),
         });
         if self.gallery.current.is_none() {

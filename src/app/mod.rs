@@ -284,6 +284,7 @@ impl ClipscopeApp {
         while let Some(event) = self.client.try_event() {
             self.on_event(event);
         }
+        self.upload_previews();
         match self.client.debounce() {
             Debounce::Due => self.send_score(),
             Debounce::Wait(left) => self.ctx.request_repaint_after(left),

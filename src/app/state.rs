@@ -107,7 +107,10 @@ pub struct ImageEntry {
     pub name: String,
     pub input: ImageInput,
     pub status: ImageStatus,
+    /// The preview as a texture, kept only while the image is the current one.
     pub texture: Option<egui::TextureHandle>,
+    /// The gallery's small copy as a texture.
+    pub thumbnail: Option<egui::TextureHandle>,
     /// Starter prompts for built-in scenes.
     pub starters: Vec<String>,
 }

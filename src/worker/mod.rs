@@ -20,6 +20,8 @@ use crate::error::one_line;
 const IMAGE_BUDGET: usize = 256 << 20;
 /// Longest side of the display copy sent with `ImageReady`.
 const PREVIEW_SIDE: u32 = 1024;
+/// Longest side of the gallery's copy (its thumbnails are 104 points, twice that on HiDPI).
+pub const THUMBNAIL_SIDE: u32 = 208;
 
 /// The client's end: send jobs, receive events. Dropping it stops the worker after its
 /// current job.
@@ -149,7 +151,7 @@ fn serve(jobs: &Receiver<Job>, out: &Outbox, stop: &AtomicBool) {
         }
         pending.extend(jobs.try_iter());
         drop_superseded(&mut pending);
-        let Some(job) = pending.pop_front() else {
+        let Some(job) = next_job(&mut pending) else {
             continue;
         };
         let outcome = catch_unwind(AssertUnwindSafe(|| handle(&mut state, job.clone(), out)));
@@ -172,6 +174,20 @@ fn serve(jobs: &Receiver<Job>, out: &Outbox, stop: &AtomicBool) {
                 format!("internal error in the worker: {what} (the worker keeps running)"),
             );
         }
+    }
+}
+
+/// The job to run next: the first `Score` queued before any `LoadModel` (a person is waiting for
+/// its maps, while encoding the rest of the gallery can wait), else the oldest job. A `Score`
+/// never overtakes a `LoadModel`: it must run on the model asked for before it.
+fn next_job(pending: &mut VecDeque<Job>) -> Option<Job> {
+    let score = pending
+        .iter()
+        .take_while(|j| !matches!(j, Job::LoadModel { .. }))
+        .position(|j| matches!(j, Job::Score { .. }));
+    match score {
+        Some(i) => pending.remove(i),
+        None => pending.pop_front(),
     }
 }
 
@@ -302,10 +318,12 @@ fn ensure_encoded(state: &mut State, image: &ImageRef, out: &Outbox) -> Result<b
     };
     let encoded = model.encode_image(&decoded)?;
     tracing::debug!(image = image.id, "encoded in {:.1} ms", elapsed_ms(start));
-    let preview = make_preview(&decoded);
+    let preview = scaled_copy(&decoded, PREVIEW_SIDE);
+    let thumbnail = scaled_copy(&decoded, THUMBNAIL_SIDE);
     out.send(Event::ImageReady(ImageInfo {
         id: image.id,
         preview: Arc::new(preview),
+        thumbnail: Arc::new(thumbnail),
         original: encoded.original,
         crop: encoded.crop,
         grid: encoded.grid,
@@ -323,14 +341,11 @@ fn ensure_encoded(state: &mut State, image: &ImageRef, out: &Outbox) -> Result<b
     Ok(false)
 }
 
-fn make_preview(image: &image::DynamicImage) -> Preview {
+/// The image as RGBA, scaled down to `side` on its longest side if it is larger.
+fn scaled_copy(image: &image::DynamicImage, side: u32) -> Preview {
     let (w, h) = (image.width(), image.height());
-    let small = if w.max(h) > PREVIEW_SIDE {
-        image.resize(
-            PREVIEW_SIDE,
-            PREVIEW_SIDE,
-            image::imageops::FilterType::Triangle,
-        )
+    let small = if w.max(h) > side {
+        image.resize(side, side, image::imageops::FilterType::Triangle)
     } else {
         image.clone()
     };

@@ -76,6 +76,8 @@ pub struct ModelInfo {
 pub struct ImageInfo {
     pub id: ImageId,
     pub preview: Arc<Preview>,
+    /// A small copy for the gallery (longest side `THUMBNAIL_SIDE`).
+    pub thumbnail: Arc<Preview>,
     /// Size of the decoded image (after EXIF rotation).
     pub original: (u32, u32),
     /// The square the model saw, in original pixels.

@@ -81,3 +81,31 @@ fn a_panic_becomes_an_error_and_the_worker_keeps_serving() {
     assert_eq!(events.len(), 2, "{events:?}"); // ImageReady, Results
     worker.shutdown();
 }
+
+#[test]
+fn a_score_runs_before_queued_encodes_but_never_before_a_model_load() {
+    let encode = |id| Job::EncodeImage {
+        image: ImageRef {
+            id,
+            input: ImageInput::Path("x.png".into()),
+        },
+    };
+    let load = Job::LoadModel {
+        source: crate::engine::ModelSource::Embedded,
+    };
+    let mut q: VecDeque<Job> = [encode(1), encode(2), score(3, 1), load, score(4, 1)].into();
+    let mut order = Vec::new();
+    while let Some(job) = next_job(&mut q) {
+        order.push(match job {
+            Job::EncodeImage { image } => format!("encode {}", image.id),
+            Job::Score { image, .. } => format!("score {}", image.id),
+            Job::LoadModel { .. } => "load".into(),
+            other => format!("{other:?}"),
+        });
+    }
+    assert_eq!(
+        order,
+        ["score 3", "encode 1", "encode 2", "load", "score 4"],
+        "the waiting score first; the one after the load waits for it"
+    );
+}
