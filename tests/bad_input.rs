@@ -239,3 +239,57 @@ fn hostile_image_files_give_messages() {
         "{err}"
     );
 }
+
+#[test]
+fn an_image_rewritten_on_disk_while_it_is_decoded_gives_a_picture_or_a_message() {
+    use clipscope::io::preprocess::decode_file;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("changing.png");
+    let png = |w: u32, h: u32| {
+        let mut bytes = Vec::new();
+        image::DynamicImage::new_rgb8(w, h)
+            .write_to(
+                &mut std::io::Cursor::new(&mut bytes),
+                image::ImageFormat::Png,
+            )
+            .unwrap();
+        bytes
+    };
+    let (a, b) = (png(300, 200), png(64, 640));
+    std::fs::write(&path, &a).unwrap();
+    let stop = AtomicBool::new(false);
+    let (mut pictures, mut messages) = (0, 0);
+    std::thread::scope(|s| {
+        // Rewrites the file in place (truncate, then write in pieces), never atomically, so the
+        // reader sees whole files, empty ones, half-written ones and mixtures.
+        s.spawn(|| {
+            use std::io::Write;
+            let mut i = 0usize;
+            while !stop.load(Ordering::Relaxed) {
+                let bytes = if i % 2 == 0 { &b } else { &a };
+                let mut f = std::fs::File::create(&path).unwrap();
+                for chunk in bytes.chunks(97) {
+                    f.write_all(chunk).unwrap();
+                }
+                i += 1;
+            }
+        });
+        for _ in 0..300 {
+            match decode_file(&path) {
+                Ok(img) => {
+                    let size = (img.width(), img.height());
+                    assert!(size == (300, 200) || size == (64, 640), "{size:?}");
+                    pictures += 1;
+                }
+                Err(e) => {
+                    let e = e.to_string();
+                    assert!(e.contains("changing.png") && !e.contains('\n'), "{e}");
+                    messages += 1;
+                }
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+    });
+    assert_eq!(pictures + messages, 300);
+}
