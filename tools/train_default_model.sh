@@ -64,10 +64,20 @@ VOCAB=(train-clip --init "$RUNS/clip-112v/model.safetensors" --batch 64 --seed 6
 stage clip-112d "${VOCAB[@]}" --steps 3000 --lr 1e-3 --stop-at 550
 slice clip-112d clip-112d2 "${VOCAB[@]}" --steps 2200 --lr 1e-3 --stop-at 700
 slice clip-112d2 clip-112e "${VOCAB[@]}" --steps 2200 --lr 3e-4 --stop-at 1800
+# 1c. Stage 1b continued at 112 px on a 6,000-step schedule, stopped at 1,625 (the weights kept
+#     in assets/checkpoints/clip-112f-1625, f16), then from those weights with fresh moments on
+#     the 4,375 steps that schedule had left, stopped at 1,125: evaluating at 224 px showed that
+#     the resolution was worth more than more steps at 112 px (see the model card).
+stage clip-112f train-clip --init "$RUNS/clip-112e/model.safetensors" --steps 6000 --batch 64 \
+  --lr 3e-4 --seed 7 --image-size 112 --ground-weight 1 --negative-weight 1 --shape-words \
+  --vocabulary-weight 3 --checkpoint-every 25 --stop-at 1625
+stage clip-112g train-clip --init "$RUNS/clip-112f/model.safetensors" --steps 4375 --batch 64 \
+  --lr 3e-4 --seed 8 --image-size 112 --ground-weight 1 --negative-weight 1 --shape-words \
+  --vocabulary-weight 3 --checkpoint-every 25 --stop-at 1125
 # 2. Continued at 224 px (14×14 patches), the position table resized bicubically.
-stage clip-224 train-clip --init "$RUNS/clip-112e/model.safetensors" --steps 60 --batch 96 \
-  --lr 3e-4 --seed 1 --image-size 224 --ground-weight 1 --negative-weight 1 --shape-words \
-  --vocabulary-weight 2 --checkpoint-every 10
+stage clip-224 train-clip --init "$RUNS/clip-112g/model.safetensors" --steps 800 --batch 64 \
+  --lr 3e-4 --seed 11 --image-size 224 --ground-weight 1 --negative-weight 1 --shape-words \
+  --vocabulary-weight 3 --checkpoint-every 25
 # 3. The DCSM scorer (the paper's CNN at its native 197 × 30) on spatial contrasts. (The previous
 #    model's recipe continued with every family, spatial, description and binding drawn twice as
 #    often, `--zscore-per-image --lr 3e-4 --init <stage 3>`; not run yet for this model.)
@@ -83,18 +93,3 @@ cp "$RUNS/clip-224/config.json" "$RUNS/clip-224/model.safetensors" "$out/"
 cp "$RUNS/dcsm-1/scorer.json" "$RUNS/dcsm-1/scorer.safetensors" "$out/"
 cp "$RUNS/smartclip/smartclip.json" "$RUNS/smartclip/smartclip.safetensors" "$out/"
 du -ch "$out"/*.safetensors | tail -n 1
-
-# Next (not shipped yet): stage 1b continued at 112 px, stopped after 1,625 of its 6,000 steps
-# (description 0.607 -> 0.683 on validation at 112 px, see the model card). Its weights are
-# committed in assets/checkpoints/clip-112f-1625/. On the machine that holds runs/clip-112f
-# (weights and AdamW moments), continue it exactly:
-#   target/release/clipscope train-clip --init runs/clip-112e/model.safetensors --steps 6000 \
-#     --batch 64 --lr 3e-4 --seed 7 --image-size 112 --ground-weight 1 --negative-weight 1 \
-#     --shape-words --vocabulary-weight 3 --checkpoint-every 25 --out runs/clip-112f --resume
-# On a fresh machine (no runs/), continue from the committed weights with fresh moments, for the
-# 4,375 steps the schedule had left:
-#   target/release/clipscope train-clip --init assets/checkpoints/clip-112f-1625/model.safetensors \
-#     --steps 4375 --batch 64 --lr 3e-4 --seed 8 --image-size 112 --ground-weight 1 \
-#     --negative-weight 1 --shape-words --vocabulary-weight 3 --checkpoint-every 25 \
-#     --out runs/clip-112g
-# then rerun stages 2-4 from the result instead of runs/clip-112e.
