@@ -4,80 +4,14 @@
 mod common;
 #[path = "common/raster.rs"]
 mod raster;
+#[path = "common/ui.rs"]
+mod ui;
 
-use clipscope::app::client::{ManualClock, DEBOUNCE};
 use clipscope::app::state::View;
 use clipscope::app::ClipscopeApp;
-use clipscope::engine::ModelSource;
 use egui_kittest::kittest::Queryable;
 use egui_kittest::Harness;
-use std::path::PathBuf;
-use std::time::Duration;
-
-fn fixture(path: &str) -> PathBuf {
-    common::parity(path)
-}
-
-thread_local! {
-    /// The debounce's clock of this test's app (each test runs on its own thread).
-    static CLOCK: ManualClock = ManualClock::default();
-}
-
-/// Moves this test's clock past the debounce.
-fn pass_debounce() {
-    CLOCK.with(|c| c.advance(DEBOUNCE + Duration::from_millis(1)));
-}
-
-/// The app on the tiny fixture model and this test's clock, with `prompts` and `images` added.
-fn app(prompts: &[&str], images: &[&str]) -> ClipscopeApp {
-    let mut app = ClipscopeApp::with_model_and_clock(
-        &egui::Context::default(),
-        ModelSource::Folder(fixture("tiny_quick_gelu")),
-        Box::new(CLOCK.with(ManualClock::clone)),
-    );
-    app.prompts = prompts.iter().map(|s| s.to_string()).collect();
-    for i in images {
-        app.add_path(fixture(&format!("images/{i}")));
-    }
-    // Nothing has been drained from the worker yet: every image added is still encoding.
-    assert_eq!(app.gallery.encoding(), images.len());
-    app
-}
-
-fn harness(prompts: &[&str], images: &[&str]) -> Harness<'static, ClipscopeApp> {
-    let app = app(prompts, images);
-    let mut h = Harness::builder()
-        .with_size([1300.0, 850.0])
-        .build_ui_state(|ui, app: &mut ClipscopeApp| app.show(ui), app);
-    settle(&mut h);
-    h
-}
-
-/// Steps the UI until the worker has answered everything asked of it: edits waiting for the
-/// debounce get the clock moved past it, outstanding requests are waited for (no sleeps).
-fn settle(h: &mut Harness<'static, ClipscopeApp>) {
-    loop {
-        h.step();
-        if !h.state().busy()
-            && h.state()
-                .gallery
-                .images
-                .iter()
-                .all(|e| !matches!(e.status, clipscope::app::state::ImageStatus::Encoding))
-        {
-            h.step();
-            return;
-        }
-        if h.state().debouncing() {
-            pass_debounce();
-        } else {
-            assert!(
-                h.state_mut().wait_for_worker(Duration::from_secs(60)),
-                "the worker did not answer within a minute"
-            );
-        }
-    }
-}
+use ui::{app, fixture, harness, pass_debounce, settle};
 
 #[test]
 fn add_type_select_switch_and_compare() {
@@ -380,4 +314,68 @@ fn every_view_matches_its_snapshot() {
             assert_ne!(a.as_raw(), b.as_raw(), "two views drew the same picture");
         }
     }
+}
+
+/// Found by the monkey test: after a failed load the worker has no model, so images added then
+/// could not be encoded and stayed "cannot read" for good, and the status bar still named the
+/// old model.
+#[test]
+fn after_a_failed_load_images_wait_for_the_next_model() {
+    use clipscope::app::state::ImageStatus;
+    use clipscope::engine::ModelSource;
+    let mut h = harness(&["a red circle"], &["wide.png"]);
+    let broken = tempfile::tempdir().unwrap();
+    std::fs::write(broken.path().join("config.json"), "{ not json").unwrap();
+    h.state_mut()
+        .load_model(ModelSource::Folder(broken.path().to_path_buf()));
+    settle(&mut h);
+    assert!(h.state().model.info.is_none(), "no model is loaded now");
+    h.get_by_label("no model");
+    h.state_mut().add_path(fixture("images/tall.png"));
+    settle(&mut h);
+    assert!(
+        h.state()
+            .gallery
+            .images
+            .iter()
+            .all(|e| matches!(e.status, ImageStatus::NoModel)),
+        "waiting, not failed"
+    );
+    h.get_by_label_contains("No model is loaded");
+
+    h.state_mut()
+        .load_model(ModelSource::Folder(fixture("tiny_quick_gelu")));
+    settle(&mut h);
+    assert!(
+        h.state().gallery.images.iter().all(|e| e.info().is_some()),
+        "every image encoded by the new model"
+    );
+    assert!(h.state().score_of(0).is_some());
+}
+
+/// Found by the monkey test: with two loads in flight, the first answer was credited to the
+/// second load, and the second answer left the app with no model source at all.
+#[test]
+fn two_loads_in_flight_end_on_the_second() {
+    use clipscope::engine::ModelSource;
+    let mut h = harness(&["a red circle"], &["wide.png"]);
+    let copy = tempfile::tempdir().unwrap();
+    for f in ["config.json", "model.safetensors"] {
+        std::fs::copy(
+            fixture(&format!("tiny_quick_gelu/{f}")),
+            copy.path().join(f),
+        )
+        .unwrap();
+    }
+    let second = ModelSource::Folder(copy.path().to_path_buf());
+    // The worker is idle, so it usually takes the first load before the second is queued (when
+    // it sees both, it drops the first as superseded, and the answer is the same).
+    h.state_mut()
+        .load_model(ModelSource::Folder(fixture("tiny_quick_gelu")));
+    h.state_mut().load_model(second.clone());
+    settle(&mut h);
+    assert_eq!(h.state().model.source.as_ref(), Some(&second));
+    assert_eq!(h.state().persisted().model, Some(second));
+    assert!(h.state().model.loading.is_none());
+    assert!(h.state().score_of(0).is_some());
 }

@@ -120,9 +120,10 @@ fn missing_folder_and_corrupt_weights_are_reported() {
     worker.send(Job::LoadModel {
         source: ModelSource::Folder("/no/such/model".into()),
     });
-    let Event::Error { message, .. } = next(&worker) else {
+    let Event::ModelFailed { message, source } = next(&worker) else {
         panic!("expected an error")
     };
+    assert_eq!(source, ModelSource::Folder("/no/such/model".into()));
     assert!(
         message.contains("/no/such/model") && message.contains("does not exist"),
         "{message}"
@@ -143,7 +144,7 @@ fn missing_folder_and_corrupt_weights_are_reported() {
     worker.send(Job::LoadModel {
         source: ModelSource::Folder(dir.path().to_path_buf()),
     });
-    let Event::Error { message, .. } = next(&worker) else {
+    let Event::ModelFailed { message, .. } = next(&worker) else {
         panic!("expected an error")
     };
     assert!(message.contains("model.safetensors"), "{message}");

@@ -27,8 +27,12 @@ impl ClipscopeApp {
         match event {
             Event::Progress(p) => self.model.progress = Some((p.what, p.done, p.total)),
             Event::ModelReady(info) => {
-                self.model.source = self.model.loading.take();
-                self.model.progress = None;
+                // Another load may still be on its way; this answer is for `info.source`.
+                if self.model.loading.as_ref() == Some(&info.source) {
+                    self.model.loading = None;
+                    self.model.progress = None;
+                }
+                self.model.source = Some(info.source.clone());
                 self.notice(
                     format!("model ready: {} ({} ms)", info.name, info.load_ms.round()),
                     false,
@@ -36,7 +40,8 @@ impl ClipscopeApp {
                 self.model.info = Some(info);
                 self.shown.clear();
                 self.textures.clear();
-                // Encodings of the old model are gone: encode every image again, current first.
+                // Encodings of the old model are gone: encode every image again, current first
+                // (those that waited for a model too).
                 let mut order: Vec<usize> = (0..self.gallery.images.len()).collect();
                 order.sort_by_key(|i| Some(self.gallery.images[*i].id) != self.gallery.current);
                 for i in order {
@@ -114,6 +119,24 @@ impl ClipscopeApp {
                     );
                 }
             }
+            Event::ModelFailed { source, message } => {
+                if self.model.loading.as_ref() == Some(&source) {
+                    self.model.loading = None;
+                    self.model.progress = None;
+                }
+                // The worker dropped the previous model before trying: there is none now, and
+                // every image waits for the next one that loads. `source` stays the last model
+                // that loaded, which the saved state names for the next start.
+                self.model.info = None;
+                self.shown.clear();
+                self.textures.clear();
+                for e in &mut self.gallery.images {
+                    if !matches!(e.status, ImageStatus::Failed(_)) {
+                        e.status = ImageStatus::NoModel;
+                    }
+                }
+                self.notice(message, true);
+            }
             Event::Error {
                 image_id,
                 generation,
@@ -122,6 +145,13 @@ impl ClipscopeApp {
                 if let Some(g) = generation {
                     self.client.failed(g);
                 }
+                if self.model.info.is_none() {
+                    // Failed for want of a model (ModelFailed said so once): it waits for one.
+                    if let Some(e) = image_id.and_then(|id| self.gallery.entry_mut(id)) {
+                        e.status = ImageStatus::NoModel;
+                        return;
+                    }
+                }
                 if let (Some(id), None) = (image_id, generation) {
                     if let Some(e) = self.gallery.entry_mut(id) {
                         e.status = ImageStatus::Failed(message.clone());
@@ -129,10 +159,6 @@ impl ClipscopeApp {
                         self.notice(format!("{name}: {message}"), true);
                         return;
                     }
-                }
-                if self.model.loading.is_some() && image_id.is_none() {
-                    self.model.loading = None;
-                    self.model.progress = None;
                 }
                 self.notice(message, true);
             }

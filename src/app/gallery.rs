@@ -104,6 +104,9 @@ pub fn show(gallery: &Gallery, ui: &mut egui::Ui) -> Commands {
                                             "cannot read",
                                         );
                                     }
+                                    (None, ImageStatus::NoModel) => {
+                                        ui.weak("no model");
+                                    }
                                     (None, _) => {
                                         ui.spinner();
                                     }
@@ -116,6 +119,10 @@ pub fn show(gallery: &Gallery, ui: &mut egui::Ui) -> Commands {
                     let tip = match &e.status {
                         ImageStatus::Failed(m) => format!("{}: {m}", e.name),
                         ImageStatus::Encoding => format!("{}: encoding…", e.name),
+                        ImageStatus::NoModel => format!(
+                            "{}: waiting for a model (the last one could not be loaded)",
+                            e.name
+                        ),
                         ImageStatus::Ready(i) => format!(
                             "{} — {}×{} px, model saw the outlined square ({:.0} ms to encode)",
                             e.name, i.original.0, i.original.1, i.encode_ms

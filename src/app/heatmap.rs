@@ -202,10 +202,16 @@ pub fn overlay_view(app: &mut ClipscopeApp, ui: &mut egui::Ui) -> Commands {
         return out;
     };
     let (Some(tex), Some(info)) = (entry.texture.clone(), entry.info().cloned()) else {
-        if let super::state::ImageStatus::Failed(m) = &entry.status {
-            ui.colored_label(ui.visuals().error_fg_color, format!("{}: {m}", entry.name));
-        } else {
-            ui.spinner();
+        match &entry.status {
+            super::state::ImageStatus::Failed(m) => {
+                ui.colored_label(ui.visuals().error_fg_color, format!("{}: {m}", entry.name));
+            }
+            super::state::ImageStatus::NoModel => {
+                ui.label("No model is loaded: choose one in the Model menu.");
+            }
+            _ => {
+                ui.spinner();
+            }
         }
         return out;
     };

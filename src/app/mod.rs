@@ -253,7 +253,7 @@ impl ClipscopeApp {
         let Some(entry) = self.current_entry() else {
             return;
         };
-        if matches!(entry.status, ImageStatus::Failed(_)) {
+        if matches!(entry.status, ImageStatus::Failed(_) | ImageStatus::NoModel) {
             return;
         }
         let image = ImageRef {

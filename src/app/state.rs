@@ -99,6 +99,9 @@ pub enum ImageStatus {
     Encoding,
     Ready(ImageInfo),
     Failed(String),
+    /// It could not be encoded because no model is loaded (a load failed); encoded again when
+    /// one is.
+    NoModel,
 }
 
 /// One image of the gallery.

@@ -37,6 +37,10 @@ pub struct SoakArgs {
     /// Prompts in the list that is edited (the app scores all of them on every edit).
     #[arg(long, default_value_t = 8)]
     pub prompts: usize,
+    /// Images in the gallery at most; past that, each new image replaces a random one. More
+    /// than the worker's image cache holds (256 MiB: about 250 B/16 encodings), so it evicts.
+    #[arg(long, default_value_t = 400)]
+    pub gallery: usize,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Also write the readings as JSON here.
@@ -67,8 +71,8 @@ pub fn run(args: &SoakArgs) -> Result<()> {
     if !(args.minutes > 0.0 && args.every > 0.0) {
         bail!("--minutes and --every must be positive");
     }
-    if args.prompts == 0 {
-        bail!("--prompts must be at least 1");
+    if args.prompts == 0 || args.gallery == 0 {
+        bail!("--prompts and --gallery must be at least 1");
     }
     let source = match args.model.as_str() {
         "default" => ModelSource::Embedded,
@@ -104,12 +108,17 @@ pub fn run(args: &SoakArgs) -> Result<()> {
     while start.elapsed() < end {
         let roll: f64 = soak.rng.random();
         if images.is_empty() || roll < 0.10 {
-            // A new image (every one distinct, so the image cache has to evict).
+            // A new image (every one distinct, so the image cache has to evict), replacing a
+            // random one once the gallery is full.
             let image = ImageRef {
                 id: next_id,
-                input: soak.image(),
+                input: soak.image()?,
             };
             next_id += 1;
+            if images.len() >= args.gallery {
+                let gone = images.swap_remove(soak.rng.random_range(0..images.len()));
+                soak.send(Job::Forget { image_id: gone.id });
+            }
             images.push(image);
             current = images.len() - 1;
         } else if roll < 0.15 && images.len() > 1 {
@@ -186,7 +195,7 @@ impl Soak {
                 .events()
                 .recv_timeout(Duration::from_secs(600))
                 .context("the worker did not answer within 10 minutes")?;
-            if let Event::Error { message, .. } = &event {
+            if let Event::Error { message, .. } | Event::ModelFailed { message, .. } = &event {
                 bail!("the worker failed: {message}");
             }
             if want(&event) {
@@ -217,24 +226,37 @@ impl Soak {
         words.join(" ")
     }
 
-    /// A random image of random size (noise on a random colour), as decoded pixels.
-    fn image(&mut self) -> ImageInput {
+    /// A random image of random size as PNG bytes, as a dropped file would arrive: a two-colour
+    /// gradient with a few rectangles, so it compresses and the gallery itself stays small.
+    fn image(&mut self) -> Result<ImageInput> {
         let (w, h) = (
             self.rng.random_range(64..1600u32),
             self.rng.random_range(64..1600u32),
         );
-        let base: [u8; 3] = self.rng.random();
-        let mut pixels = Vec::with_capacity((w * h * 4) as usize);
-        for _ in 0..w * h {
-            let noise: u8 = self.rng.random_range(0..32);
-            pixels.extend(base.map(|c| c.wrapping_add(noise)));
-            pixels.push(255);
+        let (a, b): ([u8; 3], [u8; 3]) = (self.rng.random(), self.rng.random());
+        let mut img = image::RgbImage::from_fn(w, h, |_, y| {
+            let t = y as f32 / h as f32;
+            image::Rgb(std::array::from_fn(|c| {
+                (f32::from(a[c]) * (1.0 - t) + f32::from(b[c]) * t) as u8
+            }))
+        });
+        for _ in 0..self.rng.random_range(1..5) {
+            let colour = image::Rgb(self.rng.random());
+            let (x0, y0) = (self.rng.random_range(0..w), self.rng.random_range(0..h));
+            let (x1, y1) = (
+                (x0 + self.rng.random_range(1..w)).min(w),
+                (y0 + self.rng.random_range(1..h)).min(h),
+            );
+            for y in y0..y1 {
+                for x in x0..x1 {
+                    img.put_pixel(x, y, colour);
+                }
+            }
         }
-        ImageInput::Rgba {
-            width: w,
-            height: h,
-            pixels: Arc::new(pixels),
-        }
+        let mut png = Vec::new();
+        img.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+            .context("cannot encode a soak image")?;
+        Ok(ImageInput::Bytes(Arc::new(png)))
     }
 }
 

@@ -229,6 +229,7 @@ fn handle(state: &mut State, job: Job, out: &Outbox) {
                     tracing::info!("loaded {} in {:.0} ms", model.name(), elapsed_ms(start));
                     let c = model.config();
                     out.send(Event::ModelReady(ModelInfo {
+                        source: source.clone(),
                         name: model.name().to_string(),
                         device: model.device_name(),
                         grid: model.grid(),
@@ -239,11 +240,10 @@ fn handle(state: &mut State, job: Job, out: &Outbox) {
                     }));
                     state.model = Some(model);
                 }
-                Err(e) => out.error(
-                    None,
-                    None,
-                    format!("could not load the model {source}: {}", one_line(&e)),
-                ),
+                Err(e) => out.send(Event::ModelFailed {
+                    message: format!("could not load the model {source}: {}", one_line(&e)),
+                    source,
+                }),
             }
         }
         Job::EncodeImage { image } => {

@@ -62,6 +62,8 @@ pub struct Preview {
 /// What a loaded model is, for status bars and menus.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ModelInfo {
+    /// What was loaded, so a client with two loads in flight knows which one answered.
+    pub source: ModelSource,
     pub name: String,
     pub device: String,
     pub grid: (usize, usize),
@@ -102,6 +104,12 @@ pub struct Results {
 pub enum Event {
     Progress(Progress),
     ModelReady(ModelInfo),
+    /// A model could not be loaded. The previous model is gone too (it is dropped before a load
+    /// so that two never share memory): until a load succeeds there is no model.
+    ModelFailed {
+        source: ModelSource,
+        message: String,
+    },
     ImageReady(ImageInfo),
     Results(Results),
     /// A job failed; the worker keeps serving.
