@@ -8,6 +8,7 @@ use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use super::machine;
 use crate::dcsm::scorer::{Replacement, Scorer};
 use crate::engine::{Clip, ClipConfig, LoadedModel};
 use crate::train::dcsm::{self as train_dcsm, Options as ScorerOptions};
@@ -78,6 +79,12 @@ struct Report {
     version: String,
     threads: usize,
     cpu: String,
+    /// /proc/cpuinfo's "cpu family" and "model", which tell machines of one name apart.
+    cpu_family_model: String,
+    /// The x86-64 level the CPU reaches (v2, v3 = AVX2 + FMA, v4 = AVX-512).
+    isa: String,
+    /// The matrix-product kernels gemm dispatches to on this CPU.
+    gemm_kernel: String,
     results: Vec<Row>,
 }
 
@@ -126,9 +133,16 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         tool: "clipscope".into(),
         version: env!("CARGO_PKG_VERSION").into(),
         threads,
-        cpu: cpu_name(),
+        cpu: machine::cpu_name(),
+        cpu_family_model: machine::cpu_family_model(),
+        isa: machine::isa_level().into(),
+        gemm_kernel: machine::gemm_kernel().into(),
         results,
     };
+    println!(
+        "cpu: {} (family/model {}), {}, gemm kernels: {}",
+        report.cpu, report.cpu_family_model, report.isa, report.gemm_kernel
+    );
     if let Some(path) = &args.json {
         crate::atomic::write(path, serde_json::to_string_pretty(&report)?.as_bytes())
             .with_context(|| format!("cannot write {}", path.display()))?;
@@ -349,16 +363,4 @@ fn peak_rss_mb() -> Option<f64> {
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb / 1024.0)
-}
-
-fn cpu_name() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|v| v.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown".into())
 }

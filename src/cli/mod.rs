@@ -2,6 +2,7 @@
 
 mod bench;
 mod eval;
+mod machine;
 mod map;
 mod score;
 mod soak;
