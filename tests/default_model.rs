@@ -113,12 +113,12 @@ fn embedded_model_recognises_shapes_drawn_by_another_renderer() {
     );
 }
 
-/// What the shipped model must keep reaching on these scenes. Measured: description 0.625 (50/80
-/// validation) and 0.625 (30/48 independent), far below the 0.95 the model is meant to reach (see
-/// the model card's failure analysis); localisation 0.942 (145/154) and 0.948 (92/97). A seeded
-/// random model of the same shape: description 0.19 (15/80), localisation 0.49 (75/154).
-const MIN_DESCRIPTION: f64 = 0.55;
-const MIN_LOCALISATION: f64 = 0.90;
+/// What the shipped model must keep reaching on these scenes. Measured: description 0.850 (68/80
+/// validation) and 0.875 (42/48 independent), below the 0.95 the model is meant to reach (see the
+/// model card's failure analysis); localisation 0.948 (146/154) and 0.948 (92/97). A seeded
+/// random model of the same shape: description 0.19 (15/80), localisation 0.50 (77/154).
+const MIN_DESCRIPTION: f64 = 0.78;
+const MIN_LOCALISATION: f64 = 0.92;
 
 #[test]
 fn embedded_scorer_reads_spatial_relations_that_clip_cannot() {
@@ -129,10 +129,11 @@ fn embedded_scorer_reads_spatial_relations_that_clip_cannot() {
     eprintln!("spatial: clip {clip:?}, dcsm {dcsm:?}");
     assert!(dcsm.total >= 60, "{dcsm:?}");
     // Plain CLIP's pooled cosine is near chance on "A above B" vs "B above A"; the scorer reads
-    // the relation off the dense map. Measured: CLIP 0.475 (48/101), the shipped scorer 0.703
-    // (71/101) after 300 steps on spatial contrasts; the goal of 0.95 is not met yet (model card).
+    // the relation off the dense map. Measured: CLIP 0.446 (45/101), the shipped scorer 0.752
+    // (76/101) after 400 steps on spatial contrasts and 200 on every family; the goal of 0.95 is
+    // not met yet (model card).
     assert!(clip.accuracy().unwrap() < 0.7, "{clip:?}");
-    assert!(dcsm.accuracy().unwrap() >= 0.62, "{dcsm:?}");
+    assert!(dcsm.accuracy().unwrap() >= 0.66, "{dcsm:?}");
     assert!(
         dcsm.accuracy().unwrap() >= clip.accuracy().unwrap() + 0.10,
         "clip {clip:?}, dcsm {dcsm:?}"

@@ -78,11 +78,14 @@ stage clip-112g train-clip --init "$RUNS/clip-112f/model.safetensors" --steps 43
 stage clip-224 train-clip --init "$RUNS/clip-112g/model.safetensors" --steps 800 --batch 64 \
   --lr 3e-4 --seed 11 --image-size 224 --ground-weight 1 --negative-weight 1 --shape-words \
   --vocabulary-weight 3 --checkpoint-every 25
-# 3. The DCSM scorer (the paper's CNN at its native 197 × 30) on spatial contrasts. (The previous
-#    model's recipe continued with every family, spatial, description and binding drawn twice as
-#    often, `--zscore-per-image --lr 3e-4 --init <stage 3>`; not run yet for this model.)
+# 3. The DCSM scorer (the paper's CNN at its native 197 × 30): 400 steps on spatial contrasts,
+#    then 200 on every family (spatial, description and binding drawn twice as often), each image
+#    z-scored with its own pair of maps.
 stage dcsm-1 train-dcsm --model "$RUNS/clip-224" --families spatial --pairs --scenes 32 \
-  --steps 300 --lr 1e-3 --checkpoint-every 50
+  --steps 400 --lr 1e-3 --checkpoint-every 50
+stage dcsm-2 train-dcsm --model "$RUNS/clip-224" --init "$RUNS/dcsm-1/scorer.safetensors" \
+  --families spatial,spatial,description,description,binding,binding,negation,size --pairs \
+  --zscore-per-image --scenes 32 --steps 200 --lr 3e-4 --checkpoint-every 50
 # 4. The SmartCLIP mask network.
 stage smartclip train-smartclip --model "$RUNS/clip-224" --steps 400 --batch 64 --lr 5e-4 \
   --checkpoint-every 100
@@ -90,6 +93,6 @@ stage smartclip train-smartclip --model "$RUNS/clip-224" --steps 400 --batch 64 
 # The shipped folder: the model (f16, as train-clip writes it) and both heads.
 out=assets/default-model
 cp "$RUNS/clip-224/config.json" "$RUNS/clip-224/model.safetensors" "$out/"
-cp "$RUNS/dcsm-1/scorer.json" "$RUNS/dcsm-1/scorer.safetensors" "$out/"
+cp "$RUNS/dcsm-2/scorer.json" "$RUNS/dcsm-2/scorer.safetensors" "$out/"
 cp "$RUNS/smartclip/smartclip.json" "$RUNS/smartclip/smartclip.safetensors" "$out/"
 du -ch "$out"/*.safetensors | tail -n 1
