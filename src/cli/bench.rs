@@ -352,15 +352,7 @@ fn bench_model(name: &str, args: &BenchArgs) -> Result<Vec<Row>> {
         min_ms: None,
         max_ms: None,
         runs: None,
-        value_mb: peak_rss_mb(),
+        value_mb: machine::memory_mb("VmHWM"),
     });
     Ok(rows)
-}
-
-/// VmHWM of this process in MB (Linux), the peak resident set.
-fn peak_rss_mb() -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb / 1024.0)
 }

@@ -1,5 +1,5 @@
 //! What machine a benchmark ran on: the CPU's name, family and model, its x86-64 level and the
-//! matrix-product kernels gemm picks on it.
+//! matrix-product kernels gemm picks on it; this process's memory.
 
 /// The CPU's name from /proc/cpuinfo, or "unknown".
 pub(super) fn cpu_name() -> String {
@@ -74,4 +74,15 @@ pub(super) fn gemm_kernel() -> &'static str {
     {
         "portable"
     }
+}
+
+/// A memory figure of this process from /proc/self/status in MB (Linux): `VmRSS` the resident set
+/// now, `VmHWM` its peak.
+pub(super) fn memory_mb(field: &str) -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status
+        .lines()
+        .find(|l| l.split(':').next() == Some(field))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
 }

@@ -269,7 +269,8 @@ fn reading(start: &Instant, jobs: usize, images_added: usize) -> Result<Reading>
         seconds: secs(start),
         jobs,
         images_added,
-        rss_mb: rss_mb().context("cannot read the resident memory (/proc/self/status)")?,
+        rss_mb: super::machine::memory_mb("VmRSS")
+            .context("cannot read the resident memory (/proc/self/status)")?,
     })
 }
 
@@ -278,12 +279,4 @@ fn print_reading(r: &Reading) {
         "{:>8.0} {:>8} {:>8} {:>9.1}",
         r.seconds, r.jobs, r.images_added, r.rss_mb
     );
-}
-
-/// VmRSS of this process in MB (Linux), the resident set now.
-fn rss_mb() -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb / 1024.0)
 }
