@@ -31,15 +31,14 @@ impl ClipscopeApp {
         let mut thumbnails = 0;
         let mut more = false;
         for e in &mut self.gallery.images {
+            if Some(e.id) != current {
+                e.texture = None;
+            }
             let ImageStatus::Ready(info) = &e.status else {
                 continue;
             };
-            if Some(e.id) == current {
-                if e.texture.is_none() {
-                    e.texture = Some(texture(format!("preview{}", e.id), &info.preview));
-                }
-            } else {
-                e.texture = None;
+            if Some(e.id) == current && e.texture.is_none() {
+                e.texture = Some(texture(format!("preview{}", e.id), &info.preview));
             }
             if e.thumbnail.is_none() {
                 if thumbnails < THUMBNAILS_PER_FRAME {
