@@ -49,7 +49,7 @@ pub fn from_folder(dir: &Path) -> Result<Vec<Item>, ModelError> {
                 source: e,
             })?;
             Ok(Item {
-                image: preprocess::decode_file(&dir.join(&line.file))?,
+                image: preprocess::decode_file(&dir.join(&line.file))?.image,
                 scene: line.scene,
                 probes: line.probes,
             })

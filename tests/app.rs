@@ -126,11 +126,15 @@ fn bad_input_gives_messages_and_the_app_keeps_working() {
     let fake = dir.path().join("notes.png");
     std::fs::write(&fake, "plain text, not a picture").unwrap();
     let long = "a red circle ".repeat(100);
-    let mut h = harness(&["a red circle", "   ", &long], &["wide.png"]);
-    // Empty and over-long prompts are flagged where the person looks.
+    let mut h = harness(
+        &["a red circle", "   ", &long, "a dog <|endoftext|> with a hat"],
+        &["wide.png"],
+    );
+    // Empty, over-long and early-pooled prompts are flagged where the person looks.
     h.get_by_label_contains("empty prompt: not scored");
     h.get_by_label_contains("truncated:");
     assert!(h.state().score_of(2).unwrap().tokenized.truncated);
+    h.get_by_label_contains("pooled at the <|endoftext|> typed at token 3");
 
     h.state_mut().add_path(fake);
     settle(&mut h);

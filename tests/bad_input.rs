@@ -70,7 +70,7 @@ fn truncated_jpeg_is_an_error() {
 
 #[test]
 fn sixteen_bit_png_keeps_its_range() {
-    let img = decode_file(&odd("grey16.png")).unwrap();
+    let img = decode_file(&odd("grey16.png")).unwrap().image;
     let rgb = img.to_rgb8();
     assert_eq!(rgb.get_pixel(0, 0)[0], 0);
     assert_eq!(rgb.get_pixel(47, 0)[0], 255);
@@ -79,7 +79,7 @@ fn sixteen_bit_png_keeps_its_range() {
 
 #[test]
 fn cmyk_jpeg_becomes_rgb() {
-    let img = decode_file(&odd("cmyk.jpg")).unwrap();
+    let img = decode_file(&odd("cmyk.jpg")).unwrap().image;
     let p = img.to_rgb8().get_pixel(20, 15).0;
     // Pure cyan ink: little red, much green and blue.
     assert!(p[0] < 80 && p[1] > 170 && p[2] > 170, "{p:?}");
@@ -88,20 +88,20 @@ fn cmyk_jpeg_becomes_rgb() {
 
 #[test]
 fn grey_alpha_decodes() {
-    let img = decode_file(&odd("grey_alpha.png")).unwrap();
+    let img = decode_file(&odd("grey_alpha.png")).unwrap().image;
     assert_eq!(img.to_rgb8().get_pixel(5, 5).0, [200, 200, 200]);
     model_input(&img);
 }
 
 #[test]
 fn animated_gif_uses_its_first_frame() {
-    let img = decode_file(&odd("animated.gif")).unwrap();
+    let img = decode_file(&odd("animated.gif")).unwrap().image;
     assert_eq!(img.to_rgb8().get_pixel(16, 16).0, [255, 0, 0]);
 }
 
 #[test]
 fn exif_rotation_is_applied() {
-    let img = decode_file(&odd("exif_rotate90.jpg")).unwrap();
+    let img = decode_file(&odd("exif_rotate90.jpg")).unwrap().image;
     assert_eq!(
         (img.width(), img.height()),
         (20, 60),
@@ -118,13 +118,13 @@ fn exif_rotation_is_applied() {
 
 #[test]
 fn one_pixel_and_very_wide_images_preprocess() {
-    let one = decode_file(&odd("one_pixel.png")).unwrap();
+    let one = decode_file(&odd("one_pixel.png")).unwrap().image;
     let pixels = model_input(&one);
     assert!(
         pixels.windows(2).take(100).all(|w| w[0] == w[1]),
         "a single colour everywhere"
     );
-    let wide = decode_file(&odd("wide_10000x10.png")).unwrap();
+    let wide = decode_file(&odd("wide_10000x10.png")).unwrap().image;
     let p = preprocess(&wide, &PreprocessConfig::openai(224));
     assert!(p.pixels.iter().all(|v| v.is_finite()));
     // The centre crop of a 10000×10 image is a 10×10 square in the middle.
@@ -278,7 +278,7 @@ fn an_image_rewritten_on_disk_while_it_is_decoded_gives_a_picture_or_a_message()
         for _ in 0..300 {
             match decode_file(&path) {
                 Ok(img) => {
-                    let size = (img.width(), img.height());
+                    let size = (img.image.width(), img.image.height());
                     assert!(size == (300, 200) || size == (64, 640), "{size:?}");
                     pictures += 1;
                 }

@@ -238,3 +238,48 @@ fn the_shared_text_pass_gives_the_scorer_the_same_columns() {
         .unwrap();
     assert!(left.functional.iter().any(|r| r.word == "left"));
 }
+
+#[test]
+fn paper_mode_scores_the_papers_rewritten_caption() {
+    let mut model = tiny_gelu();
+    let (g, _) = model.grid();
+    let config = ScorerConfig {
+        mode: ColumnMode::Paper,
+        architecture: Architecture::Paper,
+        rows: 1 + g * g,
+        columns: 30,
+        functional_words: FUNCTIONAL_WORDS.map(String::from).to_vec(),
+        pad_id: 49407,
+    };
+    let varmap = VarMap::new();
+    let table = Tensor::randn(0f32, 1.0, (11, 1 + g * g), &Device::Cpu).unwrap();
+    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+    model
+        .add_scorer(Scorer::with_table(config, vb, table).unwrap())
+        .unwrap();
+    let image = model
+        .encode_image(&image::DynamicImage::new_rgb8(40, 40))
+        .unwrap();
+    let score = |prompts: &[&str]| {
+        let prompts: Vec<String> = prompts.iter().map(|p| p.to_string()).collect();
+        model
+            .score(&image, &model.encode_prompts(&prompts).unwrap())
+            .unwrap()
+    };
+    let typed = score(&["a cat behind a dog", "a cup on the top shelf", "a dog"]);
+    let read = score(&["a cat above a dog", "a cup on the above shelf", "a dog"]);
+    assert_eq!(typed[0].dcsm_text.as_deref(), Some("a cat above a dog"));
+    assert_eq!(
+        typed[1].dcsm_text.as_deref(),
+        Some("a cup on the above shelf")
+    );
+    assert_eq!(typed[2].dcsm_text, None);
+    for (t, r) in typed.iter().zip(&read) {
+        let (a, b) = (t.dcsm_score().unwrap(), r.dcsm_score().unwrap());
+        assert!((a - b).abs() < 1e-5, "{a} vs {b}");
+        assert_eq!(t.functional, r.functional);
+    }
+    assert!(typed[0].functional.iter().any(|f| f.word == "above"));
+    // Plain CLIP reads what the user typed.
+    assert!((typed[0].clip_cosine - read[0].clip_cosine).abs() > 1e-6);
+}

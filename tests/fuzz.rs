@@ -3,7 +3,8 @@
 //! `CLIPSCOPE_FUZZ_CASES` sets the number of inputs per target (default 256).
 
 use clipscope::engine::LoadedModel;
-use clipscope::io::preprocess::{decode_bytes, preprocess, PreprocessConfig};
+use clipscope::io::pipeline::ImageConvention;
+use clipscope::io::preprocess::{decode_bytes, preprocess_decoded, PreprocessConfig};
 use proptest::prelude::*;
 use std::path::Path;
 use std::sync::OnceLock;
@@ -45,8 +46,11 @@ fn model() -> &'static LoadedModel {
 /// Whatever decodes must preprocess to finite model input.
 fn check_image(bytes: &[u8]) {
     if let Ok(img) = decode_bytes(bytes) {
-        let p = preprocess(&img, &PreprocessConfig::openai(40));
-        assert!(p.pixels.iter().all(|v| v.is_finite()));
+        for convention in [ImageConvention::Transformers, ImageConvention::Openai] {
+            let config = PreprocessConfig::openai(40).with_convention(convention);
+            let p = preprocess_decoded(&img, &config);
+            assert!(p.pixels.iter().all(|v| v.is_finite()));
+        }
     }
 }
 

@@ -171,7 +171,7 @@ fn check_preprocess(model_name: &str, image: &str) {
     let stem = image.trim_end_matches(".png");
     let expected = reference.values(&format!("pixel_values.{stem}"));
     let decoded = preprocess::decode_file(&image_path(image)).unwrap();
-    let got = model.preprocess(&decoded);
+    let got = model.preprocess_decoded(&decoded);
     let d = max_diff(&got.pixels, &expected);
     assert!(d < 1e-6, "{model_name}/{image}: pixels differ by {d}");
     let info = &reference.json["images"][image];

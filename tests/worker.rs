@@ -245,7 +245,7 @@ fn a_thousand_prompts_at_once_and_mixed_scripts() {
     // engine (no cache shared with the worker) encodes it alone.
     let engine = LoadedModel::from_folder(&fixture("tiny_quick_gelu"), "tiny").unwrap();
     let decoded = clipscope::io::preprocess::decode_file(&fixture("images/wide.png")).unwrap();
-    let encoded = engine.encode_image(&decoded).unwrap();
+    let encoded = engine.encode_decoded(&decoded).unwrap();
     let alone = engine
         .score(
             &encoded,

@@ -43,15 +43,44 @@ Output folder
                        ``mask_net.<original name>`` (unchanged layout, packed in_proj kept).
                        dtype: the checkpoint's (``--dtype f16|f32`` to force).
 
+fp16 rounding (default; ``--full-precision`` to skip)
+-----------------------------------------------------
+The official loader does not use the checkpoint's values as they are:
+``model_longclip.build_model`` calls ``convert_weights(model)`` *before*
+``model.load_state_dict(state_dict, strict=False)``.  ``convert_weights`` turns
+into float16 the weight and bias of every ``nn.Conv1d`` / ``nn.Conv2d`` /
+``nn.Linear`` (so also every attention ``out_proj``, ``mlp.c_fc``, ``mlp.c_proj``
+and the mask network's ``attn_pool.attention``), the ``in_proj_weight`` /
+``in_proj_bias`` (``q/k/v_proj_weight``, ``bias_k``, ``bias_v`` when present) of
+every ``nn.MultiheadAttention``, and the ``proj`` (``visual.proj``) and
+``text_projection`` parameters.  ``load_state_dict`` then copies the float32
+checkpoint *into* those float16 parameters (round to nearest even), and on CPU
+``longclip.load`` casts the model back with ``model.float()``.  LayerNorms,
+the token embedding, class / positional embeddings (both tables) and
+``logit_scale`` stay float32.  So the released model is, in effect, the
+checkpoint with those tensors rounded to fp16.  The converter reproduces that:
+it selects the same tensors by their OpenAI key names
+(``fp16_rounded_keys``), rounds them to float16 and back to the output dtype,
+prints how many it rounded, and records ``"weights_rounding": "fp16"`` in the
+"smartclip" section of config.json (``"none"`` with ``--full-precision``).  A
+float16 checkpoint is unchanged by the rounding (the record still says fp16).
+config.json also gets the top-level key ``"pipeline": {"image": "openai",
+"text": "openai"}``: torchvision-style preprocessing (Pillow bicubic resize of
+the image as opened, round-half-even centre crop, RGB conversion after) and the
+OpenAI tokenizer's text clean-up (ftfy, HTML unescape twice, whitespace, lower
+case).  Hugging Face folders without that key keep transformers' conventions.
+
 Verification (default; ``--no-verify`` to skip): the folder is loaded with
 ``transformers.CLIPModel`` (float32, eager attention) and compared with our
 OpenAI-layout reference (``smartclip_reference.SmartCLIP``) built from the
-original state dict: image embeds, text embeds, text last_hidden_state (all 248
-positions, no attention mask) and mask logits from the converted ``mask_net.*``.
+state dict the folder was made from (i.e. after the same fp16 rounding, unless
+``--full-precision``): image embeds, text embeds, text last_hidden_state (all
+248 positions, no attention mask) and mask logits from the converted
+``mask_net.*``.
 
 Usage (repository root):
 
-    python tools/convert_smartclip_checkpoint.py smartclip_b16.pt OUT_DIR
+    python tools/convert_smartclip_checkpoint.py smartclip_b16.pt OUT_DIR [--full-precision]
 """
 
 from __future__ import annotations
@@ -59,6 +88,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import sys
 from collections import OrderedDict
 from pathlib import Path
@@ -85,6 +115,9 @@ TOKENIZER_NOTE = (
     "The mask network reads ln_final outputs of all 248 positions, padding included."
 )
 SKIP_KEYS = {"input_resolution", "context_length", "vocab_size"}
+# config.json top-level key: torchvision-style image preprocessing, OpenAI tokenizer clean-up
+PIPELINE = {"image": "openai", "text": "openai"}
+ROUNDING_CHOICES = ("fp16", "none")
 
 
 # --------------------------------------------------------------------------
@@ -134,6 +167,57 @@ def load_checkpoint(path: str | Path, allow_pickle: bool = False) -> tuple[Order
 
 
 # --------------------------------------------------------------------------
+# fp16 rounding of the official loader (convert_weights), by key name
+# --------------------------------------------------------------------------
+# Parents (module paths) whose ``weight`` / ``bias`` belong to an nn.Linear / nn.Conv*
+# in the OpenAI / Long-CLIP / SmartCLIP module tree.  ViT: visual.conv1, attn.out_proj,
+# mlp.c_fc, mlp.c_proj, mask_net.attn_pool.attention; ModifiedResNet (not converted
+# by this tool, listed so the rule is complete): stem conv1-3, bottleneck conv1-3,
+# downsample.0, attnpool.{q,k,v,c}_proj.
+_LINEAR_CONV_PARENT = re.compile(
+    r"(^|\.)(conv[123]|downsample\.0|attn\.out_proj|mlp\.c_fc|mlp\.c_proj|attn_pool\.attention"
+    r"|attnpool\.[qkvc]_proj)$")
+# nn.MultiheadAttention's own parameters (the block's ``attn`` module)
+_MHA_PARAMS = ("in_proj_weight", "in_proj_bias", "q_proj_weight", "k_proj_weight",
+               "v_proj_weight", "bias_k", "bias_v")
+# parameters named ``proj`` / ``text_projection`` on any module
+_PROJ_PARAMS = ("proj", "text_projection")
+
+
+def is_fp16_rounded_key(key: str) -> bool:
+    """True if the official loader's ``convert_weights`` makes this checkpoint key
+    (OpenAI names) float16 before ``load_state_dict`` copies the value in."""
+    parent, _, leaf = key.rpartition(".")
+    if leaf in ("weight", "bias") and _LINEAR_CONV_PARENT.search(parent):
+        return True
+    if leaf in _MHA_PARAMS and (parent == "attn" or parent.endswith(".attn")):
+        return True
+    return leaf in _PROJ_PARAMS
+
+
+def fp16_rounded_keys(sd: dict) -> list[str]:
+    return [k for k, v in sd.items() if v.is_floating_point() and is_fp16_rounded_key(k)]
+
+
+def round_like_official_loader(sd: dict) -> tuple[OrderedDict, list[str], int]:
+    """Copy of ``sd`` with the ``convert_weights`` tensors rounded to float16 and cast
+    back to their own dtype.  Returns (state dict, rounded keys, number of changed values)."""
+    keys = fp16_rounded_keys(sd)
+    out = OrderedDict(sd)
+    changed = 0
+    for k in keys:
+        v = sd[k]
+        r = v.to(torch.float16).to(v.dtype)
+        if v.dtype not in (torch.float16, torch.float32, torch.float64):
+            # e.g. bfloat16: fp16 values are not all representable; the result is re-rounded
+            print(f"warning: {k} is {v.dtype}; fp16 rounding cast back to {v.dtype} is inexact",
+                  file=sys.stderr)
+        changed += int((r != v).sum())
+        out[k] = r
+    return out, keys, changed
+
+
+# --------------------------------------------------------------------------
 # Conversion
 # --------------------------------------------------------------------------
 def _count(sd: dict, prefix: str) -> int:
@@ -160,8 +244,8 @@ def _block(out: dict, src: str, dst: str, sd: dict) -> None:
         out[f"{dst}{d}.bias"] = sd[f"{src}{s}.bias"]
 
 
-def hf_config(sd: dict, dtype: torch.dtype) -> dict:
-    """The CLIPConfig dict (plus our "smartclip" object)."""
+def hf_config(sd: dict, dtype: torch.dtype, rounding: str = "fp16") -> dict:
+    """The CLIPConfig dict (plus our "smartclip" and "pipeline" objects)."""
     from transformers import CLIPConfig
 
     conv = sd["visual.conv1.weight"]
@@ -215,7 +299,9 @@ def hf_config(sd: dict, dtype: torch.dtype) -> dict:
         "score_scale": SCORE_SCALE,
         "mask_threshold": MASK_THRESHOLD,
         "tokenizer": TOKENIZER_NOTE,
+        "weights_rounding": rounding,
     }
+    d["pipeline"] = dict(PIPELINE)
     return d
 
 
@@ -267,14 +353,39 @@ def convert_state_dict(sd: dict, dtype: torch.dtype | None = None) -> OrderedDic
                        for k, v in out.items())
 
 
-def write_folder(sd: dict, out_dir: str | Path, dtype: torch.dtype | None = None) -> dict:
+def prepare_state_dict(sd: dict, rounding: str = "fp16", quiet: bool = False) -> tuple[OrderedDict, dict]:
+    """The state dict the folder is made from: ``sd`` itself (rounding "none") or ``sd``
+    with the official loader's fp16 rounding (rounding "fp16").  Returns (state dict, info)."""
+    if rounding not in ROUNDING_CHOICES:
+        raise ValueError(f"rounding must be one of {ROUNDING_CHOICES}, not {rounding!r}")
+    if rounding == "none":
+        info = {"weights_rounding": "none", "rounded_tensors": 0, "changed_values": 0, "rounded_keys": []}
+        if not quiet:
+            print("fp16 rounding: none (--full-precision): checkpoint values kept")
+        return OrderedDict(sd), info
+    out, keys, changed = round_like_official_loader(sd)
+    info = {"weights_rounding": "fp16", "rounded_tensors": len(keys), "changed_values": changed,
+            "rounded_keys": keys}
+    if not quiet:
+        n_values = sum(sd[k].numel() for k in keys)
+        print(f"fp16 rounding: rounded {len(keys)} tensors to float16 as the official loader's "
+              f"convert_weights does ({changed:,} of {n_values:,} values changed)")
+    return out, info
+
+
+def write_folder(sd: dict, out_dir: str | Path, dtype: torch.dtype | None = None,
+                 rounding: str = "fp16", quiet: bool = False) -> dict:
+    """Round (see ``prepare_state_dict``), convert and write ``out_dir``.  Returns the
+    config dict; ``cfg["smartclip"]["weights_rounding"]`` records the rounding.  Verify
+    with ``verify_folder(out_dir, prepare_state_dict(sd, rounding)[0])``."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if dtype is None:
         floats = {v.dtype for v in sd.values() if v.is_floating_point()}
         dtype = floats.pop() if len(floats) == 1 else torch.float32
-    tensors = convert_state_dict(sd, dtype)
-    cfg = hf_config(sd, dtype)
+    rounded, _ = prepare_state_dict(sd, rounding, quiet=quiet)
+    tensors = convert_state_dict(rounded, dtype)
+    cfg = hf_config(sd, dtype, rounding)
     save_file(tensors, str(out_dir / "model.safetensors"), metadata={"format": "pt"})
     (out_dir / "config.json").write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
     return cfg
@@ -346,6 +457,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("checkpoint")
     ap.add_argument("out_dir")
     ap.add_argument("--dtype", choices=("keep", "f16", "f32"), default="keep")
+    ap.add_argument("--full-precision", action="store_true",
+                    help="keep the checkpoint's values (default: round the tensors the official "
+                         "loader's convert_weights makes fp16, as loading with longclip.load does)")
     ap.add_argument("--allow-pickle", action="store_true",
                     help="fall back to torch.load(weights_only=False) (trusted files only)")
     ap.add_argument("--no-verify", action="store_true")
@@ -357,14 +471,20 @@ def main(argv: list[str] | None = None) -> int:
     print(f"read {info['num_tensors']} tensors ({info['container']}, dtypes {info['dtypes']}, "
           f"weights_only={info['weights_only']})")
     dtype = {"keep": None, "f16": torch.float16, "f32": torch.float32}[args.dtype]
-    cfg = write_folder(sd, args.out_dir, dtype)
+    rounding = "none" if args.full_precision else "fp16"
+    cfg = write_folder(sd, args.out_dir, dtype, rounding=rounding)
     print(f"wrote {args.out_dir}: vision {cfg['vision_config']['hidden_size']}x"
           f"{cfg['vision_config']['num_hidden_layers']}, text {cfg['text_config']['hidden_size']}x"
           f"{cfg['text_config']['num_hidden_layers']}, embed {cfg['projection_dim']}, "
           f"smartclip {json.dumps({k: v for k, v in cfg['smartclip'].items() if k != 'tokenizer'})}")
     if args.no_verify:
         return 0
-    res = verify_folder(args.out_dir, sd)
+    # the reference is built from the same values the folder was made from: rounded (or
+    # not) and, with --dtype, cast to the output dtype
+    ref_sd = prepare_state_dict(sd, rounding, quiet=True)[0]
+    if dtype is not None:
+        ref_sd = OrderedDict((k, v.to(dtype) if v.is_floating_point() else v) for k, v in ref_sd.items())
+    res = verify_folder(args.out_dir, ref_sd)
     ok = True
     for k, d in res["max_abs_diff"].items():
         rel = d / max(1.0, res["max_abs_value"][k])

@@ -2,6 +2,7 @@
 
 use super::command::{Command, Commands};
 use super::{scores, ClipscopeApp};
+use crate::engine::PromptScore;
 
 /// The prompt list; its text fields edit `app.prompts` in place, everything else is a command.
 pub fn show(app: &mut ClipscopeApp, ui: &mut egui::Ui) -> Commands {
@@ -79,6 +80,7 @@ pub fn show(app: &mut ClipscopeApp, ui: &mut egui::Ui) -> Commands {
                             ),
                         );
                     }
+                    pipeline_notes(ui, s);
                 }
             }
             ui.horizontal(|ui| {
@@ -125,5 +127,34 @@ impl ClipscopeApp {
             self.selection.prompts_changed(self.prompts.len());
             self.mark_dirty();
         }
+    }
+}
+
+/// What the model did to a prompt on its way in: a typed end-of-text token, the reference's
+/// text clean-up, the DCSM paper's caption rewriting.
+fn pipeline_notes(ui: &mut egui::Ui, s: &PromptScore) {
+    let t = &s.tokenized;
+    if t.pools_early() {
+        ui.colored_label(
+            ui.visuals().warn_fg_color,
+            format!(
+                "  pooled at the <|endoftext|> typed at token {}: the words after it do not \
+                 reach the CLIP score",
+                t.eos_index()
+            ),
+        );
+    }
+    if let Some(c) = &t.cleaned {
+        ui.weak(format!("  the model reads: {c}")).on_hover_text(
+            "OpenAI's tokenizer cleans text first (ftfy, HTML entities), as this model's \
+             reference does",
+        );
+    }
+    if let Some(d) = &s.dcsm_text {
+        ui.weak(format!("  the DCSM scorer reads: {d}"))
+            .on_hover_text(
+                "The DCSM paper's caption rewriting: behind → above, in front of → below, \
+             top → above, bottom → below",
+            );
     }
 }

@@ -3,7 +3,7 @@
 use super::command::{Command, Commands};
 use super::state::View;
 use super::{export, ClipscopeApp};
-use crate::engine::ModelSource;
+use crate::engine::{ImageConvention, ModelSource, TextConvention};
 use crate::io::source::KNOWN_HUB_IDS;
 
 /// Menus and the view tabs (the tabs edit the view setting in place).
@@ -146,8 +146,18 @@ pub fn bottom_bar(app: &ClipscopeApp, ui: &mut egui::Ui) -> Commands {
                     Some(ModelSource::Folder(p)) => p.file_name().map(|n| n.to_string_lossy().into_owned()),
                     _ => None,
                 };
+                let pipeline = match (info.pipeline.image, info.pipeline.text) {
+                    (ImageConvention::Transformers, TextConvention::Transformers) => {
+                        "transformers' pipeline (CLIPImageProcessor, fast tokenizer)"
+                    }
+                    (ImageConvention::Openai, TextConvention::Openai) => {
+                        "OpenAI's pipeline (torchvision transform, ftfy text clean-up)"
+                    }
+                    (ImageConvention::Openai, _) => "OpenAI's torchvision transform, transformers' tokenizer",
+                    (_, TextConvention::Openai) => "transformers' image processor, OpenAI's text clean-up",
+                };
                 ui.label(format!("model: {}", short.as_deref().unwrap_or(&info.name))).on_hover_text(format!(
-                    "{}\n{}×{} patches of a {} px input, {}-d embeddings, {} text tokens; loaded in {:.0} ms",
+                    "{}\n{}×{} patches of a {} px input, {}-d embeddings, {} text tokens; loaded in {:.0} ms\n{pipeline}",
                     info.name, info.grid.0, info.grid.1, info.image_size, info.projection_dim, info.context, info.load_ms
                 ));
                 ui.separator();

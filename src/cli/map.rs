@@ -21,7 +21,7 @@ pub struct MapArgs {
 
 pub fn run(args: &MapArgs) -> Result<()> {
     let (model, image) = args.common.load()?;
-    let encoded = model.encode_image(&image)?;
+    let encoded = model.encode_decoded(&image)?;
     let prompts = model.encode_prompts(&args.common.prompts)?;
     let scores = model.score(&encoded, &prompts)?;
     std::fs::create_dir_all(&args.out)
@@ -33,7 +33,7 @@ pub fn run(args: &MapArgs) -> Result<()> {
             .iter()
             .flat_map(|s| s.dcsm.data[s.dcsm.cols..].iter()),
     );
-    let base = render::crop_view(&image, encoded.crop, OVERLAY_SIDE);
+    let base = render::crop_view(&image.image, encoded.crop, OVERLAY_SIDE);
     let (rows, cols) = encoded.grid;
     let mut entries = Vec::new();
     for (p, s) in scores.iter().enumerate() {
@@ -52,6 +52,8 @@ pub fn run(args: &MapArgs) -> Result<()> {
             "token_ids": s.tokenized.ids,
             "tokens": s.tokenized.tokens,
             "truncated": s.tokenized.truncated,
+            "pooled_at": s.tokenized.eos_index(),
+            "cleaned_text": s.tokenized.cleaned,
             "dcsm": s.dcsm.to_rows(),
             "clip_cosine": s.clip_cosine,
             "clip_prob": s.clip_prob,
@@ -63,6 +65,7 @@ pub fn run(args: &MapArgs) -> Result<()> {
     let c = encoded.crop;
     let doc = json!({
         "model": model.name(),
+        "pipeline": model.pipeline(),
         "image": args.common.image.display().to_string(),
         "grid": [rows, cols],
         "crop": [c.x, c.y, c.w, c.h],

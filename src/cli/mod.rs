@@ -79,7 +79,7 @@ pub struct Common {
 
 impl Common {
     /// Checks the prompts, loads the model and decodes the image.
-    fn load(&self) -> Result<(LoadedModel, image::DynamicImage)> {
+    fn load(&self) -> Result<(LoadedModel, preprocess::Decoded)> {
         for (i, p) in self.prompts.iter().enumerate() {
             if p.trim().is_empty() {
                 bail!("prompt {} is empty: give some text to score", i + 1);

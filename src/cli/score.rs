@@ -20,7 +20,7 @@ compare prompts within one call, not across calls";
 
 pub fn run(args: &ScoreArgs) -> Result<()> {
     let (model, image) = args.common.load()?;
-    let encoded = model.encode_image(&image)?;
+    let encoded = model.encode_decoded(&image)?;
     let prompts = model.encode_prompts(&args.common.prompts)?;
     let scores = model.score(&encoded, &prompts)?;
     if args.json {
@@ -32,7 +32,11 @@ pub fn run(args: &ScoreArgs) -> Result<()> {
                     "truncated": s.tokenized.truncated,
                     "clip_cosine": s.clip_cosine,
                     "clip_prob": s.clip_prob,
+                    "pooled_at": s.tokenized.eos_index(),
                 });
+                if let Some(c) = &s.tokenized.cleaned {
+                    p["cleaned_text"] = json!(c);
+                }
                 if let Some(m) = &s.smartclip {
                     p["smartclip_score"] = json!(m.score);
                     p["mask_kept"] = json!(m.mask_kept);
@@ -40,6 +44,9 @@ pub fn run(args: &ScoreArgs) -> Result<()> {
                 }
                 if let Some(d) = s.dcsm_score() {
                     p["dcsm_score"] = json!(d);
+                    if let Some(t) = &s.dcsm_text {
+                        p["dcsm_text"] = json!(t);
+                    }
                     p["dcsm_functional_words"] = json!(s
                         .functional
                         .iter()
@@ -51,6 +58,7 @@ pub fn run(args: &ScoreArgs) -> Result<()> {
             .collect();
         let mut out = json!({
             "model": model.name(),
+            "pipeline": model.pipeline(),
             "image": args.common.image.display().to_string(),
             "prompts": prompts,
         });

@@ -20,6 +20,17 @@ pub struct ScorerColumns {
     pub normalized: Tensor,
 }
 
+/// The DCSM paper's caption rewriting (`run_evals.py`): 3-D relations become the 2-D words whose
+/// functional vectors apply. Plain substring replacement, in the reference's order, so
+/// " topaz" becomes " abovez" there as here.
+pub fn paper_rewrite(caption: &str) -> String {
+    caption
+        .replace(" behind ", " above ")
+        .replace(" in front of ", " below ")
+        .replace(" bottom", " below")
+        .replace(" top", " above")
+}
+
 impl ScorerColumns {
     /// Columns of tokenised prompts, their word starts found with `tokenizer`.
     pub fn new(tokenizer: &ClipTokenizer, tokenized: Vec<Tokenized>, normalized: Tensor) -> Self {

@@ -7,7 +7,9 @@ use super::cache::TextCache;
 use super::types::{EncodedImage, EncodedPrompts};
 use super::{LoadedModel, TEXT_BATCH};
 use crate::clip;
-use crate::dcsm::{self, scorer::word_token_starts, ScorerColumns};
+use crate::dcsm::columns::paper_rewrite;
+use crate::dcsm::scorer::{word_token_starts, ColumnMode};
+use crate::dcsm::{self, ScorerColumns};
 use crate::error::ModelError;
 use crate::io::preprocess::{self, Preprocessed};
 use crate::io::tokenizer::{self, Tokenized};
@@ -17,6 +19,11 @@ impl LoadedModel {
     /// Preprocesses an image the way this model expects.
     pub fn preprocess(&self, image: &image::DynamicImage) -> Preprocessed {
         preprocess::preprocess(image, &self.preprocess)
+    }
+
+    /// Preprocesses a decoded file (palette files resize as their references resize them).
+    pub fn preprocess_decoded(&self, image: &preprocess::Decoded) -> Preprocessed {
+        preprocess::preprocess_decoded(image, &self.preprocess)
     }
 
     /// Runs the vision tower on a preprocessed image.
@@ -37,6 +44,11 @@ impl LoadedModel {
     /// Decodes nothing: preprocesses and encodes an already decoded image.
     pub fn encode_image(&self, image: &image::DynamicImage) -> Result<EncodedImage, ModelError> {
         self.encode_pixels(&self.preprocess(image))
+    }
+
+    /// Preprocesses and encodes a decoded file.
+    pub fn encode_decoded(&self, image: &preprocess::Decoded) -> Result<EncodedImage, ModelError> {
+        self.encode_pixels(&self.preprocess_decoded(image))
     }
 
     /// Tokenises (truncating to the context) without running the model.
@@ -128,17 +140,31 @@ impl LoadedModel {
         Ok(self.clip.text_tokens_padded(&ids, &lengths)?)
     }
 
-    /// The scorer's columns of every prompt: taken from the shared pass where the prompt fits,
-    /// else from a pass over the prompt truncated to the scorer's columns.
+    /// The scorer's columns of every prompt: taken from the shared pass where the prompt fits
+    /// and the scorer reads it unchanged, else from a pass over the text the scorer reads (the
+    /// paper's rewriting in `paper` mode), truncated to the scorer's columns.
     fn scorer_columns(
         &self,
         prompts: &[String],
         display: &[Tokenized],
-        shared: Vec<Option<Tensor>>,
+        mut shared: Vec<Option<Tensor>>,
         columns: usize,
         pad: u32,
     ) -> Result<ScorerColumns, ModelError> {
-        let long: Vec<String> = prompts
+        let paper = self
+            .scorers
+            .first()
+            .is_some_and(|s| s.config.mode == ColumnMode::Paper);
+        let read: Vec<String> = prompts
+            .iter()
+            .map(|p| if paper { paper_rewrite(p) } else { p.clone() })
+            .collect();
+        for ((c, p), r) in shared.iter_mut().zip(prompts).zip(&read) {
+            if p != r {
+                *c = None;
+            }
+        }
+        let long: Vec<String> = read
             .iter()
             .zip(&shared)
             .filter(|(_, c)| c.is_none())

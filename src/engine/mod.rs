@@ -13,7 +13,8 @@ use std::time::Instant;
 
 pub use crate::clip::{self, Clip, ClipConfig};
 pub use crate::error::ModelError;
-pub use crate::io::preprocess::{self, CropRect, PreprocessConfig, Preprocessed};
+pub use crate::io::pipeline::{ImageConvention, Pipeline, TextConvention};
+pub use crate::io::preprocess::{self, CropRect, Decoded, PreprocessConfig, Preprocessed};
 pub use crate::io::source::{self, ModelSource, Progress};
 pub use crate::io::tokenizer::{self, ClipTokenizer, Tokenized, Word};
 use crate::io::weights;
@@ -110,6 +111,7 @@ impl LoadedModel {
         let config_path = dir.join("config.json");
         let config_text = crate::io::read_small(&config_path, crate::io::MAX_SETTINGS_BYTES)?;
         let config = ClipConfig::from_json(&config_text)?;
+        let pipeline = Pipeline::from_config_json(&config_text)?;
         let weights = source::weights_file(dir)?;
         let device = Device::Cpu;
         let vb = weights::var_builder(&weights, DType::F32, &device)?;
@@ -124,7 +126,8 @@ impl LoadedModel {
             ClipTokenizer::from_file(&tokenizer_file)?
         } else {
             ClipTokenizer::bundled()?
-        };
+        }
+        .with_clean(pipeline.text);
         if tokenizer.vocab_size() > config.text.vocab_size {
             return Err(ModelError::Tokenizer(format!(
                 "the tokenizer knows {} tokens but the model only {}",
@@ -138,7 +141,8 @@ impl LoadedModel {
             PreprocessConfig::from_json(&text, config.vision.image_size)?
         } else {
             PreprocessConfig::openai(config.vision.image_size)
-        };
+        }
+        .with_convention(pipeline.image);
         // A converted SmartCLIP checkpoint keeps the mask's settings in config.json.
         let smart_section = serde_json::from_str::<serde_json::Value>(&config_text)
             .ok()
@@ -257,6 +261,14 @@ impl LoadedModel {
 
     pub fn clip(&self) -> &Clip {
         &self.clip
+    }
+
+    /// The reference conventions this model's folder follows.
+    pub fn pipeline(&self) -> Pipeline {
+        Pipeline {
+            image: self.preprocess.convention,
+            text: self.tokenizer.clean(),
+        }
     }
 
     pub fn tokenizer(&self) -> &ClipTokenizer {

@@ -29,6 +29,7 @@ impl LoadedModel {
                 clip_prob: 0.0,
                 dcsm_scores: Vec::new(),
                 functional: Vec::new(),
+                dcsm_text: None,
                 smartclip: None,
             });
         }
@@ -41,9 +42,15 @@ impl LoadedModel {
         if let Some(columns) = &prompts.columns {
             let (scores, functional) =
                 dcsm::columns::verdicts(&self.scorers, &image.normalized, columns)?;
-            for ((s, sc), f) in out.iter_mut().zip(scores).zip(functional) {
+            for (((s, sc), f), t) in out
+                .iter_mut()
+                .zip(scores)
+                .zip(functional)
+                .zip(&columns.tokenized)
+            {
                 s.dcsm_scores = sc;
                 s.functional = f;
+                s.dcsm_text = (t.text != s.tokenized.text).then(|| t.text.clone());
             }
         }
         let logits: Vec<f32> = out.iter().map(|s| s.clip_cosine * scale).collect();

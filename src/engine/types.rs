@@ -59,6 +59,10 @@ pub struct PromptScore {
     pub dcsm_scores: Vec<ScorerScore>,
     /// Columns the shown scorer replaced with functional-word vectors.
     pub functional: Vec<Replacement>,
+    /// The text the DCSM scorers read, when it differs from the prompt (the paper's rewriting
+    /// of "behind", "in front of", "top" and "bottom" in `paper` mode).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dcsm_text: Option<String>,
     /// SmartCLIP's score and mask, when the model has a mask network.
     pub smartclip: Option<SmartScore>,
 }

@@ -1,6 +1,10 @@
 //! Reading what a model is made of: weights, model sources (folders, the hub, the embedded
 //! default), the tokenizer and image preprocessing.
 
+pub mod ftfy;
+pub mod html;
+pub mod pillow;
+pub mod pipeline;
 pub mod preprocess;
 pub mod source;
 pub mod tokenizer;

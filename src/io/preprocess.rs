@@ -1,10 +1,13 @@
-//! Image decoding and CLIP preprocessing as `CLIPImageProcessor` does it, keeping the crop rectangle.
+//! Image decoding and CLIP preprocessing as `CLIPImageProcessor` or OpenAI's torchvision
+//! transform does it, keeping the crop rectangle.
 
-use image::{DynamicImage, ImageDecoder, ImageReader, RgbImage};
+use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader};
 use serde::{Deserialize, Serialize};
 use std::io::Cursor;
 use std::path::Path;
 
+use super::pillow::{self, Plane};
+use super::pipeline::ImageConvention;
 use crate::error::ModelError;
 
 /// Largest accepted side of an image, in pixels.
@@ -26,6 +29,8 @@ pub struct PreprocessConfig {
     pub crop: u32,
     pub mean: [f32; 3],
     pub std: [f32; 3],
+    /// Whose pipeline around the resize this follows.
+    pub convention: ImageConvention,
 }
 
 impl PreprocessConfig {
@@ -37,7 +42,13 @@ impl PreprocessConfig {
             crop: s,
             mean: OPENAI_MEAN,
             std: OPENAI_STD,
+            convention: ImageConvention::Transformers,
         }
+    }
+
+    /// The same sizes and statistics with another convention.
+    pub fn with_convention(self, convention: ImageConvention) -> Self {
+        Self { convention, ..self }
     }
 
     /// Reads `preprocessor_config.json`; sizes must agree with the model's `image_size`.
@@ -107,9 +118,26 @@ pub struct Preprocessed {
     pub original: (u32, u32),
 }
 
+/// A decoded image and whether the file stored palette indices (Pillow's mode "P", which it
+/// resizes nearest-neighbour).
+#[derive(Debug, Clone)]
+pub struct Decoded {
+    pub image: DynamicImage,
+    pub palette: bool,
+}
+
+impl From<DynamicImage> for Decoded {
+    fn from(image: DynamicImage) -> Self {
+        Self {
+            image,
+            palette: false,
+        }
+    }
+}
+
 /// Decodes an image file: any format the `image` crate reads, EXIF rotation applied, first frame
 /// of an animation, bounded size.
-pub fn decode_file(path: &Path) -> Result<DynamicImage, ModelError> {
+pub fn decode_file(path: &Path) -> Result<Decoded, ModelError> {
     let bytes = super::read_bounded(path, MAX_FILE_BYTES)?;
     decode_bytes(&bytes).map_err(|e| match e {
         ModelError::Image(m) => ModelError::Image(format!("{}: {m}", path.display())),
@@ -122,7 +150,7 @@ pub fn decode_file(path: &Path) -> Result<DynamicImage, ModelError> {
 }
 
 /// Decodes an image held in memory (see [`decode_file`]).
-pub fn decode_bytes(bytes: &[u8]) -> Result<DynamicImage, ModelError> {
+pub fn decode_bytes(bytes: &[u8]) -> Result<Decoded, ModelError> {
     if bytes.is_empty() {
         return Err(ModelError::Image("the file is empty (0 bytes)".into()));
     }
@@ -132,11 +160,17 @@ pub fn decode_bytes(bytes: &[u8]) -> Result<DynamicImage, ModelError> {
             what: "cannot read the file".into(),
             source: e.into(),
         })?;
-    if reader.format().is_none() {
-        return Err(ModelError::Image(
-            "not an image this program can read (unknown format)".into(),
-        ));
-    }
+    let palette = match reader.format() {
+        None => {
+            return Err(ModelError::Image(
+                "not an image this program can read (unknown format)".into(),
+            ))
+        }
+        // IHDR's colour type (byte 25) 3 is indexed colour; GIF frames are always indexed.
+        Some(ImageFormat::Png) => bytes.get(25) == Some(&3),
+        Some(ImageFormat::Gif) => true,
+        Some(_) => false,
+    };
     let mut decoder = reader.into_decoder().map_err(|e| ModelError::Decode {
         what: "cannot decode".into(),
         source: e,
@@ -162,7 +196,7 @@ pub fn decode_bytes(bytes: &[u8]) -> Result<DynamicImage, ModelError> {
         source: e,
     })?;
     image.apply_orientation(orientation);
-    Ok(image)
+    Ok(Decoded { image, palette })
 }
 
 /// The size after resizing the shortest edge to `edge`, as `transformers` computes it
@@ -180,33 +214,55 @@ pub fn resized_size(w: u32, h: u32, edge: u32) -> (u32, u32) {
     }
 }
 
-/// Resize (bicubic), centre crop, rescale and normalise, as `CLIPImageProcessor` does with
+/// Resize (bicubic), centre crop, rescale and normalise, as the model's convention does it with
 /// Pillow. Only the cropped part of the resized image is computed, bit-exact with Pillow's
 /// resampling, so a 10000×10 image costs no 224000×224 intermediate.
 pub fn preprocess(image: &DynamicImage, config: &PreprocessConfig) -> Preprocessed {
-    let rgb: RgbImage = image.to_rgb8();
-    let (w, h) = rgb.dimensions();
+    preprocess_image(image, false, config)
+}
+
+/// [`preprocess`] of a decoded file, which knows whether it held palette indices.
+pub fn preprocess_decoded(source: &Decoded, config: &PreprocessConfig) -> Preprocessed {
+    preprocess_image(&source.image, source.palette, config)
+}
+
+fn preprocess_image(
+    image: &DynamicImage,
+    palette: bool,
+    config: &PreprocessConfig,
+) -> Preprocessed {
+    let (w, h) = (image.width(), image.height());
     let (rw, rh) = resized_size(w, h, config.shortest_edge);
     let c = config.crop;
-    // transformers: top = (h - crop) // 2, left = (w - crop) // 2; smaller images are zero-padded.
-    let left = (i64::from(rw) - i64::from(c)).div_euclid(2);
-    let top = (i64::from(rh) - i64::from(c)).div_euclid(2);
+    let openai = config.convention == ImageConvention::Openai;
+    // transformers: (size - crop) // 2; torchvision: int(round((size - crop) / 2)), half to even.
+    let offset = |size: u32| {
+        let d = i64::from(size) - i64::from(c);
+        let floor = d.div_euclid(2);
+        if openai && d > 0 && d % 2 == 1 {
+            floor + floor % 2
+        } else {
+            floor
+        }
+    };
+    let (left, top) = (offset(rw), offset(rh));
     let cols = visible(left, c, rw);
     let rows = visible(top, c, rh);
-    let view = pil_bicubic_window(&rgb, (rw, rh), cols.clone(), rows.clone());
+    let view = resized_window(image, palette, openai, (rw, rh), cols.clone(), rows.clone());
     let side = c as usize;
     let mut pixels = vec![0.0f32; 3 * side * side];
     for y in 0..side {
         for x in 0..side {
             let (sx, sy) = (left + x as i64, top + y as i64);
             let inside = cols.contains(&sx) && rows.contains(&sy);
+            let px = inside.then(|| view.pixel((sx - cols.start) as u32, (sy - rows.start) as u32));
             for ch in 0..3 {
-                // transformers rescales in double precision, then normalises in single.
-                let v = if inside {
-                    let px = view.get_pixel((sx - cols.start) as u32, (sy - rows.start) as u32)[ch];
-                    (f64::from(px) * (1.0 / 255.0)) as f32
-                } else {
-                    0.0
+                let v = match px {
+                    // torchvision's ToTensor divides in single precision; transformers rescales in
+                    // double, then normalises in single.
+                    Some(p) if openai => f32::from(p[ch]) / 255.0,
+                    Some(p) => (f64::from(p[ch]) * (1.0 / 255.0)) as f32,
+                    None => 0.0,
                 };
                 pixels[ch * side * side + y * side + x] = (v - config.mean[ch]) / config.std[ch];
             }
@@ -226,116 +282,64 @@ pub fn preprocess(image: &DynamicImage, config: &PreprocessConfig) -> Preprocess
     }
 }
 
+/// The window of the image resized to `size`, with at least the RGB channels first. transformers
+/// converts to RGB (alpha composited onto white) and then resizes; Pillow under torchvision
+/// resizes the file's own mode (palette: nearest; with alpha: premultiplied) and drops alpha
+/// after.
+fn resized_window(
+    image: &DynamicImage,
+    palette: bool,
+    openai: bool,
+    size: (u32, u32),
+    cols: std::ops::Range<i64>,
+    rows: std::ops::Range<i64>,
+) -> Plane {
+    let has_alpha = image.color().has_alpha();
+    let alpha = openai && !palette && has_alpha;
+    let (width, height) = (image.width(), image.height());
+    let rgba = || Plane {
+        width,
+        height,
+        channels: 4,
+        data: image.to_rgba8().into_raw(),
+    };
+    let mut plane = if alpha {
+        rgba()
+    } else if !openai && has_alpha {
+        pillow::composite_on_white(&rgba())
+    } else {
+        Plane {
+            width,
+            height,
+            channels: 3,
+            data: image.to_rgb8().into_raw(),
+        }
+    };
+    if openai && size == (width, height) {
+        // Pillow returns a copy of an image already at the size.
+        return pillow::bicubic_window(&plane, size, cols, rows);
+    }
+    if openai && palette {
+        return pillow::nearest_window(&plane, size, cols, rows);
+    }
+    if alpha {
+        pillow::premultiply(&mut plane);
+        let mut out = pillow::bicubic_window(&plane, size, cols, rows);
+        pillow::unpremultiply(&mut out);
+        return out;
+    }
+    pillow::bicubic_window(&plane, size, cols, rows)
+}
+
 /// The indices of `start..start + len` that fall inside `0..size`.
 fn visible(start: i64, len: u32, size: u32) -> std::ops::Range<i64> {
     start.max(0)..(start + i64::from(len)).min(i64::from(size))
 }
 
-const PRECISION_BITS: u32 = 32 - 8 - 2;
-
-/// Pillow's bicubic kernel (Keys, a = -0.5).
-fn bicubic(x: f64) -> f64 {
-    const A: f64 = -0.5;
-    let x = x.abs();
-    if x < 1.0 {
-        ((A + 2.0) * x - (A + 3.0)) * x * x + 1.0
-    } else if x < 2.0 {
-        (((x - 5.0) * x + 8.0) * x - 4.0) * A
-    } else {
-        0.0
-    }
-}
-
-/// Pillow's fixed-point weights of output index `i` when resampling `in_size` → `out_size`:
-/// the first input index and one weight per input sample.
-fn pil_weights(in_size: u32, out_size: u32, i: i64) -> (usize, Vec<i64>) {
-    let scale = f64::from(in_size) / f64::from(out_size);
-    let filterscale = scale.max(1.0);
-    let support = 2.0 * filterscale;
-    let ss = 1.0 / filterscale;
-    let center = (i as f64 + 0.5) * scale;
-    let xmin = ((center - support + 0.5) as i64).max(0);
-    let xmax = ((center + support + 0.5) as i64).min(i64::from(in_size));
-    let raw: Vec<f64> = (0..(xmax - xmin).max(0))
-        .map(|x| bicubic((x as f64 + xmin as f64 - center + 0.5) * ss))
-        .collect();
-    let total: f64 = raw.iter().sum();
-    let one = f64::from(1u32 << PRECISION_BITS);
-    let weights = raw
-        .iter()
-        .map(|w| {
-            let w = if total != 0.0 { w / total } else { *w };
-            if w < 0.0 {
-                (-0.5 + w * one) as i64
-            } else {
-                (0.5 + w * one) as i64
-            }
-        })
-        .collect();
-    (xmin as usize, weights)
-}
-
-fn clip8(acc: i64) -> u8 {
-    (acc >> PRECISION_BITS).clamp(0, 255) as u8
-}
-
-/// The window `cols × rows` of `rgb` resized to `size` with Pillow's BICUBIC: horizontal pass
-/// first, rounded to 8 bits, then the vertical pass.
-fn pil_bicubic_window(
-    rgb: &RgbImage,
-    size: (u32, u32),
-    cols: std::ops::Range<i64>,
-    rows: std::ops::Range<i64>,
-) -> RgbImage {
-    let (w, h) = rgb.dimensions();
-    let round = 1i64 << (PRECISION_BITS - 1);
-    // Horizontal pass over every input row (skipped when the width is unchanged).
-    let width = (cols.end - cols.start).max(0) as u32;
-    let horizontal = if size.0 == w {
-        RgbImage::from_fn(width, h, |x, y| *rgb.get_pixel(x + cols.start as u32, y))
-    } else {
-        let mut out = RgbImage::new(width, h);
-        for (ox, i) in cols.clone().enumerate() {
-            let (xmin, k) = pil_weights(w, size.0, i);
-            for y in 0..h {
-                let mut acc = [round; 3];
-                for (j, kk) in k.iter().enumerate() {
-                    let p = rgb.get_pixel((xmin + j) as u32, y);
-                    for ch in 0..3 {
-                        acc[ch] += i64::from(p[ch]) * kk;
-                    }
-                }
-                out.put_pixel(ox as u32, y, image::Rgb(acc.map(clip8)));
-            }
-        }
-        out
-    };
-    let height = (rows.end - rows.start).max(0) as u32;
-    if size.1 == h {
-        return RgbImage::from_fn(width, height, |x, y| {
-            *horizontal.get_pixel(x, y + rows.start as u32)
-        });
-    }
-    let mut out = RgbImage::new(width, height);
-    for (oy, i) in rows.enumerate() {
-        let (ymin, k) = pil_weights(h, size.1, i);
-        for x in 0..width {
-            let mut acc = [round; 3];
-            for (j, kk) in k.iter().enumerate() {
-                let p = horizontal.get_pixel(x, (ymin + j) as u32);
-                for ch in 0..3 {
-                    acc[ch] += i64::from(p[ch]) * kk;
-                }
-            }
-            out.put_pixel(x, oy as u32, image::Rgb(acc.map(clip8)));
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use image::RgbImage;
 
     #[test]
     fn resize_rule_matches_transformers() {
@@ -384,6 +388,19 @@ mod tests {
         );
         let err = PreprocessConfig::from_json(r#"{"crop_size": 32}"#, 60).unwrap_err();
         assert!(err.to_string().contains("differs"), "{err}");
+    }
+
+    #[test]
+    fn torchvision_rounds_the_crop_offset_half_to_even() {
+        let img = DynamicImage::new_rgb8(57, 50);
+        let hf = PreprocessConfig::openai(50);
+        let openai = hf.clone().with_convention(ImageConvention::Openai);
+        // Overhang 7: transformers floors 3.5 to 3, torchvision rounds it to 4.
+        assert_eq!(preprocess(&img, &hf).crop.x, 3.0);
+        assert_eq!(preprocess(&img, &openai).crop.x, 4.0);
+        // Overhang 5: 2.5 rounds to 2 either way.
+        let img = DynamicImage::new_rgb8(55, 50);
+        assert_eq!(preprocess(&img, &openai).crop.x, 2.0);
     }
 
     #[test]

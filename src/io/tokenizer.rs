@@ -5,6 +5,7 @@ use std::path::Path;
 use std::str::FromStr;
 use tokenizers::Tokenizer;
 
+use super::pipeline::TextConvention;
 use crate::error::ModelError;
 
 /// The CLIP tokenizer shipped with clipscope (MIT, see assets/clip-tokenizer/README.md).
@@ -33,12 +34,26 @@ pub struct Tokenized {
     pub truncated: bool,
     /// The token count before truncation.
     pub full_len: usize,
+    /// The text the BPE read, when the model's clean-up changed the prompt (OpenAI-format
+    /// models: ftfy, HTML entities).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cleaned: Option<String>,
 }
 
 impl Tokenized {
-    /// Position of the EOS token (the pooled text embedding's position).
+    /// Position of the first end-of-text token, where the text embedding is pooled (OpenAI's
+    /// `argmax` of the ids and `transformers`' first `eos_token_id` agree on it). A prompt that
+    /// spells `<|endoftext|>` pools there.
     pub fn eos_index(&self) -> usize {
-        self.ids.len() - 1
+        let last = self.ids.len() - 1;
+        let eos = self.ids[last];
+        self.ids.iter().position(|&i| i == eos).unwrap_or(last)
+    }
+
+    /// The prompt holds a literal `<|endoftext|>` before its end: the words after it do not
+    /// reach the pooled embedding.
+    pub fn pools_early(&self) -> bool {
+        self.eos_index() + 1 < self.ids.len()
     }
 
     /// The first token of the first word that carries content: not SOS or EOS, not an article,
@@ -79,6 +94,7 @@ pub struct ClipTokenizer {
     inner: Tokenizer,
     sos: u32,
     eos: u32,
+    clean: TextConvention,
 }
 
 impl ClipTokenizer {
@@ -111,7 +127,24 @@ impl ClipTokenizer {
         };
         let sos = id("<|startoftext|>")?;
         let eos = id("<|endoftext|>")?;
-        Ok(Self { inner, sos, eos })
+        Ok(Self {
+            inner,
+            sos,
+            eos,
+            clean: TextConvention::Transformers,
+        })
+    }
+
+    /// The same tokenizer with the text clean-up of `convention` before BPE.
+    pub fn with_clean(self, convention: TextConvention) -> Self {
+        Self {
+            clean: convention,
+            ..self
+        }
+    }
+
+    pub fn clean(&self) -> TextConvention {
+        self.clean
     }
 
     pub fn eos_id(&self) -> u32 {
@@ -127,9 +160,19 @@ impl ClipTokenizer {
         if text.trim().is_empty() {
             return Err(ModelError::Prompt("the prompt is empty".into()));
         }
+        let cleaned = match self.clean {
+            TextConvention::Transformers => None,
+            TextConvention::Openai => Some(super::ftfy::openai_clean(text)).filter(|c| c != text),
+        };
+        let bpe_text = cleaned.as_deref().unwrap_or(text);
+        if bpe_text.trim().is_empty() {
+            return Err(ModelError::Prompt(
+                "the prompt is empty after the model's text clean-up".into(),
+            ));
+        }
         let enc = self
             .inner
-            .encode(text, true)
+            .encode(bpe_text, true)
             .map_err(|e| ModelError::TokenizerLoad {
                 what: "encoding failed".into(),
                 source: e,
@@ -171,7 +214,7 @@ impl ClipTokenizer {
                     } else if i + 1 == n {
                         "EOS".to_string()
                     } else {
-                        self.word_text(text, offsets, word_ids, i)
+                        self.word_text(bpe_text, offsets, word_ids, i)
                     };
                     words.push(Word {
                         text,
@@ -190,6 +233,7 @@ impl ClipTokenizer {
             words,
             truncated,
             full_len,
+            cleaned,
         })
     }
 
@@ -289,6 +333,33 @@ mod tests {
         for p in ["", "   \n\t"] {
             assert!(t.encode(p, 77).unwrap_err().to_string().contains("empty"));
         }
+    }
+
+    #[test]
+    fn a_literal_end_of_text_pools_early() {
+        let t = ClipTokenizer::bundled().unwrap();
+        let r = t.encode("a dog <|endoftext|> with a hat", 77).unwrap();
+        assert!(r.pools_early(), "{:?}", r.ids);
+        assert_eq!(r.ids[r.eos_index()], 49407);
+        assert_eq!(r.eos_index(), 3);
+        let plain = t.encode("a dog with a hat", 77).unwrap();
+        assert!(!plain.pools_early());
+        assert_eq!(plain.eos_index(), plain.ids.len() - 1);
+    }
+
+    #[test]
+    fn openai_clean_up_changes_the_ids() {
+        let plain = ClipTokenizer::bundled().unwrap();
+        let openai = ClipTokenizer::bundled()
+            .unwrap()
+            .with_clean(TextConvention::Openai);
+        let text = "it’s a cat &amp; a dog";
+        let a = plain.encode(text, 77).unwrap();
+        let b = openai.encode(text, 77).unwrap();
+        assert_ne!(a.ids, b.ids);
+        assert_eq!(b.cleaned.as_deref(), Some("it's a cat & a dog"));
+        assert_eq!(b.ids, plain.encode("it's a cat & a dog", 77).unwrap().ids);
+        assert!(openai.encode("&nbsp;", 77).is_err());
     }
 
     #[test]

@@ -258,6 +258,7 @@ fn handle(state: &mut State, job: Job, out: &Outbox) {
                         image_size: c.vision.image_size,
                         projection_dim: c.projection_dim,
                         context: c.text.max_position_embeddings,
+                        pipeline: model.pipeline(),
                         load_ms: elapsed_ms(start),
                     }));
                     state.model = Some(model);
@@ -335,13 +336,13 @@ fn ensure_encoded(state: &mut State, image: &ImageRef, out: &Outbox) -> Result<b
         } => {
             let buffer = image::RgbaImage::from_raw(*width, *height, pixels.as_ref().clone())
                 .ok_or_else(|| ModelError::Image("pixel buffer does not match its size".into()))?;
-            image::DynamicImage::ImageRgba8(buffer)
+            preprocess::Decoded::from(image::DynamicImage::ImageRgba8(buffer))
         }
     };
-    let encoded = model.encode_image(&decoded)?;
+    let encoded = model.encode_decoded(&decoded)?;
     tracing::debug!(image = image.id, "encoded in {:.1} ms", elapsed_ms(start));
-    let preview = scaled_copy(&decoded, PREVIEW_SIDE);
-    let thumbnail = scaled_copy(&decoded, THUMBNAIL_SIDE);
+    let preview = scaled_copy(&decoded.image, PREVIEW_SIDE);
+    let thumbnail = scaled_copy(&decoded.image, THUMBNAIL_SIDE);
     out.send(Event::ImageReady(ImageInfo {
         id: image.id,
         preview: Arc::new(preview),

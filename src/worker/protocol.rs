@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::engine::{CropRect, ModelSource, Progress, PromptScore};
+use crate::engine::{CropRect, ModelSource, Pipeline, Progress, PromptScore};
 
 /// Identifies an image for the whole session; the client picks it.
 pub type ImageId = u64;
@@ -70,6 +70,8 @@ pub struct ModelInfo {
     pub image_size: usize,
     pub projection_dim: usize,
     pub context: usize,
+    /// The reference conventions it follows around the maths (preprocessing, text clean-up).
+    pub pipeline: Pipeline,
     pub load_ms: f64,
 }
 
