@@ -318,13 +318,47 @@ impl EncoderLayer {
 
     pub(super) fn forward(&self, xs: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
         let h = (xs + self.attn.forward(&self.norm1.forward(xs)?, mask)?)?;
+        &h + self.mlp(&h)?
+    }
+
+    /// `fc2(act(fc1(LN2(h))))`: the feed-forward branch without its residual.
+    pub(super) fn mlp(&self, h: &Tensor) -> Result<Tensor> {
         let m = activate(
             self.act,
-            &self.fc1.forward(&self.norm2.forward(&h)?)?,
+            &self.fc1.forward(&self.norm2.forward(h)?)?,
             !self.attn.train,
             self.attn.train,
         )?;
-        h + self.fc2.forward(&m)?
+        self.fc2.forward(&m)
+    }
+
+    /// q, k, v of `LN1(xs)`, each (B, heads, T, head_dim), q already times `scale()`.
+    pub(super) fn qkv(&self, xs: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
+        self.attn
+            .qkv
+            .forward(&self.norm1.forward(xs)?, self.attn.heads, self.scale())
+    }
+
+    /// The attention scale `head_dim^-0.5`.
+    pub(super) fn scale(&self) -> f64 {
+        scale(self.attn.head_dim)
+    }
+
+    /// Attention weights (B, heads, T, T) applied to `v`, heads merged, through `out_proj`.
+    pub(super) fn attend(&self, weights: &Tensor, v: &Tensor) -> Result<Tensor> {
+        let (b, h, t, hd) = v.dims4()?;
+        let merged = weights
+            .matmul(v)?
+            .transpose(1, 2)?
+            .reshape((b, t, h * hd))?;
+        self.attn.out.forward(&merged)
+    }
+
+    /// `out_proj(v)` with heads merged: every token attending only to itself.
+    pub(super) fn value_path(&self, v: &Tensor) -> Result<Tensor> {
+        let (b, h, t, hd) = v.dims4()?;
+        let merged = v.transpose(1, 2)?.reshape((b, t, h * hd))?;
+        self.attn.out.forward(&merged)
     }
 }
 
@@ -370,5 +404,9 @@ impl Encoder {
             xs = layer.forward(&xs, mask)?;
         }
         Ok(xs)
+    }
+
+    pub(super) fn layers(&self) -> &[EncoderLayer] {
+        &self.layers
     }
 }

@@ -8,12 +8,14 @@ pub mod interpolate;
 mod layers;
 mod limits;
 mod quick_gelu;
+pub mod sources;
 pub mod train_ops;
 
 pub use config::ClipConfig;
 use config::{TextConfig, VisionConfig};
 pub(crate) use layers::EncoderLayer;
 use layers::{Dense, Encoder, EncoderSizes, Norm};
+pub use sources::MapSource;
 
 /// The vision transformer up to `post_layernorm`, applied to every token.
 #[derive(Debug, Clone)]
@@ -69,8 +71,24 @@ impl VisionTower {
 
     /// (B, 3, S, S) pixels → (B, 1 + grid², hidden) after `post_layernorm`.
     fn forward(&self, pixels: &Tensor) -> Result<Tensor> {
-        let (b, c, _, _) = pixels.dims4()?;
-        let (g, p) = (self.grid, self.patch);
+        let hidden = self
+            .encoder
+            .forward(&self.pre_norm.forward(&self.embed(pixels)?)?, None)?;
+        self.post_norm.forward(&hidden)
+    }
+
+    /// (B, 3, S, S) pixels → (B, 1 + (S/p)², hidden): patch and class embeddings plus positions,
+    /// the position table resized bicubically when S is not the native size (as `transformers`
+    /// with `interpolate_pos_encoding=True`).
+    fn embed(&self, pixels: &Tensor) -> Result<Tensor> {
+        let (b, c, s, _) = pixels.dims4()?;
+        let p = self.patch;
+        let g = s / p;
+        let positions = if g == self.grid {
+            self.position_embedding.clone()
+        } else {
+            interpolate::position_table(&self.position_embedding, g)?
+        };
         // A stride-p convolution with a p×p kernel is a matmul over non-overlapping patches.
         let side = g * p;
         let patches = pixels
@@ -87,12 +105,7 @@ impl VisionTower {
             .class_embedding
             .reshape((1, 1, self.hidden))?
             .repeat((b, 1, 1))?;
-        let tokens = Tensor::cat(&[&cls, &patch_tokens], 1)?
-            .broadcast_add(&self.position_embedding.unsqueeze(0)?)?;
-        let hidden = self
-            .encoder
-            .forward(&self.pre_norm.forward(&tokens)?, None)?;
-        self.post_norm.forward(&hidden)
+        Tensor::cat(&[&cls, &patch_tokens], 1)?.broadcast_add(&positions.unsqueeze(0)?)
     }
 }
 

@@ -5,13 +5,14 @@ mod cache;
 mod encode;
 mod score;
 mod types;
+mod view;
 
 use candle_core::{DType, Device};
 use candle_nn::VarBuilder;
 use std::path::Path;
 use std::time::Instant;
 
-pub use crate::clip::{self, Clip, ClipConfig};
+pub use crate::clip::{self, Clip, ClipConfig, MapSource};
 pub use crate::error::ModelError;
 pub use crate::io::pipeline::{ImageConvention, Pipeline, TextConvention};
 pub use crate::io::preprocess::{self, CropRect, Decoded, PreprocessConfig, Preprocessed};
@@ -23,6 +24,7 @@ pub use crate::dcsm::{ScorerColumns, ScorerScore};
 pub use crate::smartclip::{SmartPrompts, SmartScore};
 pub use cache::TextCache;
 pub use types::{EncodedImage, EncodedPrompts, PromptScore};
+pub use view::{DenseImage, Layout, MapView, ViewMaps};
 
 use crate::dcsm::scorer::Scorer;
 use crate::smartclip::{self, MaskNet};

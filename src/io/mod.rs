@@ -1,6 +1,7 @@
 //! Reading what a model is made of: weights, model sources (folders, the hub, the embedded
 //! default), the tokenizer and image preprocessing.
 
+pub mod decode;
 pub mod ftfy;
 pub mod html;
 pub mod pillow;

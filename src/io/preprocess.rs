@@ -1,21 +1,14 @@
 //! Image decoding and CLIP preprocessing as `CLIPImageProcessor` or OpenAI's torchvision
 //! transform does it, keeping the crop rectangle.
 
-use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader};
+use image::DynamicImage;
 use serde::{Deserialize, Serialize};
-use std::io::Cursor;
-use std::path::Path;
 
 use super::pillow::{self, Plane};
 use super::pipeline::ImageConvention;
 use crate::error::ModelError;
 
-/// Largest accepted side of an image, in pixels.
-pub const MAX_SIDE: u32 = 16_384;
-/// Largest accepted pixel count (about a 100-megapixel photo).
-pub const MAX_PIXELS: u64 = 100_000_000;
-/// The largest image file read (an uncompressed 100-megapixel RGBA image is 400 MB).
-pub const MAX_FILE_BYTES: u64 = 1 << 30;
+pub use super::decode::{decode_bytes, decode_file, Decoded, MAX_FILE_BYTES, MAX_PIXELS, MAX_SIDE};
 
 const OPENAI_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
 const OPENAI_STD: [f32; 3] = [0.268_629_54, 0.261_302_6, 0.275_777_1];
@@ -118,87 +111,6 @@ pub struct Preprocessed {
     pub original: (u32, u32),
 }
 
-/// A decoded image and whether the file stored palette indices (Pillow's mode "P", which it
-/// resizes nearest-neighbour).
-#[derive(Debug, Clone)]
-pub struct Decoded {
-    pub image: DynamicImage,
-    pub palette: bool,
-}
-
-impl From<DynamicImage> for Decoded {
-    fn from(image: DynamicImage) -> Self {
-        Self {
-            image,
-            palette: false,
-        }
-    }
-}
-
-/// Decodes an image file: any format the `image` crate reads, EXIF rotation applied, first frame
-/// of an animation, bounded size.
-pub fn decode_file(path: &Path) -> Result<Decoded, ModelError> {
-    let bytes = super::read_bounded(path, MAX_FILE_BYTES)?;
-    decode_bytes(&bytes).map_err(|e| match e {
-        ModelError::Image(m) => ModelError::Image(format!("{}: {m}", path.display())),
-        ModelError::Decode { what, source } => ModelError::Decode {
-            what: format!("{}: {what}", path.display()),
-            source,
-        },
-        other => other,
-    })
-}
-
-/// Decodes an image held in memory (see [`decode_file`]).
-pub fn decode_bytes(bytes: &[u8]) -> Result<Decoded, ModelError> {
-    if bytes.is_empty() {
-        return Err(ModelError::Image("the file is empty (0 bytes)".into()));
-    }
-    let reader = ImageReader::new(Cursor::new(bytes))
-        .with_guessed_format()
-        .map_err(|e| ModelError::Decode {
-            what: "cannot read the file".into(),
-            source: e.into(),
-        })?;
-    let palette = match reader.format() {
-        None => {
-            return Err(ModelError::Image(
-                "not an image this program can read (unknown format)".into(),
-            ))
-        }
-        // IHDR's colour type (byte 25) 3 is indexed colour; GIF frames are always indexed.
-        Some(ImageFormat::Png) => bytes.get(25) == Some(&3),
-        Some(ImageFormat::Gif) => true,
-        Some(_) => false,
-    };
-    let mut decoder = reader.into_decoder().map_err(|e| ModelError::Decode {
-        what: "cannot decode".into(),
-        source: e,
-    })?;
-    let (w, h) = decoder.dimensions();
-    if w == 0 || h == 0 {
-        return Err(ModelError::Image(format!(
-            "the image has no pixels ({w}×{h})"
-        )));
-    }
-    if w > MAX_SIDE || h > MAX_SIDE || u64::from(w) * u64::from(h) > MAX_PIXELS {
-        return Err(ModelError::Image(format!(
-            "the image is {w}×{h} pixels, larger than this program accepts \
-             ({MAX_SIDE} pixels a side, {} megapixels); scale it down first",
-            MAX_PIXELS / 1_000_000
-        )));
-    }
-    let orientation = decoder
-        .orientation()
-        .unwrap_or(image::metadata::Orientation::NoTransforms);
-    let mut image = DynamicImage::from_decoder(decoder).map_err(|e| ModelError::Decode {
-        what: "cannot decode".into(),
-        source: e,
-    })?;
-    image.apply_orientation(orientation);
-    Ok(Decoded { image, palette })
-}
-
 /// The size after resizing the shortest edge to `edge`, as `transformers` computes it
 /// (long side truncated toward zero).
 pub fn resized_size(w: u32, h: u32, edge: u32) -> (u32, u32) {
@@ -280,6 +192,36 @@ fn preprocess_image(
         },
         original: (w, h),
     }
+}
+
+/// The whole image resized so its shortest side is `config.shortest_edge` (no crop), rescaled and
+/// normalised as [`preprocess`] does: CHW floats and the resized (width, height). Tiled maps
+/// slide their windows over it.
+pub fn resized_full(source: &Decoded, config: &PreprocessConfig) -> (Vec<f32>, (u32, u32)) {
+    let image = &source.image;
+    let (rw, rh) = resized_size(image.width(), image.height(), config.shortest_edge);
+    let openai = config.convention == ImageConvention::Openai;
+    let view = resized_window(
+        image,
+        source.palette,
+        openai,
+        (rw, rh),
+        0..i64::from(rw),
+        0..i64::from(rh),
+    );
+    let plane = (rw * rh) as usize;
+    let mut pixels = vec![0.0f32; 3 * plane];
+    for (i, px) in view.data.chunks_exact(view.channels).enumerate() {
+        for ch in 0..3 {
+            let v = if openai {
+                f32::from(px[ch]) / 255.0
+            } else {
+                (f64::from(px[ch]) * (1.0 / 255.0)) as f32
+            };
+            pixels[ch * plane + i] = (v - config.mean[ch]) / config.std[ch];
+        }
+    }
+    (pixels, (rw, rh))
 }
 
 /// The window of the image resized to `size`, with at least the RGB channels first. transformers

@@ -1,0 +1,441 @@
+//! Display maps from another view of an image: a map source, CLIP Surgery, a higher input
+//! resolution, or tiles over the whole picture (tools/MAP_SOURCES.md). Plain CLIP scores, the
+//! DCSM scorer and SmartCLIP always read the raw tokens of the centre crop.
+
+use candle_core::Tensor;
+use serde::{Deserialize, Serialize};
+
+use super::types::EncodedPrompts;
+use super::LoadedModel;
+use crate::clip::{self, MapSource};
+use crate::dcsm::{self, Matrix};
+use crate::error::ModelError;
+use crate::io::preprocess::{self, CropRect, Decoded};
+
+/// The largest input side a view may ask for (B/16 at 1024 px is 4,097 tokens).
+pub const MAX_RESOLUTION: u32 = 1024;
+
+/// How display maps are made.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct MapView {
+    pub source: MapSource,
+    /// CLIP Surgery's feature surgery over the prompts of the image.
+    pub surgery: bool,
+    /// Input side in pixels (a multiple of the patch); `None` is the model's own size.
+    pub resolution: Option<u32>,
+    /// Windows over the whole image instead of the centre crop.
+    pub tiles: bool,
+}
+
+impl MapView {
+    /// The raw centre-crop maps the scores come with.
+    pub fn is_plain(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// A short label: `clearclip + surgery, 448 px, tiles`.
+    pub fn label(&self) -> String {
+        let mut s = self.source.to_string();
+        if self.surgery {
+            s.push_str(" + surgery");
+        }
+        if let Some(r) = self.resolution {
+            s.push_str(&format!(", {r} px"));
+        }
+        if self.tiles {
+            s.push_str(", tiles");
+        }
+        s
+    }
+}
+
+/// Where the windows of a view lie on the resized image.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Layout {
+    /// Window side in pixels (the input resolution).
+    pub window: u32,
+    pub patch: u32,
+    /// The resized image (the centre crop's source, or the whole image for tiles).
+    pub resized: (u32, u32),
+    /// Offsets of the windows along the long axis (one window at the crop without tiles).
+    pub offsets: Vec<u32>,
+    /// Whether the long axis is x (wide image).
+    pub wide: bool,
+    pub tiles: bool,
+    /// The decoded image's size.
+    pub original: (u32, u32),
+    /// The centre crop's rectangle in original pixels (without tiles).
+    pub crop: CropRect,
+}
+
+impl Layout {
+    /// (rows, cols) of the map.
+    pub fn grid(&self) -> (usize, usize) {
+        let g = (self.window / self.patch) as usize;
+        if !self.tiles {
+            return (g, g);
+        }
+        let long = if self.wide {
+            self.resized.0
+        } else {
+            self.resized.1
+        };
+        let cells = long.div_ceil(self.patch) as usize;
+        if self.wide {
+            (g, cells)
+        } else {
+            (cells, g)
+        }
+    }
+
+    /// The map's rectangle in original pixels: the crop, or the whole image in patch cells.
+    pub fn region(&self) -> CropRect {
+        if !self.tiles {
+            return self.crop;
+        }
+        let (rows, cols) = self.grid();
+        let (sx, sy) = self.scale();
+        let p = self.patch as f32;
+        CropRect {
+            x: 0.0,
+            y: 0.0,
+            w: cols as f32 * p * sx,
+            h: rows as f32 * p * sy,
+        }
+    }
+
+    /// Each window in original pixels.
+    pub fn windows(&self) -> Vec<CropRect> {
+        if !self.tiles {
+            return vec![self.crop];
+        }
+        let (sx, sy) = self.scale();
+        let c = self.window as f32;
+        self.offsets
+            .iter()
+            .map(|&o| {
+                let o = o as f32;
+                let (x, y) = if self.wide { (o, 0.0) } else { (0.0, o) };
+                CropRect {
+                    x: x * sx,
+                    y: y * sy,
+                    w: c * sx,
+                    h: c * sy,
+                }
+            })
+            .collect()
+    }
+
+    fn scale(&self) -> (f32, f32) {
+        (
+            self.original.0 as f32 / self.resized.0 as f32,
+            self.original.1 as f32 / self.resized.1 as f32,
+        )
+    }
+}
+
+/// The vision tower's states for one image under one resolution and tiling, one set per
+/// window: switching the source re-runs at most the last block.
+#[derive(Debug)]
+pub struct DenseImage {
+    pub resolution: Option<u32>,
+    pub layout: Layout,
+    windows: Vec<Vec<Tensor>>,
+}
+
+impl DenseImage {
+    /// Bytes its tensors hold.
+    pub fn bytes(&self) -> usize {
+        self.windows
+            .iter()
+            .flatten()
+            .map(super::types::tensor_bytes)
+            .sum()
+    }
+}
+
+/// Display maps of a view: one (1 + rows·cols) × T matrix per prompt, row 0 the CLS row (with
+/// tiles, the mean of the windows' CLS rows).
+#[derive(Debug, Clone, Serialize)]
+pub struct ViewMaps {
+    pub view: MapView,
+    pub grid: (usize, usize),
+    pub region: CropRect,
+    pub windows: Vec<CropRect>,
+    pub maps: Vec<Matrix>,
+}
+
+impl LoadedModel {
+    /// Runs the vision tower for a view's resolution and tiling and keeps every block's states.
+    pub fn dense_image(
+        &self,
+        image: &Decoded,
+        resolution: Option<u32>,
+        tiles: bool,
+    ) -> Result<DenseImage, ModelError> {
+        let patch = self.config().vision.patch_size as u32;
+        let side = resolution.unwrap_or(self.config().vision.image_size as u32);
+        if side % patch != 0 || side < patch || side > MAX_RESOLUTION {
+            return Err(ModelError::Config(format!(
+                "resolution {side} px: it must be a multiple of the patch ({patch} px), at most \
+                 {MAX_RESOLUTION}"
+            )));
+        }
+        let mut config = self.preprocess_config().clone();
+        config.shortest_edge = side;
+        config.crop = side;
+        let (w, h) = (image.image.width(), image.image.height());
+        let states = |pixels: &[f32]| -> Result<Vec<Tensor>, ModelError> {
+            let s = side as usize;
+            let t = Tensor::from_slice(pixels, (1, 3, s, s), &self.device)?;
+            Ok(self.clip.vision_states(&t)?)
+        };
+        if !tiles {
+            let pre = preprocess::preprocess_decoded(image, &config);
+            let layout = Layout {
+                window: side,
+                patch,
+                resized: preprocess::resized_size(w, h, side),
+                offsets: vec![0],
+                wide: w >= h,
+                tiles: false,
+                original: (w, h),
+                crop: pre.crop,
+            };
+            return Ok(DenseImage {
+                resolution,
+                layout,
+                windows: vec![states(&pre.pixels)?],
+            });
+        }
+        let (full, (rw, rh)) = preprocess::resized_full(image, &config);
+        let wide = rw >= rh;
+        let long = rw.max(rh);
+        let stride = side / 2;
+        let n = if long == side {
+            1
+        } else {
+            (long - side).div_ceil(stride) + 1
+        };
+        let offsets: Vec<u32> = (0..n).map(|k| (k * stride).min(long - side)).collect();
+        let mut windows = Vec::with_capacity(offsets.len());
+        for &o in &offsets {
+            windows.push(states(&window_pixels(&full, (rw, rh), side, o, wide))?);
+        }
+        let layout = Layout {
+            window: side,
+            patch,
+            resized: (rw, rh),
+            offsets,
+            wide,
+            tiles: true,
+            original: (w, h),
+            crop: CropRect {
+                x: 0.0,
+                y: 0.0,
+                w: w as f32,
+                h: h as f32,
+            },
+        };
+        Ok(DenseImage {
+            resolution,
+            layout,
+            windows,
+        })
+    }
+
+    /// Refuses a source this model does not have (`layer:N` past its last block).
+    pub fn check_source(&self, source: MapSource) -> Result<(), ModelError> {
+        let layers = self.config().vision.num_hidden_layers;
+        match source {
+            MapSource::Layer(n) if n == 0 || n > layers => Err(ModelError::Config(format!(
+                "map source layer:{n} does not exist: the vision tower has {layers} blocks \
+                 (layer:1 to layer:{layers})"
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// The unnormalised image tokens (1 + P, D) of `source`, one per window.
+    pub fn view_tokens(
+        &self,
+        dense: &DenseImage,
+        source: MapSource,
+    ) -> Result<Vec<Tensor>, ModelError> {
+        self.check_source(source)?;
+        dense
+            .windows
+            .iter()
+            .map(|states| Ok(self.clip.source_tokens(states, source)?.squeeze(0)?))
+            .collect()
+    }
+
+    /// The display maps of `view` for the prompts, from `dense` (made for the view's resolution
+    /// and tiling).
+    pub fn view_maps(
+        &self,
+        dense: &DenseImage,
+        view: &MapView,
+        prompts: &EncodedPrompts,
+    ) -> Result<ViewMaps, ModelError> {
+        self.check_source(view.source)?;
+        if dense.resolution != view.resolution || dense.layout.tiles != view.tiles {
+            return Err(ModelError::Config(
+                "internal: the image states were made for another view".into(),
+            ));
+        }
+        let texts = prompts
+            .tokens
+            .iter()
+            .map(clip::l2_normalize)
+            .collect::<Result<Vec<_>, _>>()?;
+        let pooled: Vec<Tensor> = texts
+            .iter()
+            .zip(&prompts.tokenized)
+            .map(|(t, tok)| t.get(tok.eos_index()))
+            .collect::<Result<_, _>>()?;
+        let pooled = Tensor::stack(&pooled, 0)?;
+        let mut per_window: Vec<Vec<Matrix>> = Vec::with_capacity(dense.windows.len());
+        for states in &dense.windows {
+            let tokens =
+                clip::l2_normalize(&self.clip.source_tokens(states, view.source)?)?.squeeze(0)?;
+            let maps = texts
+                .iter()
+                .map(|t| dcsm::cosine_map(&tokens, t))
+                .collect::<Result<Vec<_>, _>>()?;
+            per_window.push(if view.surgery {
+                let raw = self
+                    .clip
+                    .source_tokens(states, MapSource::Raw)?
+                    .squeeze(0)?;
+                let cls = clip::l2_normalize(&raw.narrow(0, 0, 1)?)?;
+                surgery(maps, &tokens, &cls, &pooled)?
+            } else {
+                maps
+            });
+        }
+        let layout = &dense.layout;
+        let maps = if layout.tiles {
+            (0..texts.len())
+                .map(|p| {
+                    combine(
+                        layout,
+                        &per_window.iter().map(|w| &w[p]).collect::<Vec<_>>(),
+                    )
+                })
+                .collect()
+        } else {
+            per_window.swap_remove(0)
+        };
+        Ok(ViewMaps {
+            view: *view,
+            grid: layout.grid(),
+            region: layout.region(),
+            windows: layout.windows(),
+            maps,
+        })
+    }
+}
+
+/// The c×c window at offset `o` of the long axis from CHW pixels of size (w, h).
+fn window_pixels(full: &[f32], (w, h): (u32, u32), c: u32, o: u32, wide: bool) -> Vec<f32> {
+    let (w, h, c, o) = (w as usize, h as usize, c as usize, o as usize);
+    let mut out = Vec::with_capacity(3 * c * c);
+    for ch in 0..3 {
+        for y in 0..c {
+            let (row, x0) = if wide { (y, o) } else { (y + o, 0) };
+            let start = ch * w * h + row * w + x0;
+            out.extend_from_slice(&full[start..start + c]);
+        }
+    }
+    out
+}
+
+/// CLIP Surgery's feature surgery on every prompt's map (tools/MAP_SOURCES.md §8):
+/// `w = K·softmax(2·ĉ·ê)`, `map_p = w_p·map_p − (1/K) Σ_j w_j (x̂·ê_j)`.
+fn surgery(
+    maps: Vec<Matrix>,
+    tokens: &Tensor,
+    raw_cls: &Tensor,
+    pooled: &Tensor,
+) -> Result<Vec<Matrix>, ModelError> {
+    let k = maps.len();
+    let logits: Vec<f32> = raw_cls
+        .matmul(&pooled.t()?)?
+        .flatten_all()?
+        .to_vec1::<f32>()?
+        .iter()
+        .map(|v| 2.0 * v)
+        .collect();
+    let w: Vec<f32> = dcsm::softmax(&logits)
+        .iter()
+        .map(|p| p * k as f32)
+        .collect();
+    let against = tokens.matmul(&pooled.t()?)?.to_vec2::<f32>()?; // (N, K)
+    let redundant: Vec<f32> = against
+        .iter()
+        .map(|row| row.iter().zip(&w).map(|(c, w)| w * c).sum::<f32>() / k as f32)
+        .collect();
+    Ok(maps
+        .into_iter()
+        .zip(&w)
+        .map(|(mut m, wp)| {
+            for r in 0..m.rows {
+                for c in 0..m.cols {
+                    let v = &mut m.data[r * m.cols + c];
+                    *v = wp * *v - redundant[r];
+                }
+            }
+            m
+        })
+        .collect())
+}
+
+/// One prompt's tiled map: each pixel of the long axis takes the value of the window patch over
+/// it, averaged over the windows covering it; each cell averages its pixels (tools/MAP_SOURCES.md §9).
+fn combine(layout: &Layout, windows: &[&Matrix]) -> Matrix {
+    let (rows, cols) = layout.grid();
+    let g = (layout.window / layout.patch) as usize;
+    let (p, c) = (layout.patch as usize, layout.window as usize);
+    let long = if layout.wide {
+        layout.resized.0
+    } else {
+        layout.resized.1
+    } as usize;
+    let tokens = windows.first().map_or(0, |m| m.cols);
+    let mut out = Matrix {
+        rows: 1 + rows * cols,
+        cols: tokens,
+        data: vec![0.0; (1 + rows * cols) * tokens],
+    };
+    for t in 0..tokens {
+        out.data[t] = windows.iter().map(|m| m.get(0, t)).sum::<f32>() / windows.len() as f32;
+        for across in 0..g {
+            let mut pixel = vec![(0f64, 0u32); long];
+            for (m, &o) in windows.iter().zip(&layout.offsets) {
+                for (x, slot) in pixel.iter_mut().enumerate().skip(o as usize).take(c) {
+                    let along = (x - o as usize) / p;
+                    let patch = if layout.wide {
+                        across * g + along
+                    } else {
+                        along * g + across
+                    };
+                    slot.0 += f64::from(m.get(1 + patch, t));
+                    slot.1 += 1;
+                }
+            }
+            for cell in 0..long.div_ceil(p) {
+                let span = &pixel[cell * p..((cell + 1) * p).min(long)];
+                let mean =
+                    span.iter().map(|(s, n)| s / f64::from(*n)).sum::<f64>() / span.len() as f64;
+                let (r, col) = if layout.wide {
+                    (across, cell)
+                } else {
+                    (cell, across)
+                };
+                out.data[(1 + r * cols + col) * tokens + t] = mean as f32;
+            }
+        }
+    }
+    out
+}
