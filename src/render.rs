@@ -54,6 +54,11 @@ pub fn diverging(t: f32) -> [u8; 3] {
 
 /// The part of `image` the model saw, resized to `side`×`side`.
 pub fn crop_view(image: &DynamicImage, crop: CropRect, side: u32) -> RgbImage {
+    region_view(image, crop, (side, side))
+}
+
+/// The part of `image` under `region` (clamped to the image), resized to `size`.
+pub fn region_view(image: &DynamicImage, crop: CropRect, size: (u32, u32)) -> RgbImage {
     let (w, h) = (image.width() as f32, image.height() as f32);
     let x = crop.x.clamp(0.0, w - 1.0);
     let y = crop.y.clamp(0.0, h - 1.0);
@@ -65,7 +70,7 @@ pub fn crop_view(image: &DynamicImage, crop: CropRect, side: u32) -> RgbImage {
         cw.round() as u32,
         ch.round() as u32,
     );
-    part.resize_exact(side, side, FilterType::Triangle)
+    part.resize_exact(size.0, size.1, FilterType::Triangle)
         .to_rgb8()
 }
 

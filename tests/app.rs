@@ -127,7 +127,12 @@ fn bad_input_gives_messages_and_the_app_keeps_working() {
     std::fs::write(&fake, "plain text, not a picture").unwrap();
     let long = "a red circle ".repeat(100);
     let mut h = harness(
-        &["a red circle", "   ", &long, "a dog <|endoftext|> with a hat"],
+        &[
+            "a red circle",
+            "   ",
+            &long,
+            "a dog <|endoftext|> with a hat",
+        ],
         &["wide.png"],
     );
     // Empty, over-long and early-pooled prompts are flagged where the person looks.
@@ -382,4 +387,42 @@ fn two_loads_in_flight_end_on_the_second() {
     assert_eq!(h.state().persisted().model, Some(second));
     assert!(h.state().model.loading.is_none());
     assert!(h.state().score_of(0).is_some());
+}
+
+#[test]
+fn the_map_source_and_the_whole_image_switch_live_and_say_which_they_are() {
+    let mut h = harness(&["a red circle", "a blue square"], &["wide.png"]);
+    let plain = h.state().current_shown().unwrap().results.map_grid;
+    assert_eq!(plain, (5, 5));
+    h.get_by_label_contains("maps:");
+    // ClearCLIP over the whole wide image: a 5 × 8 map of the whole picture.
+    h.state_mut().settings.maps.source = clipscope::engine::MapSource::ClearClip;
+    h.state_mut().settings.maps.tiles = true;
+    h.state_mut().mark_dirty();
+    settle(&mut h);
+    let shown = &h.state().current_shown().unwrap().results;
+    assert_eq!(shown.map_grid, (5, 8));
+    assert_eq!(shown.view.source, clipscope::engine::MapSource::ClearClip);
+    assert_eq!(shown.map_region.x, 0.0);
+    let cosine = h.state().score_of(0).unwrap().clip_cosine;
+    h.get_by_label_contains("shown: clearclip, tiles, 5×8");
+    // Twice the resolution: 10 × 10 patches; the CLIP score does not move.
+    h.state_mut().settings.maps = clipscope::engine::MapView {
+        resolution: Some(80),
+        ..Default::default()
+    };
+    h.state_mut().mark_dirty();
+    settle(&mut h);
+    assert_eq!(
+        h.state().current_shown().unwrap().results.map_grid,
+        (10, 10)
+    );
+    assert_eq!(h.state().score_of(0).unwrap().clip_cosine, cosine);
+    assert_eq!(h.state().score_of(0).unwrap().dcsm.rows, 101);
+    // Surgery with one prompt says what it needs.
+    h.state_mut().prompts.truncate(1);
+    h.state_mut().settings.maps.surgery = true;
+    h.state_mut().mark_dirty();
+    settle(&mut h);
+    h.get_by_label_contains("surgery needs two or more prompts");
 }

@@ -95,6 +95,61 @@ fn map_writes_the_promised_json_and_one_png_per_token() {
 }
 
 #[test]
+fn map_takes_a_source_a_resolution_and_tiles_and_says_which() {
+    let out = tempfile::tempdir().unwrap();
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "map",
+            "--model",
+            &model(),
+            "--image",
+            &image(),
+            "--prompt",
+            "a red circle",
+            "--prompt",
+            "a dog",
+            "--out",
+            out.path().to_str().unwrap(),
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect::<Vec<_>>();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        clipscope(&refs)
+    };
+    let o = run(&["--source", "clearclip", "--surgery", "--tiles"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.path().join("map.json")).unwrap())
+            .unwrap();
+    assert_eq!(doc["source"], "clearclip + surgery, tiles");
+    assert_eq!(doc["view"]["source"], "clearclip");
+    // wide.png (97×61) at 40 px: windows at 0, 20 and 23 of a 63-px-long image, 5 × 8 cells.
+    assert_eq!(doc["grid"], serde_json::json!([5, 8]));
+    assert_eq!(doc["window_offsets"], serde_json::json!([0, 20, 23]));
+    assert_eq!(doc["windows"].as_array().unwrap().len(), 3);
+    let dcsm = doc["prompts"][0]["dcsm"].as_array().unwrap();
+    assert_eq!(dcsm.len(), 1 + 40);
+    let o = run(&["--resolution", "80", "--source", "layer:1"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.path().join("map.json")).unwrap())
+            .unwrap();
+    assert_eq!(doc["grid"], serde_json::json!([10, 10]));
+    assert_eq!(doc["source"], "layer:1, 80 px");
+    for (bad, says) in [
+        (&["--resolution", "81"][..], "multiple of the patch"),
+        (&["--source", "layer:7"][..], "layer:7 does not exist"),
+        (&["--source", "gradcam"][..], "unknown map source"),
+    ] {
+        let o = run(bad);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success() && err.contains(says), "{bad:?}: {err}");
+    }
+}
+
+#[test]
 fn score_json_has_cosines_and_probabilities() {
     let o = clipscope(&[
         "score",

@@ -30,6 +30,7 @@ fn score(id: u64, generation: u64, prompt: &str) -> Job {
         image: image(id),
         prompts: vec![prompt.into(), "a blue square".into()],
         generation,
+        view: Default::default(),
     }
 }
 
@@ -176,6 +177,7 @@ fn bad_images_are_errors_for_that_image_only() {
         image: bad,
         prompts: vec!["x".into()],
         generation: 1,
+        view: Default::default(),
     });
     let events = until(&worker, |e| matches!(e, Event::Error { .. }));
     let Some(Event::Error {
@@ -232,6 +234,7 @@ fn a_thousand_prompts_at_once_and_mixed_scripts() {
         image: image(1),
         prompts,
         generation: 1,
+        view: Default::default(),
     });
     let events = until(&worker, is_results);
     let Some(Event::Results(r)) = events.last() else {

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::state::InFlight;
+use crate::engine::MapView;
 use crate::worker::{Event, ImageRef, Job, Worker};
 
 /// How long the prompts must rest before they are scored.
@@ -132,7 +133,13 @@ impl EngineClient {
     }
 
     /// Sends a scoring request; `prompt_index` maps its prompts back to the app's list.
-    pub fn score(&mut self, image: ImageRef, prompts: Vec<String>, prompt_index: Vec<usize>) {
+    pub fn score(
+        &mut self,
+        image: ImageRef,
+        prompts: Vec<String>,
+        prompt_index: Vec<usize>,
+        view: MapView,
+    ) {
         self.next_generation += 1;
         let generation = self.next_generation;
         let image_id = image.id;
@@ -140,6 +147,7 @@ impl EngineClient {
             image,
             prompts,
             generation,
+            view,
         });
         self.sent.push_back(InFlight {
             generation,
@@ -209,7 +217,12 @@ mod tests {
     fn only_answers_still_wanted_are_taken_and_older_requests_drop() {
         let (mut c, _) = client();
         for _ in 0..3 {
-            c.score(image(), vec!["a red circle".into()], vec![0]);
+            c.score(
+                image(),
+                vec!["a red circle".into()],
+                vec![0],
+                MapView::default(),
+            );
         }
         assert!(c.busy());
         // The answer to the second request makes the first one moot.
@@ -225,7 +238,7 @@ mod tests {
     fn at_most_sixteen_requests_are_remembered() {
         let (mut c, _) = client();
         for _ in 0..20 {
-            c.score(image(), vec!["x".into()], vec![0]);
+            c.score(image(), vec!["x".into()], vec![0], MapView::default());
         }
         assert!(c.answered(4).is_none(), "the oldest were forgotten");
         assert!(c.answered(5).is_some());

@@ -38,9 +38,11 @@ pub fn export(app: &ClipscopeApp, what: What, path: &Path) -> anyhow::Result<()>
     let entry = app
         .current_entry()
         .ok_or_else(|| anyhow::anyhow!("no image"))?;
-    let info = entry
-        .info()
-        .ok_or_else(|| anyhow::anyhow!("the image is not encoded yet"))?;
+    let info = app.map_geometry(
+        entry
+            .info()
+            .ok_or_else(|| anyhow::anyhow!("the image is not encoded yet"))?,
+    );
     let score = app
         .score_of(app.selection.prompt)
         .ok_or_else(|| anyhow::anyhow!("no scores yet"))?;

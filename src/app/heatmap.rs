@@ -56,6 +56,7 @@ pub fn token_chips(app: &ClipscopeApp, ui: &mut egui::Ui) -> Commands {
 
 /// Controls shared by the image views.
 pub fn view_controls(app: &mut ClipscopeApp, ui: &mut egui::Ui) {
+    super::maps::controls(app, ui);
     ui.horizontal(|ui| {
         ui.add(egui::Slider::new(&mut app.settings.opacity, 0.0..=1.0).text("opacity"))
             .on_hover_text("How strongly the map covers the image");
@@ -201,7 +202,10 @@ pub fn overlay_view(app: &mut ClipscopeApp, ui: &mut egui::Ui) -> Commands {
         });
         return out;
     };
-    let (Some(tex), Some(info)) = (entry.texture.clone(), entry.info().cloned()) else {
+    let (Some(tex), Some(info)) = (
+        entry.texture.clone(),
+        entry.info().map(|i| app.map_geometry(i)),
+    ) else {
         match &entry.status {
             super::state::ImageStatus::Failed(m) => {
                 ui.colored_label(ui.visuals().error_fg_color, format!("{}: {m}", entry.name));

@@ -13,6 +13,7 @@ mod gallery;
 mod heatmap;
 mod images;
 mod input;
+mod maps;
 mod masks;
 mod matrix;
 mod prompts;
@@ -146,10 +147,24 @@ impl ClipscopeApp {
         self.client.send(Job::LoadModel { source });
     }
 
-    /// The current image's texture and encoding, once both exist.
+    /// The current image's texture and encoding, once both exist; the grid and crop are those
+    /// of the maps shown (another view's: a finer grid, or the whole image with tiles).
     pub fn current_view(&self) -> Option<(egui::TextureHandle, crate::worker::ImageInfo)> {
         let e = self.current_entry()?;
-        Some((e.texture.clone()?, e.info()?.clone()))
+        Some((e.texture.clone()?, self.map_geometry(e.info()?)))
+    }
+
+    /// `info` with the grid and region of the current maps.
+    pub fn map_geometry(&self, info: &crate::worker::ImageInfo) -> crate::worker::ImageInfo {
+        let mut out = info.clone();
+        if let Some(s) = self
+            .current_shown()
+            .filter(|s| s.results.image_id == info.id)
+        {
+            out.grid = s.results.map_grid;
+            out.crop = s.results.map_region;
+        }
+        out
     }
 
     pub fn current_entry(&self) -> Option<&ImageEntry> {
@@ -270,7 +285,8 @@ impl ClipscopeApp {
             .iter()
             .map(|i| self.prompts[*i].clone())
             .collect();
-        self.client.score(image, prompts, prompt_index);
+        self.client
+            .score(image, prompts, prompt_index, self.settings.maps);
     }
 
     /// The whole UI (the eframe app and the tests both call this).

@@ -40,6 +40,9 @@ pub struct Settings {
     /// and demos). Saved states from before this setting show them.
     #[serde(default = "shown")]
     pub show_timings: bool,
+    /// How the maps are made: source, surgery, resolution, tiles.
+    #[serde(default)]
+    pub maps: crate::engine::MapView,
 }
 
 fn shown() -> bool {
@@ -55,6 +58,7 @@ impl Default for Settings {
             smooth: false,
             show_crop: true,
             show_timings: true,
+            maps: crate::engine::MapView::default(),
         }
     }
 }

@@ -212,6 +212,7 @@ impl Soak {
             image: image.clone(),
             prompts: prompts.to_vec(),
             generation,
+            view: Default::default(),
         });
         self.wait(|e| matches!(e, Event::Results(r) if r.generation == generation))?;
         Ok(())

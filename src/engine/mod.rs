@@ -4,6 +4,7 @@
 mod cache;
 mod encode;
 mod score;
+mod tiles;
 mod types;
 mod view;
 

@@ -1,6 +1,7 @@
 //! The background thread that owns the model and answers jobs over crossbeam channels.
 
 pub mod protocol;
+mod views;
 
 use crossbeam_channel::{Receiver, Sender};
 use std::collections::{HashMap, VecDeque};
@@ -12,7 +13,7 @@ use std::time::Instant;
 
 pub use protocol::*;
 
-use crate::engine::{elapsed_ms, preprocess, EncodedImage, LoadedModel, ModelError, TextCache};
+use crate::engine::{elapsed_ms, EncodedImage, LoadedModel, ModelError, TextCache};
 use crate::error::one_line;
 
 /// Bytes of encoded images kept at once (about 160 ViT-B/16 images), the least recently used
@@ -118,16 +119,22 @@ struct State {
     order: VecDeque<ImageId>,
     cache_bytes: usize,
     text: TextCache,
+    /// The vision states of the last non-plain view.
+    dense: Option<views::DenseEntry>,
 }
 
 impl State {
     fn forget_images(&mut self) {
+        self.dense = None;
         self.cache.clear();
         self.order.clear();
         self.cache_bytes = 0;
     }
 
     fn forget_image(&mut self, id: ImageId) {
+        if self.dense.as_ref().is_some_and(|d| d.image_id == id) {
+            self.dense = None;
+        }
         if let Some(c) = self.cache.remove(&id) {
             self.cache_bytes -= c.encoded.bytes();
         }
@@ -258,6 +265,7 @@ fn handle(state: &mut State, job: Job, out: &Outbox) {
                         image_size: c.vision.image_size,
                         projection_dim: c.projection_dim,
                         context: c.text.max_position_embeddings,
+                        vision_layers: c.vision.num_hidden_layers,
                         pipeline: model.pipeline(),
                         load_ms: elapsed_ms(start),
                     }));
@@ -278,19 +286,35 @@ fn handle(state: &mut State, job: Job, out: &Outbox) {
             image,
             prompts,
             generation,
+            view,
         } => {
             let result = ensure_encoded(state, &image, out).and_then(|cached| {
                 let start = Instant::now();
                 let model = state.model.as_ref().ok_or_else(no_model)?;
                 let entry = state.cache.get(&image.id).ok_or_else(no_model)?;
                 let encoded = model.encode_prompts_cached(&prompts, &mut state.text)?;
-                let scores = model.score(&entry.encoded, &encoded)?;
+                let mut scores = model.score(&entry.encoded, &encoded)?;
+                let (mut map_grid, mut map_region) = views::plain(&entry.encoded);
+                if !view.is_plain() {
+                    let maps = views::apply(
+                        model,
+                        &mut state.dense,
+                        &image,
+                        &view,
+                        &encoded,
+                        &mut scores,
+                    )?;
+                    (map_grid, map_region) = (maps.grid, maps.region);
+                }
                 Ok(Results {
                     image_id: image.id,
                     generation,
                     prompts: scores,
                     image_cached: cached,
                     score_ms: elapsed_ms(start),
+                    view,
+                    map_grid,
+                    map_region,
                 })
             });
             match result {
@@ -326,19 +350,7 @@ fn ensure_encoded(state: &mut State, image: &ImageRef, out: &Outbox) -> Result<b
         return Ok(true);
     }
     let start = Instant::now();
-    let decoded = match &image.input {
-        ImageInput::Path(p) => preprocess::decode_file(p)?,
-        ImageInput::Bytes(b) => preprocess::decode_bytes(b)?,
-        ImageInput::Rgba {
-            width,
-            height,
-            pixels,
-        } => {
-            let buffer = image::RgbaImage::from_raw(*width, *height, pixels.as_ref().clone())
-                .ok_or_else(|| ModelError::Image("pixel buffer does not match its size".into()))?;
-            preprocess::Decoded::from(image::DynamicImage::ImageRgba8(buffer))
-        }
-    };
+    let decoded = views::decode(&image.input)?;
     let encoded = model.encode_decoded(&decoded)?;
     tracing::debug!(image = image.id, "encoded in {:.1} ms", elapsed_ms(start));
     let preview = scaled_copy(&decoded.image, PREVIEW_SIDE);

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::engine::{CropRect, ModelSource, Pipeline, Progress, PromptScore};
+use crate::engine::{CropRect, MapView, ModelSource, Pipeline, Progress, PromptScore};
 
 /// Identifies an image for the whole session; the client picks it.
 pub type ImageId = u64;
@@ -43,6 +43,8 @@ pub enum Job {
         image: ImageRef,
         prompts: Vec<String>,
         generation: u64,
+        /// How the display maps are made (scores always read the raw centre crop).
+        view: MapView,
     },
     /// Drop an image from the cache.
     Forget { image_id: ImageId },
@@ -70,6 +72,8 @@ pub struct ModelInfo {
     pub image_size: usize,
     pub projection_dim: usize,
     pub context: usize,
+    /// Blocks of the vision tower (the `layer:N` map sources).
+    pub vision_layers: usize,
     /// The reference conventions it follows around the maths (preprocessing, text clean-up).
     pub pipeline: Pipeline,
     pub load_ms: f64,
@@ -99,6 +103,11 @@ pub struct Results {
     /// Whether the image came from the cache (no vision forward pass for this job).
     pub image_cached: bool,
     pub score_ms: f64,
+    /// The view the maps in `prompts[..].dcsm` come from.
+    pub view: MapView,
+    /// Their patch grid (rows, cols) and the part of the image they cover, in original pixels.
+    pub map_grid: (usize, usize),
+    pub map_region: CropRect,
 }
 
 /// What the worker reports.

@@ -9,6 +9,7 @@ fn score(id: ImageId, generation: u64) -> Job {
             input: ImageInput::Path("x.png".into()),
         },
         prompts: vec!["a".into()],
+        view: Default::default(),
         generation,
     }
 }
@@ -75,6 +76,7 @@ fn a_panic_becomes_an_error_and_the_worker_keeps_serving() {
             input: ImageInput::Path(fixtures.join("images/wide.png")),
         },
         prompts: vec!["still alive".into()],
+        view: Default::default(),
         generation: 1,
     });
     let events = until(&worker, |e| matches!(e, Event::Results(_)));
