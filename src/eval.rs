@@ -4,7 +4,7 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use crate::engine::{preprocess, LoadedModel, ModelError};
+use crate::engine::{preprocess, LoadedModel, MapSource, MapView, ModelError};
 use crate::world::{self, Family, Scene, Split, FAMILIES};
 
 /// One scene to evaluate: its image and exact description.
@@ -79,6 +79,8 @@ pub struct SplitReport {
     /// Objects whose shape-word map peaks on a patch whose centre lies inside the object grown by
     /// half a patch.
     pub localisation: Tally,
+    /// The same measure on the maps of every map source (`raw` equals `localisation`).
+    pub localisation_by_source: BTreeMap<String, Tally>,
 }
 
 /// Scores every probe of every item with plain CLIP and every scorer of the model, and measures
@@ -129,35 +131,63 @@ pub fn evaluate(model: &LoadedModel, items: &[Item]) -> Result<SplitReport, Mode
             .iter()
             .map(world::Object::phrase)
             .collect();
-        let scores = model.score(&image, &model.encode_prompts(&phrases)?)?;
-        for (object, s) in item.scene.objects.iter().zip(&scores) {
-            let Some(word) = s
-                .tokenized
-                .words
-                .iter()
-                .find(|w| w.text == object.shape.word())
-            else {
-                continue;
+        let prompts = model.encode_prompts(&phrases)?;
+        let scores = model.score(&image, &prompts)?;
+        let maps: Vec<&crate::dcsm::Matrix> = scores.iter().map(|s| &s.dcsm).collect();
+        tally_localisation(&mut report.localisation, item, &scores, &maps, rows, cols);
+        let dense = model.dense_image(&item.image.clone().into(), None, false)?;
+        for source in MapSource::all(model.config().vision.num_hidden_layers) {
+            let view = MapView {
+                source,
+                ..MapView::default()
             };
-            let map = crate::dcsm::patch_map(&s.dcsm, word.start);
-            let peak = map
-                .iter()
-                .enumerate()
-                .fold((0, f32::NEG_INFINITY), |best, (i, v)| {
-                    if *v > best.1 {
-                        (i, *v)
-                    } else {
-                        best
-                    }
-                })
-                .0;
-            report.localisation.total += 1;
-            report.localisation.correct += usize::from(
-                rows == cols && world::geometry::patches_on(object, cols).contains(&peak),
-            );
+            let maps = model.view_maps(&dense, &view, &prompts)?;
+            let refs: Vec<&crate::dcsm::Matrix> = maps.maps.iter().collect();
+            let tally = report
+                .localisation_by_source
+                .entry(source.to_string())
+                .or_default();
+            tally_localisation(tally, item, &scores, &refs, rows, cols);
         }
     }
     Ok(report)
+}
+
+/// Counts the objects whose shape word's map (in `maps`, one per object phrase) peaks on a
+/// patch whose centre lies inside the object grown by half a patch.
+fn tally_localisation(
+    tally: &mut Tally,
+    item: &Item,
+    scores: &[crate::engine::PromptScore],
+    maps: &[&crate::dcsm::Matrix],
+    rows: usize,
+    cols: usize,
+) {
+    for ((object, s), map) in item.scene.objects.iter().zip(scores).zip(maps) {
+        let Some(word) = s
+            .tokenized
+            .words
+            .iter()
+            .find(|w| w.text == object.shape.word())
+        else {
+            continue;
+        };
+        let patch = crate::dcsm::patch_map(map, word.start);
+        let peak = patch
+            .iter()
+            .enumerate()
+            .fold((0, f32::NEG_INFINITY), |best, (i, v)| {
+                if *v > best.1 {
+                    (i, *v)
+                } else {
+                    best
+                }
+            })
+            .0;
+        tally.total += 1;
+        tally.correct +=
+            usize::from(rows == cols && world::geometry::patches_on(object, cols).contains(&peak));
+    }
 }
 
 /// Family names in table order.

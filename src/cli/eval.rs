@@ -81,6 +81,9 @@ fn print_table(model: &str, reports: &[(String, SplitReport)]) {
             println!("{line}");
         }
         println!("{:<13} {:>18}", "localisation", cell(r.localisation));
+        for (source, t) in &r.localisation_by_source {
+            println!("{:<13} {:>18}", format!("  {source}"), cell(*t));
+        }
     }
 }
 

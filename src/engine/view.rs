@@ -59,6 +59,9 @@ pub struct DenseImage {
     pub resolution: Option<u32>,
     pub layout: Layout,
     windows: Vec<Vec<Tensor>>,
+    /// The last source's normalised tokens and the raw CLS row, per window: prompt edits under
+    /// the same view run no tower at all.
+    last: std::sync::Mutex<Option<(MapSource, Vec<(Tensor, Tensor)>)>>,
 }
 
 impl DenseImage {
@@ -84,6 +87,37 @@ pub struct ViewMaps {
 }
 
 impl LoadedModel {
+    /// Each window's normalised tokens of `source` and normalised raw CLS row, from the cache
+    /// when the last call asked for the same source.
+    fn window_tokens(
+        &self,
+        dense: &DenseImage,
+        source: MapSource,
+    ) -> Result<Vec<(Tensor, Tensor)>, ModelError> {
+        let mut last = dense
+            .last
+            .lock()
+            .map_err(|_| ModelError::Config("internal: a view cache was poisoned".into()))?;
+        if let Some((s, tokens)) = last.as_ref() {
+            if *s == source {
+                return Ok(tokens.clone());
+            }
+        }
+        let mut out = Vec::with_capacity(dense.windows.len());
+        for states in &dense.windows {
+            let tokens =
+                clip::l2_normalize(&self.clip.source_tokens(states, source)?)?.squeeze(0)?;
+            let raw = if source == MapSource::Raw {
+                tokens.clone()
+            } else {
+                clip::l2_normalize(&self.clip.source_tokens(states, MapSource::Raw)?)?.squeeze(0)?
+            };
+            out.push((tokens, raw.narrow(0, 0, 1)?));
+        }
+        *last = Some((source, out.clone()));
+        Ok(out)
+    }
+
     /// Runs the vision tower for a view's resolution and tiling and keeps every block's states.
     pub fn dense_image(
         &self,
@@ -124,6 +158,7 @@ impl LoadedModel {
                 resolution,
                 layout,
                 windows: vec![states(&pre.pixels)?],
+                last: Default::default(),
             });
         }
         let (full, (rw, rh)) = preprocess::resized_full(image, &config);
@@ -159,6 +194,7 @@ impl LoadedModel {
             resolution,
             layout,
             windows,
+            last: Default::default(),
         })
     }
 
@@ -213,21 +249,15 @@ impl LoadedModel {
             .map(|(t, tok)| t.get(tok.eos_index()))
             .collect::<Result<_, _>>()?;
         let pooled = Tensor::stack(&pooled, 0)?;
-        let mut per_window: Vec<Vec<Matrix>> = Vec::with_capacity(dense.windows.len());
-        for states in &dense.windows {
-            let tokens =
-                clip::l2_normalize(&self.clip.source_tokens(states, view.source)?)?.squeeze(0)?;
+        let windows = self.window_tokens(dense, view.source)?;
+        let mut per_window: Vec<Vec<Matrix>> = Vec::with_capacity(windows.len());
+        for (tokens, cls) in &windows {
             let maps = texts
                 .iter()
-                .map(|t| dcsm::cosine_map(&tokens, t))
+                .map(|t| dcsm::cosine_map(tokens, t))
                 .collect::<Result<Vec<_>, _>>()?;
             per_window.push(if view.surgery {
-                let raw = self
-                    .clip
-                    .source_tokens(states, MapSource::Raw)?
-                    .squeeze(0)?;
-                let cls = clip::l2_normalize(&raw.narrow(0, 0, 1)?)?;
-                surgery(maps, &tokens, &cls, &pooled)?
+                surgery(maps, tokens, cls, &pooled)?
             } else {
                 maps
             });
