@@ -172,7 +172,7 @@ fn print_table(rows: &[Row]) {
 }
 
 /// Times `f` after warm-up runs.
-fn time<T>(
+pub(super) fn time<T>(
     model: &str,
     measure: &str,
     warmup: usize,
@@ -343,6 +343,7 @@ fn bench_model(name: &str, args: &BenchArgs) -> Result<Vec<Row>> {
     if !shipped_scorer {
         eprintln!("{name}: random DCSM scorer ({r}×{c})");
     }
+    rows.extend(super::bench_views::rows(name, &model, &pixels, &encoded, w, n)?);
     rows.push(Row {
         model: name.into(),
         measure: "peak_rss".into(),
