@@ -8,7 +8,32 @@
 # Every model is measured in its own subprocess (this script re-invoked with
 # --one-model NAME --json-out TMP) so that its peak RSS (VmHWM) belongs to that
 # model alone. The measures, their names and the JSON schema are shared with the
-# Rust side (`clipscope bench --json FILE`); see tools/README.md.
+# Rust side (`clipscope bench --json FILE`; src/cli/bench.rs, src/cli/bench_views.rs);
+# see tools/README.md. Per model (S = the model's image size, 224 for all three):
+#
+#   load               from_pretrained (f32) + eval; 1 warm-up, a quarter of --runs (at least 3)
+#   image_encode       random (1, 3, S, S) pixels -> all tokens, post_layernorm + visual_projection
+#   text_encode_8      the 8 PROMPTS, tokenisation included, padded to the longest
+#   dcsm_8             the 8 cosine maps over each prompt's real tokens, to NumPy
+#   dcsm_scorer_8      global z-score + dcsm_reference.Scorer on 8 random rows x 30 maps
+#   smartclip_mask_8   SmartCLIP mask net on (8, T, W) random input, sigmoid
+#   prompt_edit_8      prompts padded to 30 -> text encoder -> maps vs cached image tokens -> scorer
+#
+# and the map-view measures, with tools/map_sources.py (the reference of the Rust map
+# sources, tools/MAP_SOURCES.md) on transformers' eager attention (the model is switched
+# from its default implementation to eager for these four only; f32, same threads):
+#
+#   encode_raw_states  map_sources.image_tokens(model, pixels, "raw") on image_encode's pixels
+#   encode_clearclip   map_sources.image_tokens(model, pixels, "clearclip"), same pixels
+#   image_encode_448   raw tokens of random 448x448 pixels, position table interpolated as
+#                      transformers does (interpolate_pos_encoding=True), all tokens projected
+#   tiles_1024x768     a decoded 1024x768 random RGB PIL image (seed 7) -> the processor's resize
+#                      (shortest side S, no crop) -> tile_layout windows of S x S -> raw tokens
+#                      per window -> cosine maps of the 8 prompts (text tokens computed once,
+#                      untimed) -> combine_windows: one map per token (MAP_SOURCES.md section 9).
+#                      min(--warmup, 1) warm-up and ceil(--runs / 2) timed runs, as the Rust side
+#
+#   peak_rss           VmHWM at the end (after all the measures above), MB = MiB
 
 from __future__ import annotations
 
@@ -276,6 +301,7 @@ def bench_one_model(name: str, threads: int, runs: int, warmup: int) -> dict:
         load_times.append((time.perf_counter() - t0) * 1e3)
     results.append(stats(name, "load", load_times))
 
+    attn_implementation = model.config._attn_implementation  # of every measure but the map views
     vcfg, tcfg = model.config.vision_config, model.config.text_config
     n_patches = (vcfg.image_size // vcfg.patch_size) ** 2
     rows = 1 + n_patches
@@ -364,6 +390,8 @@ def bench_one_model(name: str, threads: int, runs: int, warmup: int) -> dict:
         assert pm.shape == (8, rows, SCORER_COLUMNS) and ps.shape == (8,)
         results.append(stats(name, "prompt_edit_8", timed(prompt_edit, warmup, runs)))
 
+        views_note = map_view_measures(name, model, pixels, text_encode, warmup, runs, results)
+
     results.append({"model": name, "measure": "peak_rss", "value_mb": proc_status_mb("VmHWM")})
     return {
         "tool": "pytorch",
@@ -375,13 +403,98 @@ def bench_one_model(name: str, threads: int, runs: int, warmup: int) -> dict:
             name: {
                 "model_dir": str(path),
                 "load_problems": bad,
-                "attn_implementation": model.config._attn_implementation,
+                "attn_implementation": attn_implementation,
                 "image_rows": rows,
                 "text_tokens_longest": int(max(lengths)),
                 "smartclip_masknet": masknet_src,
                 "rss_after_imports_mb": rss_imports,
+                "map_views": views_note,
             }
         },
+    }
+
+
+TILE_IMAGE_SIZE = (1024, 768)  # (width, height) of the tiles_1024x768 image
+TILE_IMAGE_SEED = 7
+PIXELS_448_SEED = 448  # its own generator: image_encode's and the later random inputs are unchanged
+
+
+def map_view_measures(name: str, model, pixels, text_encode, warmup: int, runs: int, results: list) -> dict:
+    """encode_raw_states, encode_clearclip, image_encode_448, tiles_1024x768 (see the top of
+    this file) with tools/map_sources.py, appended to `results`; run inside inference_mode.
+    The model runs eager attention for these (map_sources' setting), then is switched back.
+    -> a note for the report (attention, shapes, layout, agreement with image_encode)."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    import map_sources  # tools/ is on sys.path (bench_one_model)
+
+    before = model.config._attn_implementation
+    model.set_attn_implementation("eager")
+    try:
+        geo = map_sources.vision_geometry(model)
+        s, p, proj = geo["image_size"], geo["patch_size"], geo["projection_dim"]
+        px = pixels[0]  # image_encode's pixels, (3, S, S)
+        rows = 1 + (s // p) ** 2
+
+        def encode_raw_states():
+            return map_sources.image_tokens(model, px, "raw")
+
+        def encode_clearclip():
+            return map_sources.image_tokens(model, px, "clearclip")
+
+        raw = encode_raw_states()
+        assert raw.shape == (rows, proj), raw.shape
+        ref = model.visual_projection(model.vision_model.post_layernorm(
+            model.vision_model(pixel_values=pixels).last_hidden_state))[0]  # image_encode, eager
+        raw_vs_image_encode = float((raw - ref).abs().max())
+        assert raw_vs_image_encode <= 1e-4 * max(1.0, float(ref.abs().max())), raw_vs_image_encode
+        results.append(stats(name, "encode_raw_states", timed(encode_raw_states, warmup, runs)))
+        clear = encode_clearclip()
+        assert clear.shape == (rows, proj), clear.shape
+        results.append(stats(name, "encode_clearclip", timed(encode_clearclip, warmup, runs)))
+
+        big = 448
+        assert big % p == 0, (big, p)
+        px448 = torch.randn(3, big, big, generator=torch.Generator().manual_seed(PIXELS_448_SEED))
+        rows_448 = 1 + (big // p) ** 2
+
+        def image_encode_448():
+            return map_sources.image_tokens(model, px448, "raw")  # interpolate_pos_encoding=True
+
+        assert image_encode_448().shape == (rows_448, proj)
+        results.append(stats(name, "image_encode_448", timed(image_encode_448, warmup, runs)))
+
+        # The 8 prompts' projected text tokens (real tokens only), once, untimed.
+        txt, mask = text_encode(None)
+        lengths = mask.sum(dim=1).tolist()
+        txt_tokens = [txt[i, :n] for i, n in enumerate(lengths)]
+        w, h = TILE_IMAGE_SIZE
+        noise = np.random.default_rng(TILE_IMAGE_SEED).integers(0, 256, (h, w, 3), dtype=np.uint8)
+        image = Image.fromarray(noise, "RGB")  # decoded, in memory
+
+        def tiles():
+            pv, _ = map_sources.preprocess_resized_image(image, s, check=False)  # the processor's resize
+            maps, layout, _ = map_sources.tiled_maps_pixels(model, pv, "raw", txt_tokens)
+            return maps, layout
+
+        # Untimed check: the processor's pixels equal MAP_SOURCES.md's explicit ones.
+        _, info = map_sources.preprocess_resized_image(image, s, check=True)
+        maps, layout = tiles()
+        long_side = max(info["resized"])
+        assert layout["long_side"] == long_side and len(maps) == len(txt_tokens)
+        for m, n in zip(maps, lengths):
+            assert m.shape == (n, s // p, -(-long_side // p)) and np.isfinite(m).all(), m.shape
+        results.append(stats(name, "tiles_1024x768", timed(tiles, min(warmup, 1), -(-runs // 2))))
+    finally:
+        model.set_attn_implementation(before)
+    return {
+        "attn_implementation": "eager",
+        "rows": rows,
+        "rows_448": rows_448,
+        "raw_vs_image_encode_max_abs": raw_vs_image_encode,
+        "tiles": dict(info, **layout, prompts=len(txt_tokens), tokens=int(sum(lengths))),
     }
 
 

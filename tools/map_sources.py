@@ -126,12 +126,21 @@ def preprocess_square(path: str | Path, size: int) -> torch.Tensor:
 def preprocess_resized(path: str | Path, c: int) -> tuple[torch.Tensor, dict]:
     """Tiles: the processor's resize rule (shortest side -> c, long = floor(c*long/short),
     Pillow bicubic) and its rescale/normalise, no crop.  -> ((3, H, W) float32, geometry)."""
-    img = Image.open(path).convert("RGB")
+    return preprocess_resized_image(Image.open(path).convert("RGB"), c, label=path)
+
+
+def preprocess_resized_image(img: Image.Image, c: int, check: bool = True, label=None) -> tuple[torch.Tensor, dict]:
+    """preprocess_resized on an image already decoded to RGB (e.g. in memory).  check=True
+    (what preprocess_resized does) also re-computes the pixels explicitly and asserts they
+    equal the processor's; check=False runs the processor alone (tools/bench_pytorch.py)."""
     proc = make_processor(c, center_crop=False)
     pv = proc(images=img, return_tensors="np")["pixel_values"][0]
     (rw, rh), _ = resize_geometry(*img.size, c)
-    mine = _explicit_pixels(img, rw, rh, proc.image_mean, proc.image_std)
-    assert pv.shape == (3, rh, rw) and np.array_equal(mine, pv), (path, pv.shape, (rh, rw))
+    if check:
+        mine = _explicit_pixels(img, rw, rh, proc.image_mean, proc.image_std)
+        assert pv.shape == (3, rh, rw) and np.array_equal(mine, pv), (label, pv.shape, (rh, rw))
+    else:
+        assert pv.shape == (3, rh, rw), (label, pv.shape, (rh, rw))
     return torch.from_numpy(np.ascontiguousarray(pv)), dict(original=list(img.size), resized=[rw, rh])
 
 
@@ -390,7 +399,20 @@ def tiled_maps(model, path, source: str, txt_tokens: list, pooled=None, surgery=
     c, p = geo["image_size"], geo["patch_size"]
     assert c % p == 0
     pv, info = preprocess_resized(path, c)
+    out, layout, weights = tiled_maps_pixels(model, pv, source, txt_tokens, pooled=pooled, surgery=surgery)
+    return out, dict(info, **layout), weights
+
+
+@torch.no_grad()
+def tiled_maps_pixels(model, pv: torch.Tensor, source: str, txt_tokens: list, pooled=None, surgery=False):
+    """tiled_maps from steps 2-4 of MAP_SOURCES.md section 9 on pixels already resized and
+    normalised (pv: (3, H, W), shortest side = the model size, e.g. preprocess_resized_image).
+    -> (maps, layout dict without original/resized, surgery weights or None)."""
+    geo = vision_geometry(model)
+    c, p = geo["image_size"], geo["patch_size"]
+    assert c % p == 0
     _, hh, ww = pv.shape
+    assert min(hh, ww) == c, (pv.shape, c)
     tall = hh > ww
     long_side = hh if tall else ww
     offsets = tile_layout(long_side, c)
@@ -415,7 +437,6 @@ def tiled_maps(model, path, source: str, txt_tokens: list, pooled=None, surgery=
         full = combine_windows(wins, offsets, long_side, p)
         out.append(np.ascontiguousarray((full.transpose(0, 2, 1) if tall else full).astype(np.float32)))
     layout = dict(
-        info,
         long_axis="y" if tall else "x",
         long_side=long_side,
         window=c,
