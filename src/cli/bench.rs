@@ -343,7 +343,9 @@ fn bench_model(name: &str, args: &BenchArgs) -> Result<Vec<Row>> {
     if !shipped_scorer {
         eprintln!("{name}: random DCSM scorer ({r}×{c})");
     }
-    rows.extend(super::bench_views::rows(name, &model, &pixels, &encoded, w, n)?);
+    rows.extend(super::bench_views::rows(
+        name, &model, &pixels, &encoded, w, n,
+    )?);
     rows.push(Row {
         model: name.into(),
         measure: "peak_rss".into(),

@@ -40,9 +40,15 @@ pub(super) fn rows(
         tiles: true,
         ..MapView::default()
     };
-    rows.push(time(name, "tiles_1024x768", warmup.min(1), runs.div_ceil(2), || {
-        let dense = model.dense_image(&decoded, None, true)?;
-        Ok(model.view_maps(&dense, &view, prompts)?)
-    })?);
+    rows.push(time(
+        name,
+        "tiles_1024x768",
+        warmup.min(1),
+        runs.div_ceil(2),
+        || {
+            let dense = model.dense_image(&decoded, None, true)?;
+            Ok(model.view_maps(&dense, &view, prompts)?)
+        },
+    )?);
     Ok(rows)
 }

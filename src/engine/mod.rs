@@ -111,6 +111,9 @@ impl LoadedModel {
                 message: "model folder does not exist".into(),
             });
         }
+        if crate::io::openclip::is_openclip(dir) {
+            return Self::from_openclip(dir, name);
+        }
         let config_path = dir.join("config.json");
         let config_text = crate::io::read_small(&config_path, crate::io::MAX_SETTINGS_BYTES)?;
         let config = ClipConfig::from_json(&config_text)?;
@@ -169,6 +172,30 @@ impl LoadedModel {
             }
         }
         Ok(model)
+    }
+
+    /// An OpenCLIP folder (`open_clip_config.json` + `open_clip_model.safetensors`), with
+    /// OpenAI's preprocessing and text clean-up as open_clip runs them.
+    fn from_openclip(dir: &Path, name: &str) -> Result<Self, ModelError> {
+        let device = Device::Cpu;
+        let oc = crate::io::openclip::read(dir, &device)?;
+        let clip = Clip::new(&oc.config, false, oc.weights).map_err(|e| {
+            ModelError::Weights(format!(
+                "{} does not fit {}: {e}",
+                dir.join(crate::io::openclip::WEIGHTS).display(),
+                crate::io::openclip::CONFIG
+            ))
+        })?;
+        Ok(Self {
+            clip,
+            tokenizer: ClipTokenizer::bundled()?.with_clean(oc.pipeline.text),
+            preprocess: oc.preprocess,
+            name: name.to_string(),
+            device,
+            scorers: Vec::new(),
+            smartclip: None,
+            id: next_id(),
+        })
     }
 
     /// Adds a DCSM scorer after checking it fits this backbone.

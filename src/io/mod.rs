@@ -4,6 +4,7 @@
 pub mod decode;
 pub mod ftfy;
 pub mod html;
+pub mod openclip;
 pub mod pillow;
 pub mod pipeline;
 pub mod preprocess;

@@ -28,7 +28,7 @@ struct Entry {
 }
 
 #[derive(Debug)]
-struct FileWeights {
+pub(crate) struct FileWeights {
     file: Mutex<File>,
     /// Where the tensor data starts: after the 8-byte length and the JSON header.
     data_start: u64,
@@ -66,7 +66,7 @@ pub fn var_builder(
 }
 
 impl FileWeights {
-    fn open(path: &Path) -> Result<Self, String> {
+    pub(crate) fn open(path: &Path) -> Result<Self, String> {
         let mut file = File::open(path).map_err(|e| e.to_string())?;
         let size = file.metadata().map_err(|e| e.to_string())?.len();
         let mut len = [0u8; 8];
@@ -109,7 +109,12 @@ impl FileWeights {
         })
     }
 
-    fn read(&self, name: &str, dtype: DType, device: &Device) -> candle_core::Result<Tensor> {
+    pub(crate) fn read(
+        &self,
+        name: &str,
+        dtype: DType,
+        device: &Device,
+    ) -> candle_core::Result<Tensor> {
         let (stored, shape, start, end) = self
             .entries
             .get(name)
