@@ -45,19 +45,17 @@ impl Layout {
         }
     }
 
-    /// The map's rectangle in original pixels: the crop, or the whole image in patch cells.
+    /// The map's rectangle in original pixels: the crop, or the whole image (its last cell along
+    /// the long side covers what is left of the image, up to one patch).
     pub fn region(&self) -> CropRect {
         if !self.tiles {
             return self.crop;
         }
-        let (rows, cols) = self.grid();
-        let (sx, sy) = self.scale();
-        let p = self.patch as f32;
         CropRect {
             x: 0.0,
             y: 0.0,
-            w: cols as f32 * p * sx,
-            h: rows as f32 * p * sy,
+            w: self.original.0 as f32,
+            h: self.original.1 as f32,
         }
     }
 
