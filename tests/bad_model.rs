@@ -252,3 +252,29 @@ fn broken_dcsm_scorers_and_smartclip_masks_are_refused_with_the_reason() {
     let e = load_error(&dir);
     assert!(e.contains("smartclip.safetensors"), "{e}");
 }
+
+#[test]
+fn presets_name_their_family_and_unsupported_ones_say_why() {
+    use clipscope::engine::ModelSource;
+    assert_eq!(
+        ModelSource::parse("laion-b32"),
+        ModelSource::Preset("laion-b32".into())
+    );
+    assert_eq!(
+        ModelSource::parse("laion-b32").to_string(),
+        "laion-b32 (laion/CLIP-ViT-B-32-laion2B-s34B-b79K)"
+    );
+    let err = ModelSource::parse("siglip-b16")
+        .resolve(&mut |_| {})
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("SigLIP") && err.contains("not supported yet"),
+        "{err}"
+    );
+    let err = ModelSource::parse("longclip-l")
+        .resolve(&mut |_| {})
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("pickled"), "{err}");
+}

@@ -4,7 +4,7 @@ use super::command::{Command, Commands};
 use super::state::View;
 use super::{export, ClipscopeApp};
 use crate::engine::{ImageConvention, ModelSource, TextConvention};
-use crate::io::source::KNOWN_HUB_IDS;
+use crate::io::presets::{self, PRESETS};
 
 /// Menus and the view tabs (the tabs edit the view setting in place).
 pub fn top_bar(app: &mut ClipscopeApp, ui: &mut egui::Ui) -> Commands {
@@ -94,13 +94,21 @@ fn model_menu(ui: &mut egui::Ui) -> Commands {
     }
     ui.separator();
     ui.label("Download from the Hugging Face hub:");
-    for id in KNOWN_HUB_IDS {
-        if ui
-            .button(id)
-            .on_hover_text("Downloads into the standard Hugging Face cache (needs a network)")
+    for p in &PRESETS {
+        let tip = format!(
+            "{}\nDownloads into the standard Hugging Face cache (needs a network)",
+            presets::describe(p)
+        );
+        let button = ui.add_enabled(
+            p.unsupported.is_none(),
+            egui::Button::new(format!("{}  ({})", p.name, p.family)),
+        );
+        if button
+            .on_hover_text(&tip)
+            .on_disabled_hover_text(&tip)
             .clicked()
         {
-            out.push(Command::LoadModel(ModelSource::Hub(id.to_string())));
+            out.push(Command::LoadModel(ModelSource::Preset(p.name.to_string())));
             ui.close();
         }
     }

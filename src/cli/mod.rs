@@ -66,9 +66,10 @@ pub fn run(command: Command) -> Result<()> {
 /// The options every scoring command shares.
 #[derive(Debug, clap::Args)]
 pub struct Common {
-    /// Model folder (config.json + model.safetensors) or Hugging Face hub id
-    /// (default: the embedded shapes-world model).
-    #[arg(long, value_name = "DIR|HUB_ID")]
+    /// Model folder (config.json + model.safetensors, or an OpenCLIP folder), Hugging Face hub
+    /// id, or preset: openai-b32, openai-b16, openai-l14, openai-l14-336, laion-b32,
+    /// metaclip-b16 (default: the embedded shapes-world model).
+    #[arg(long, value_name = "DIR|HUB_ID|PRESET")]
     pub model: Option<String>,
     /// The image to score.
     #[arg(long, value_name = "PATH")]

@@ -8,6 +8,7 @@ pub mod openclip;
 pub mod pillow;
 pub mod pipeline;
 pub mod preprocess;
+pub mod presets;
 pub mod source;
 pub mod tokenizer;
 pub mod weights;

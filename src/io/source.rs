@@ -5,13 +5,6 @@ use std::path::{Path, PathBuf};
 
 use crate::error::ModelError;
 
-/// Hub ids the model menu offers.
-pub const KNOWN_HUB_IDS: [&str; 3] = [
-    "openai/clip-vit-base-patch32",
-    "openai/clip-vit-base-patch16",
-    "openai/clip-vit-large-patch14",
-];
-
 /// A model to load.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ModelSource {
@@ -21,6 +14,8 @@ pub enum ModelSource {
     Hub(String),
     /// The shapes-world model compiled into the binary (assets/default-model).
     Embedded,
+    /// A preset by its short name (`laion-b32`), fetched from the hub.
+    Preset(String),
 }
 
 /// The embedded default model's files (trained by `clipscope train-clip`, see its model card).
@@ -55,6 +50,10 @@ impl fmt::Display for ModelSource {
             Self::Folder(p) => write!(f, "{}", p.display()),
             Self::Hub(id) => write!(f, "{id}"),
             Self::Embedded => write!(f, "{}", embedded::NAME),
+            Self::Preset(name) => match super::presets::find(name) {
+                Some(p) => write!(f, "{name} ({})", p.hub_id),
+                None => write!(f, "{name}"),
+            },
         }
     }
 }
@@ -64,6 +63,9 @@ impl ModelSource {
     /// is a hub id, else a folder (which will be reported missing).
     pub fn parse(arg: &str) -> Self {
         let path = Path::new(arg);
+        if let Some(p) = super::presets::find(arg).filter(|_| !path.exists()) {
+            return Self::Preset(p.name.to_string());
+        }
         let hub_shaped = arg.split('/').count() == 2
             && !arg.starts_with(['.', '/', '~'])
             && !arg.contains('\\')
@@ -90,6 +92,18 @@ impl ModelSource {
                 }
             }
             Self::Hub(id) => hub::download(id, &hub::HubOptions::from_env(), progress),
+            Self::Preset(name) => {
+                let p = super::presets::find(name).ok_or_else(|| {
+                    ModelError::Config(format!("{name} is not a preset of this version"))
+                })?;
+                if let Some(why) = p.unsupported {
+                    return Err(ModelError::Config(format!(
+                        "{name} ({}, {}): {why}",
+                        p.family, p.hub_id
+                    )));
+                }
+                hub::download(p.hub_id, &hub::HubOptions::from_env(), progress)
+            }
             Self::Embedded => Err(ModelError::Config(
                 "the embedded model has no folder".into(),
             )),
@@ -211,12 +225,25 @@ pub mod hub {
         let api = builder.build().map_err(|e| unreachable(&e))?;
         let repo = api.model(id.to_string());
         let mut folder = None;
-        for (file, required) in [
-            ("config.json", true),
-            ("model.safetensors", true),
-            ("tokenizer.json", false),
-            ("preprocessor_config.json", false),
-        ] {
+        // A Hugging Face CLIPModel repository, else an OpenCLIP one (open_clip's own files).
+        let hf = repo.info().map_or(true, |info| {
+            let has = |n: &str| info.siblings.iter().any(|s| s.rfilename == n);
+            has("config.json") || !has(crate::io::openclip::CONFIG)
+        });
+        let files: &[(&str, bool)] = if hf {
+            &[
+                ("config.json", true),
+                ("model.safetensors", true),
+                ("tokenizer.json", false),
+                ("preprocessor_config.json", false),
+            ]
+        } else {
+            &[
+                (crate::io::openclip::CONFIG, true),
+                (crate::io::openclip::WEIGHTS, true),
+            ]
+        };
+        for &(file, required) in files {
             let report = Report {
                 what: file.into(),
                 done: 0,
