@@ -52,6 +52,9 @@ impl MapView {
     }
 }
 
+/// One window's normalised tokens of a source and its normalised raw CLS row.
+type WindowTokens = (Tensor, Tensor);
+
 /// The vision tower's states for one image under one resolution and tiling, one set per
 /// window: switching the source re-runs at most the last block.
 #[derive(Debug)]
@@ -61,7 +64,7 @@ pub struct DenseImage {
     windows: Vec<Vec<Tensor>>,
     /// The last source's normalised tokens and the raw CLS row, per window: prompt edits under
     /// the same view run no tower at all.
-    last: std::sync::Mutex<Option<(MapSource, Vec<(Tensor, Tensor)>)>>,
+    last: std::sync::Mutex<Option<(MapSource, Vec<WindowTokens>)>>,
 }
 
 impl DenseImage {
@@ -93,7 +96,7 @@ impl LoadedModel {
         &self,
         dense: &DenseImage,
         source: MapSource,
-    ) -> Result<Vec<(Tensor, Tensor)>, ModelError> {
+    ) -> Result<Vec<WindowTokens>, ModelError> {
         let mut last = dense
             .last
             .lock()
