@@ -179,7 +179,8 @@ impl LoadedModel {
     fn from_openclip(dir: &Path, name: &str) -> Result<Self, ModelError> {
         let device = Device::Cpu;
         let oc = crate::io::openclip::read(dir, &device)?;
-        let clip = Clip::new(&oc.config, false, oc.weights).map_err(|e| {
+        let config = ClipConfig::from_json(&oc.config_json)?;
+        let clip = Clip::new(&config, false, oc.weights).map_err(|e| {
             ModelError::Weights(format!(
                 "{} does not fit {}: {e}",
                 dir.join(crate::io::openclip::WEIGHTS).display(),

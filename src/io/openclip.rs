@@ -11,7 +11,6 @@ use std::path::Path;
 use super::pipeline::{ImageConvention, Pipeline, TextConvention};
 use super::preprocess::PreprocessConfig;
 use super::weights::FileWeights;
-use crate::clip::ClipConfig;
 use crate::error::ModelError;
 
 /// The config file that marks an OpenCLIP folder.
@@ -112,10 +111,10 @@ fn vocab() -> usize {
     49408
 }
 
-/// What an OpenCLIP folder becomes: our config, its weights under our names, its preprocessing
-/// and pipeline.
+/// What an OpenCLIP folder becomes: the equivalent Hugging Face `config.json` text, its weights
+/// under our names, its preprocessing and pipeline.
 pub struct OpenClip {
-    pub config: ClipConfig,
+    pub config_json: String,
     pub weights: VarBuilder<'static>,
     pub preprocess: PreprocessConfig,
     pub pipeline: Pipeline,
@@ -182,7 +181,6 @@ pub fn read(dir: &Path, device: &Device) -> Result<OpenClip, ModelError> {
             "layer_norm_eps": 1e-5,
         },
     });
-    let config = ClipConfig::from_json(&hf.to_string())?;
     let mut preprocess = PreprocessConfig::openai(v.image_size);
     if let Some(p) = file.preprocess_cfg {
         if p.interpolation.as_deref().is_some_and(|i| i != "bicubic")
@@ -208,7 +206,7 @@ pub fn read(dir: &Path, device: &Device) -> Result<OpenClip, ModelError> {
         text_width: t.width,
     };
     Ok(OpenClip {
-        config,
+        config_json: hf.to_string(),
         weights: VarBuilder::from_backend(Box::new(backend), DType::F32, device.clone()),
         preprocess: preprocess.with_convention(ImageConvention::Openai),
         pipeline,
