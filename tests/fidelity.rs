@@ -4,12 +4,12 @@
 
 mod common;
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::Tensor;
 use clipscope::engine::{
     ClipTokenizer, ImageConvention, LoadedModel, PreprocessConfig, TextConvention,
 };
 use clipscope::io::preprocess::{decode_file, preprocess_decoded};
-use common::max_diff;
+use common::{flat, load_f32, max_diff};
 use std::collections::HashMap;
 use std::path::PathBuf;
 
@@ -18,19 +18,11 @@ fn fixture(name: &str) -> PathBuf {
 }
 
 fn tensors(name: &str) -> HashMap<String, Tensor> {
-    candle_core::safetensors::load(fixture(name), &Device::Cpu)
-        .unwrap()
-        .into_iter()
-        .map(|(k, v)| (k, v.to_dtype(DType::F32).unwrap()))
-        .collect()
+    load_f32(&fixture(name))
 }
 
 fn json(name: &str) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(fixture(name)).unwrap()).unwrap()
-}
-
-fn flat(t: &Tensor) -> Vec<f32> {
-    t.flatten_all().unwrap().to_vec1().unwrap()
 }
 
 /// Our pixels of an image file under a convention, against the reference tensor `key`.

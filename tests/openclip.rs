@@ -4,23 +4,9 @@
 
 mod common;
 
-use candle_core::{DType, Device, Tensor};
 use clipscope::engine::{ImageConvention, LoadedModel, TextConvention};
 use clipscope::io::preprocess::decode_file;
-use common::max_diff;
-use std::collections::HashMap;
-
-fn flat(t: &Tensor) -> Vec<f32> {
-    t.flatten_all().unwrap().to_vec1().unwrap()
-}
-
-fn rel_diff(got: &[f32], want: &[f32]) -> f32 {
-    assert_eq!(got.len(), want.len(), "length differs");
-    got.iter()
-        .zip(want)
-        .map(|(a, b)| (a - b).abs() / b.abs().max(1.0))
-        .fold(0.0, f32::max)
-}
+use common::{flat, load_f32, max_diff, rel_diff};
 
 #[test]
 fn open_clip_checkpoints_match_open_clips_own_forward() {
@@ -29,12 +15,7 @@ fn open_clip_checkpoints_match_open_clips_own_forward() {
         let model = LoadedModel::from_folder(&dir, name).unwrap();
         assert_eq!(model.pipeline().image, ImageConvention::Openai);
         assert_eq!(model.pipeline().text, TextConvention::Openai);
-        let reference: HashMap<String, Tensor> =
-            candle_core::safetensors::load(dir.join("reference.safetensors"), &Device::Cpu)
-                .unwrap()
-                .into_iter()
-                .map(|(k, v)| (k, v.to_dtype(DType::F32).unwrap()))
-                .collect();
+        let reference = load_f32(&dir.join("reference.safetensors"));
         let json: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(dir.join("reference.json")).unwrap())
                 .unwrap();

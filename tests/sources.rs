@@ -3,10 +3,10 @@
 
 mod common;
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::Tensor;
 use clipscope::engine::{LoadedModel, MapSource, MapView};
 use clipscope::io::preprocess::decode_file;
-use common::max_diff;
+use common::{flat, load_f32, max_diff, rel_diff};
 use std::collections::HashMap;
 
 const MODELS: [&str; 2] = ["tiny_gelu", "tiny_quick_gelu"];
@@ -17,14 +17,7 @@ struct Fixture {
 }
 
 fn fixture() -> Fixture {
-    let tensors = candle_core::safetensors::load(
-        common::fixture("sources", "reference.safetensors"),
-        &Device::Cpu,
-    )
-    .unwrap()
-    .into_iter()
-    .map(|(k, v)| (k, v.to_dtype(DType::F32).unwrap()))
-    .collect();
+    let tensors = load_f32(&common::fixture("sources", "reference.safetensors"));
     let text = std::fs::read_to_string(common::fixture("sources", "reference.json")).unwrap();
     Fixture {
         tensors,
@@ -34,19 +27,6 @@ fn fixture() -> Fixture {
 
 fn model(name: &str) -> LoadedModel {
     LoadedModel::from_folder(&common::fixture("parity", name), name).unwrap()
-}
-
-fn flat(t: &Tensor) -> Vec<f32> {
-    t.flatten_all().unwrap().to_vec1().unwrap()
-}
-
-/// Largest difference relative to max(1, |reference|).
-fn rel_diff(got: &[f32], want: &[f32]) -> f32 {
-    assert_eq!(got.len(), want.len(), "length differs");
-    got.iter()
-        .zip(want)
-        .map(|(a, b)| (a - b).abs() / b.abs().max(1.0))
-        .fold(0.0, f32::max)
 }
 
 fn prompts(f: &Fixture, m: &str) -> Vec<String> {

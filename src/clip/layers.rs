@@ -346,15 +346,11 @@ impl EncoderLayer {
 
     /// Attention weights (B, heads, T, T) applied to `v`, heads merged, through `out_proj`.
     pub(super) fn attend(&self, weights: &Tensor, v: &Tensor) -> Result<Tensor> {
-        let (b, h, t, hd) = v.dims4()?;
-        let merged = weights
-            .matmul(v)?
-            .transpose(1, 2)?
-            .reshape((b, t, h * hd))?;
-        self.attn.out.forward(&merged)
+        self.value_path(&weights.matmul(v)?)
     }
 
-    /// `out_proj(v)` with heads merged: every token attending only to itself.
+    /// `out_proj` of per-head values (B, heads, T, head_dim), heads merged; on `v` itself, every
+    /// token attending only to itself.
     pub(super) fn value_path(&self, v: &Tensor) -> Result<Tensor> {
         let (b, h, t, hd) = v.dims4()?;
         let merged = v.transpose(1, 2)?.reshape((b, t, h * hd))?;

@@ -10,7 +10,7 @@ use std::path::Path;
 
 use super::pipeline::{ImageConvention, Pipeline, TextConvention};
 use super::preprocess::PreprocessConfig;
-use super::weights::FileWeights;
+use super::weights::{expect_shape, FileWeights};
 use crate::error::ModelError;
 
 /// The config file that marks an OpenCLIP folder.
@@ -315,16 +315,8 @@ impl SimpleBackend for Renamed {
         dtype: DType,
         dev: &Device,
     ) -> candle_core::Result<Tensor> {
-        let tensor = self.fetch(name, dtype, dev)?;
-        if tensor.shape() != &s {
-            return Err(candle_core::Error::UnexpectedShape {
-                msg: format!("shape mismatch for {name} (from the OpenCLIP checkpoint)"),
-                expected: s,
-                got: tensor.shape().clone(),
-            }
-            .bt());
-        }
-        Ok(tensor)
+        let what = format!("{name} (from the OpenCLIP checkpoint)");
+        expect_shape(self.fetch(name, dtype, dev)?, s, &what)
     }
 
     fn get_unchecked(&self, name: &str, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {

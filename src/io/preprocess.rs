@@ -169,13 +169,7 @@ fn preprocess_image(
             let inside = cols.contains(&sx) && rows.contains(&sy);
             let px = inside.then(|| view.pixel((sx - cols.start) as u32, (sy - rows.start) as u32));
             for ch in 0..3 {
-                let v = match px {
-                    // torchvision's ToTensor divides in single precision; transformers rescales in
-                    // double, then normalises in single.
-                    Some(p) if openai => f32::from(p[ch]) / 255.0,
-                    Some(p) => (f64::from(p[ch]) * (1.0 / 255.0)) as f32,
-                    None => 0.0,
-                };
+                let v = px.map_or(0.0, |p| unit(p[ch], openai));
                 pixels[ch * side * side + y * side + x] = (v - config.mean[ch]) / config.std[ch];
             }
         }
@@ -191,6 +185,16 @@ fn preprocess_image(
             h: c as f32 * sy,
         },
         original: (w, h),
+    }
+}
+
+/// An 8-bit value rescaled to 0..1: torchvision's ToTensor divides in single precision;
+/// transformers rescales in double (both normalise in single afterwards).
+fn unit(value: u8, openai: bool) -> f32 {
+    if openai {
+        f32::from(value) / 255.0
+    } else {
+        (f64::from(value) * (1.0 / 255.0)) as f32
     }
 }
 
@@ -213,11 +217,7 @@ pub fn resized_full(source: &Decoded, config: &PreprocessConfig) -> (Vec<f32>, (
     let mut pixels = vec![0.0f32; 3 * plane];
     for (i, px) in view.data.chunks_exact(view.channels).enumerate() {
         for ch in 0..3 {
-            let v = if openai {
-                f32::from(px[ch]) / 255.0
-            } else {
-                (f64::from(px[ch]) * (1.0 / 255.0)) as f32
-            };
+            let v = unit(px[ch], openai);
             pixels[ch * plane + i] = (v - config.mean[ch]) / config.std[ch];
         }
     }

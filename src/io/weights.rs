@@ -137,6 +137,19 @@ impl FileWeights {
     }
 }
 
+/// `tensor` when it has the shape a layer asks for, else candle's shape error naming `what`.
+pub(crate) fn expect_shape(tensor: Tensor, s: Shape, what: &str) -> candle_core::Result<Tensor> {
+    if tensor.shape() != &s {
+        return Err(candle_core::Error::UnexpectedShape {
+            msg: format!("shape mismatch for {what}"),
+            expected: s,
+            got: tensor.shape().clone(),
+        }
+        .bt());
+    }
+    Ok(tensor)
+}
+
 impl SimpleBackend for FileWeights {
     fn get(
         &self,
@@ -146,16 +159,7 @@ impl SimpleBackend for FileWeights {
         dtype: DType,
         dev: &Device,
     ) -> candle_core::Result<Tensor> {
-        let tensor = self.read(name, dtype, dev)?;
-        if tensor.shape() != &s {
-            return Err(candle_core::Error::UnexpectedShape {
-                msg: format!("shape mismatch for {name}"),
-                expected: s,
-                got: tensor.shape().clone(),
-            }
-            .bt());
-        }
-        Ok(tensor)
+        expect_shape(self.read(name, dtype, dev)?, s, name)
     }
 
     fn get_unchecked(&self, name: &str, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {

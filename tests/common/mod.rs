@@ -68,6 +68,29 @@ pub fn max_diff(a: &[f32], b: &[f32]) -> f32 {
         .fold(0.0, f32::max)
 }
 
+/// The largest difference relative to max(1, |reference|): for tokens, whose size varies.
+pub fn rel_diff(got: &[f32], want: &[f32]) -> f32 {
+    assert_eq!(got.len(), want.len(), "length differs");
+    got.iter()
+        .zip(want)
+        .map(|(a, b)| (a - b).abs() / b.abs().max(1.0))
+        .fold(0.0, f32::max)
+}
+
+/// A tensor's values in row-major order.
+pub fn flat(t: &candle_core::Tensor) -> Vec<f32> {
+    t.flatten_all().unwrap().to_vec1().unwrap()
+}
+
+/// Every tensor of a safetensors fixture, as f32.
+pub fn load_f32(path: &Path) -> std::collections::HashMap<String, candle_core::Tensor> {
+    candle_core::safetensors::load(path, &candle_core::Device::Cpu)
+        .unwrap()
+        .into_iter()
+        .map(|(k, v)| (k, v.to_dtype(candle_core::DType::F32).unwrap()))
+        .collect()
+}
+
 /// Every variable of a map, in name order, as one vector (to compare two training runs).
 pub fn weights(m: &candle_nn::VarMap) -> Vec<f32> {
     let data = m.data().lock().unwrap();
