@@ -95,7 +95,9 @@ pub fn evaluate(model: &LoadedModel, items: &[Item]) -> Result<SplitReport, Mode
     }
     let (rows, cols) = model.grid();
     for item in items {
-        let image = model.encode_image(&item.image)?;
+        // One tower pass per scene: the scores' image and every map source come from its states.
+        let dense = model.dense_image(&item.image.clone().into(), None, false)?;
+        let image = model.encoded_from_dense(&dense)?;
         for probe in &item.probes {
             let mut captions = vec![probe.truth.clone()];
             captions.extend(probe.negatives.iter().cloned());
@@ -135,7 +137,6 @@ pub fn evaluate(model: &LoadedModel, items: &[Item]) -> Result<SplitReport, Mode
         let scores = model.score(&image, &prompts)?;
         let maps: Vec<&crate::dcsm::Matrix> = scores.iter().map(|s| &s.dcsm).collect();
         tally_localisation(&mut report.localisation, item, &scores, &maps, rows, cols);
-        let dense = model.dense_image(&item.image.clone().into(), None, false)?;
         for source in MapSource::all(model.config().vision.num_hidden_layers) {
             let view = MapView {
                 source,

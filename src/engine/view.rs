@@ -6,7 +6,7 @@ use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
 
 use super::tiles::{combine, window_pixels};
-use super::types::EncodedPrompts;
+use super::types::{EncodedImage, EncodedPrompts};
 use super::LoadedModel;
 use crate::clip::{self, MapSource};
 use crate::dcsm::{self, Matrix};
@@ -137,8 +137,12 @@ impl LoadedModel {
             )));
         }
         let mut config = self.preprocess_config().clone();
-        config.shortest_edge = side;
-        config.crop = side;
+        // At the model's own size the centre crop is exactly the scores' (a folder may resize to
+        // a longer shortest edge than it crops); other sizes and the tiles resize to the window.
+        if resolution.is_some() || tiles {
+            config.shortest_edge = side;
+            config.crop = side;
+        }
         let (w, h) = (image.image.width(), image.image.height());
         let states = |pixels: &[f32]| -> Result<Vec<Tensor>, ModelError> {
             let s = side as usize;
@@ -198,6 +202,27 @@ impl LoadedModel {
             layout,
             windows,
             last: Default::default(),
+        })
+    }
+
+    /// The plain encoding (raw tokens of the centre crop) of an image whose states `dense` holds
+    /// at the model's own size: the same tokens `encode_image` gives, without a second pass.
+    pub fn encoded_from_dense(&self, dense: &DenseImage) -> Result<EncodedImage, ModelError> {
+        if dense.resolution.is_some() || dense.layout.tiles {
+            return Err(ModelError::Config(
+                "internal: only untiled states at the model's size encode the scores' image".into(),
+            ));
+        }
+        let tokens = self
+            .clip
+            .source_tokens(&dense.windows[0], MapSource::Raw)?
+            .squeeze(0)?;
+        Ok(EncodedImage {
+            normalized: clip::l2_normalize(&tokens)?,
+            tokens,
+            grid: self.grid(),
+            crop: dense.layout.crop,
+            original: dense.layout.original,
         })
     }
 
