@@ -11,7 +11,7 @@ use clipscope::app::state::View;
 use clipscope::app::ClipscopeApp;
 use egui_kittest::kittest::Queryable;
 use egui_kittest::Harness;
-use ui::{app, fixture, harness, pass_debounce, settle};
+use ui::{app, app_on, fixture, harness, harness_of, pass_debounce, settle};
 
 #[test]
 fn add_type_select_switch_and_compare() {
@@ -425,4 +425,28 @@ fn the_map_source_and_the_whole_image_switch_live_and_say_which_they_are() {
     h.state_mut().mark_dirty();
     settle(&mut h);
     h.get_by_label_contains("surgery needs two or more prompts");
+}
+
+#[test]
+fn a_siglip_model_shows_sigmoid_scores_patch_rows_only_and_greys_out_its_missing_heads() {
+    let model = clipscope::engine::ModelSource::Folder(common::fixture("siglip", "A"));
+    let mut h = harness_of(app_on(
+        model,
+        &["a red circle", "a blue square"],
+        &["wide.png"],
+    ));
+    let s = h
+        .state()
+        .score_of(0)
+        .expect("the SigLIP model scored the first prompt")
+        .clone();
+    assert!(!s.dcsm.cls_row, "a SigLIP map has no CLS row");
+    assert_eq!(s.dcsm.rows, 16, "4×4 patches");
+    assert!(s.dcsm_scores.is_empty() && s.smartclip.is_none());
+    assert!(ui::on_screen(&h, "SigLIP probability (sigmoid"));
+    assert!(ui::on_screen(&h, "not for SigLIP"));
+    assert!(ui::on_screen(&h, "SigLIP: the head's dense path"));
+    h.state_mut().settings.view = View::Masks;
+    h.run_steps(2);
+    assert!(ui::on_screen(&h, "SigLIP has no mask network"));
 }

@@ -45,12 +45,15 @@ fn prompts(json: &serde_json::Value) -> Vec<String> {
 fn encoded(model: &LoadedModel, pixels: &Tensor, i: usize) -> EncodedImage {
     let tokens = model
         .clip()
+        .unwrap()
         .image_tokens(&pixels.narrow(0, i, 1).unwrap())
         .unwrap()
         .squeeze(0)
         .unwrap();
     let normalized = l2_normalize(&tokens).unwrap();
     EncodedImage {
+        pooled: tokens.narrow(0, 0, 1).unwrap(),
+        cls_row: true,
         tokens,
         normalized,
         grid: model.grid(),
@@ -80,11 +83,12 @@ fn the_converted_checkpoint_matches_pytorch() {
     let ids_f: Vec<f32> = flat(&ids.to_dtype(DType::F32).unwrap());
     assert_eq!(ids_f, flat(&r["input_ids"]), "token ids");
 
-    let hidden = model.clip().text_hidden(&ids).unwrap();
+    let hidden = model.clip().unwrap().text_hidden(&ids).unwrap();
     let d = max_diff(&flat(&hidden), &flat(&r["text_ln_final"]));
     assert!(d < 1e-4, "ln_final of all 248 positions: {d}");
 
-    let smart = clipscope::smartclip::encode_prompts(net, model.clip(), &tokenized, 64).unwrap();
+    let smart =
+        clipscope::smartclip::encode_prompts(net, model.clip().unwrap(), &tokenized, 64).unwrap();
     let d = max_diff(&flat(&smart.logits), &flat(&r["mask_logits"]));
     assert!(d < 1e-4, "mask logits: {d}");
     let d = max_diff(&flat(&smart.texts), &flat(&r["text_embeds"]));
@@ -93,6 +97,7 @@ fn the_converted_checkpoint_matches_pytorch() {
     let pixels = &r["pixel_values"];
     let image_embeds = model
         .clip()
+        .unwrap()
         .image_tokens(pixels)
         .unwrap()
         .narrow(1, 0, 1)
@@ -147,9 +152,11 @@ fn training_losses_match_pytorch() {
     let (_, json) = reference();
     let prompts = prompts(&json);
     let tokenized: Vec<_> = prompts.iter().map(|p| model.tokenize(p).unwrap()).collect();
-    let smart = clipscope::smartclip::encode_prompts(net, model.clip(), &tokenized, 64).unwrap();
+    let smart =
+        clipscope::smartclip::encode_prompts(net, model.clip().unwrap(), &tokenized, 64).unwrap();
     let images = model
         .clip()
+        .unwrap()
         .image_tokens(&r["loss_pixel_values"])
         .unwrap()
         .narrow(1, 0, 1)

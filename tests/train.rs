@@ -54,6 +54,7 @@ fn a_short_run_lowers_the_validation_loss() {
         init: None,
         resume: None,
         stop_at: None,
+        freeze_text: false,
     };
     let mut losses = Vec::new();
     let (_, model) = train(&options, |p| losses.push(p.report.loss)).unwrap();
@@ -81,6 +82,7 @@ fn a_run_stopped_and_resumed_ends_where_an_unbroken_run_ends() {
         init: None,
         resume: None,
         stop_at: None,
+        freeze_text: false,
     };
     // The unbroken run saves its state after step 2, as `train-clip` does every N steps.
     let (whole, _) = train(&options, |p| {
@@ -105,4 +107,56 @@ fn a_run_stopped_and_resumed_ends_where_an_unbroken_run_ends() {
     let (rest, _) = train(&resumed, |p| steps.push(p.report.step)).unwrap();
     assert_eq!(steps, vec![3, 4, 5]);
     assert_eq!(weights(&whole), weights(&rest));
+}
+
+#[test]
+fn a_frozen_text_side_stays_put_while_the_vision_side_learns() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = Options {
+        config: tiny(),
+        steps: 2,
+        batch: 8,
+        lr: 3e-3,
+        seed: 4,
+        token_weight: 1.0,
+        ground_weight: 1.0,
+        negative_weight: 1.0,
+        shape_words: true,
+        vocabulary_weight: 1.0,
+        warmup: 1,
+        init: None,
+        resume: None,
+        stop_at: None,
+        freeze_text: false,
+    };
+    let (start, _) = train(&base, |_| {}).unwrap();
+    clipscope::train::clip::save(&start, &tiny(), dir.path(), DType::F32).unwrap();
+    let frozen = Options {
+        init: Some(dir.path().join("model.safetensors")),
+        freeze_text: true,
+        seed: 5,
+        ..base
+    };
+    let (after, _) = train(&frozen, |_| {}).unwrap();
+    let value = |m: &VarMap, name: &str| {
+        let data = m.data().lock().unwrap();
+        data[name].flatten_all().unwrap().to_vec1::<f32>().unwrap()
+    };
+    for name in [
+        "text_model.embeddings.token_embedding.weight",
+        "text_model.encoder.layers.0.mlp.fc1.weight",
+        "text_projection.weight",
+    ] {
+        assert_eq!(value(&start, name), value(&after, name), "{name} moved");
+    }
+    for name in [
+        "vision_model.encoder.layers.0.mlp.fc1.weight",
+        "visual_projection.weight",
+    ] {
+        assert_ne!(
+            value(&start, name),
+            value(&after, name),
+            "{name} did not learn"
+        );
+    }
 }

@@ -71,7 +71,7 @@ TOOLS = REPO / "tools"
 TOKENIZER_JSON = REPO / "assets" / "clip-tokenizer" / "tokenizer.json"
 BENCH_MODELS = REPO / "target" / "bench-models"
 DEFAULT_CANDLE_BIN = REPO / "target" / "release" / "clipscope"
-ALL_MODELS = ("vit-b32", "vit-b16", "default")
+ALL_MODELS = ("vit-b32", "vit-b16", "default", "siglip-b16")
 
 PROMPTS = (
     "a photo of a dog",
@@ -275,9 +275,92 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def bench_siglip(name: str, threads: int, runs: int, warmup: int) -> dict:
+    """SigLIP base patch16-224 on the random weights `clipscope bench` wrote: the same work as
+    clipscope's rows (src/cli/bench_siglip.rs). Image: the trunk, the pooling head and every
+    patch through the head's value/output/MLP path; text: 8 prompts padded to 64, the head on
+    every position; DCSM: per prompt (patches, L_i) cosines on the host; a prompt edit: text,
+    maps and sigmoid scores."""
+    import gc
+
+    import torch
+    import torch.nn.functional as F
+    import transformers
+    from transformers import SiglipModel, SiglipTokenizer
+
+    transformers.logging.set_verbosity_error()
+    torch.set_num_threads(threads)
+    path = model_dir(name)
+    if not (path / "model.safetensors").exists():
+        raise SystemExit(f"{path} missing: run `clipscope bench --models siglip-b16` once first")
+    dtype_kw = "dtype" if int(transformers.__version__.split(".")[0]) >= 5 else "torch_dtype"
+    results = []
+
+    def load():
+        return SiglipModel.from_pretrained(path, **{dtype_kw: torch.float32}).eval()
+
+    model = load()
+    load_times = []
+    for _ in range(load_runs(runs)):
+        model = None
+        gc.collect()
+        t0 = time.perf_counter()
+        model = load()
+        load_times.append((time.perf_counter() - t0) * 1e3)
+    results.append(stats(name, "load", load_times))
+    tok = SiglipTokenizer(str(path / "spiece.model"))
+    vcfg = model.config.vision_config
+    vision, text, head = model.vision_model, model.text_model, model.vision_model.head
+    h = vcfg.hidden_size
+    w_v = head.attention.in_proj_weight[2 * h:]
+    b_v = head.attention.in_proj_bias[2 * h:]
+    gen = torch.Generator().manual_seed(0)
+    pixels = torch.randn(1, 3, vcfg.image_size, vcfg.image_size, generator=gen)
+    prompts = list(PROMPTS)
+    scale, bias = model.logit_scale.exp(), model.logit_bias
+
+    def image_encode():
+        hidden = vision(pixel_values=pixels).last_hidden_state  # after post_layernorm
+        pooled = head(hidden)
+        y = head.attention.out_proj(F.linear(hidden, w_v, b_v))
+        return y + head.mlp(head.layernorm(y)), pooled
+
+    def text_encode():
+        enc = tok(prompts, padding="max_length", max_length=64, truncation=True, return_tensors="pt")
+        hidden = text(input_ids=enc["input_ids"]).last_hidden_state
+        return text.head(hidden), enc["attention_mask"].sum(dim=1).tolist()
+
+    def maps_of(dense, tokens, lengths):
+        img = F.normalize(dense[0], dim=-1)
+        txt = F.normalize(tokens, dim=-1)
+        return [(img @ txt[i, :n].T).numpy() for i, n in enumerate(lengths)]
+
+    with torch.inference_mode():
+        results.append(stats(name, "image_encode", timed(image_encode, warmup, runs)))
+        results.append(stats(name, "text_encode_8", timed(text_encode, warmup, runs)))
+        dense, pooled = image_encode()
+        tokens, lengths = text_encode()
+        results.append(stats(name, "dcsm_8", timed(lambda: maps_of(dense, tokens, lengths), warmup, runs)))
+        img_pooled = F.normalize(pooled, dim=-1)
+
+        def prompt_edit():
+            t, n = text_encode()
+            maps = maps_of(dense, t, n)
+            cos = img_pooled @ F.normalize(t[:, -1], dim=-1).T
+            return maps, torch.sigmoid(cos * scale + bias).numpy()
+
+        results.append(stats(name, "prompt_edit_8", timed(prompt_edit, warmup, runs)))
+    results.append({"model": name, "measure": "peak_rss", "value_mb": proc_status_mb("VmHWM")})
+    return {"tool": "pytorch", "versions": versions(), "threads": torch.get_num_threads(),
+            "cpu": cpu_name(), "results": results, "notes": {name: {"model_dir": str(path)}}}
+
+
 def bench_one_model(name: str, threads: int, runs: int, warmup: int) -> dict:
     """All measures for one model, in this process. Returns a schema document."""
     import gc
+
+    if name == "siglip-b16":
+        return bench_siglip(name, threads, runs, warmup)
 
     import torch
     import torch.nn.functional as F
@@ -986,7 +1069,7 @@ def utc_now() -> datetime.datetime:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--models", default=",".join(ALL_MODELS), help="comma list of vit-b32, vit-b16, default")
+    ap.add_argument("--models", default=",".join(ALL_MODELS), help="comma list of vit-b32, vit-b16, default, siglip-b16")
     ap.add_argument("--threads", type=int, default=os.cpu_count(), help="torch.set_num_threads (default: os.cpu_count())")
     ap.add_argument("--runs", type=int, default=20, help="timed runs per measure (load: a quarter, at least 3)")
     ap.add_argument("--warmup", type=int, default=3, help="untimed warm-up runs per measure (load: 1)")

@@ -124,11 +124,12 @@ fn matrix_csv(score: &crate::engine::PromptScore) -> String {
         csv.push_str(&format!(",{t}:{}", label.replace([',', '"', '\n'], "_")));
     }
     csv.push('\n');
+    let first = m.first_patch_row();
     for r in 0..m.rows {
-        if r == 0 {
+        if r < first {
             csv.push_str("CLS");
         } else {
-            csv.push_str(&format!("patch{r}"));
+            csv.push_str(&format!("patch{}", r - first + 1));
         }
         for c in 0..m.cols {
             csv.push_str(&format!(",{}", m.get(r, c)));

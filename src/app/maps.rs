@@ -17,9 +17,25 @@ pub fn controls(app: &mut ClipscopeApp, ui: &mut egui::Ui) {
         let (r, c) = s.results.map_grid;
         format!("shown: {}, {r}×{c}", s.results.view.label())
     });
+    let clip = app.family() == crate::engine::Family::Clip;
     let maps = &mut app.settings.maps;
     ui.horizontal(|ui| {
         ui.label("maps:");
+        if !clip {
+            ui.add_enabled(
+                false,
+                egui::Label::new("SigLIP: the head's dense path, at the model's own size"),
+            )
+            .on_disabled_hover_text(
+                "Map sources, CLIP Surgery, other resolutions and tiles are built on a CLIP \
+                 vision tower (its CLS token and last block). SigLIP's patch tokens go through \
+                 its attention-pooling head's value, output and MLP path instead (see README).",
+            );
+            if let Some(shown) = &shown {
+                ui.weak(shown);
+            }
+            return;
+        }
         egui::ComboBox::from_id_salt("map source")
             .selected_text(maps.source.to_string())
             .show_ui(ui, |ui| {
@@ -63,7 +79,9 @@ pub fn controls(app: &mut ClipscopeApp, ui: &mut egui::Ui) {
             ui.weak(shown);
         }
     });
-    if app.settings.maps.surgery && app.prompts.iter().filter(|p| !p.trim().is_empty()).count() < 2
+    if clip
+        && app.settings.maps.surgery
+        && app.prompts.iter().filter(|p| !p.trim().is_empty()).count() < 2
     {
         ui.colored_label(
             ui.visuals().warn_fg_color,

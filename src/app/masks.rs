@@ -18,6 +18,14 @@ pub fn show(app: &ClipscopeApp, ui: &mut egui::Ui) -> Commands {
         ui.weak("no scores yet: type a prompt");
         return out;
     };
+    if app.family() == crate::engine::Family::Siglip {
+        ui.add_enabled(
+            false,
+            egui::Label::new("SmartCLIP masks belong to CLIP models: SigLIP has no mask network."),
+        )
+        .on_disabled_hover_text(super::scores::SIGLIP_HEADS);
+        return out;
+    }
     let Some(a) = mine.smartclip.clone() else {
         ui.label("This model has no SmartCLIP mask network (the embedded model and converted SmartCLIP checkpoints have one).");
         return out;

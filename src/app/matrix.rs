@@ -23,7 +23,14 @@ pub fn show(app: &mut ClipscopeApp, ui: &mut egui::Ui) -> Commands {
     colour::colour_bar(
         ui,
         scale,
-        &format!("{} image rows (CLS + patches) × {} tokens", m.rows, m.cols),
+        &if m.cls_row {
+            format!("{} image rows (CLS + patches) × {} tokens", m.rows, m.cols)
+        } else {
+            format!(
+                "{} image rows (patches, no CLS) × {} tokens",
+                m.rows, m.cols
+            )
+        },
     );
     let labels = score.tokenized.labels.clone();
     let cols = m.cols;
@@ -83,7 +90,11 @@ pub fn show(app: &mut ClipscopeApp, ui: &mut egui::Ui) -> Commands {
             .show_grid(false)
             .allow_zoom(true)
             .x_axis_label("token")
-            .y_axis_label("image row (0 = CLS, then patches row by row)")
+            .y_axis_label(if m.cls_row {
+                "image row (0 = CLS, then patches row by row)"
+            } else {
+                "image row (patches row by row; SigLIP has no CLS)"
+            })
             .x_axis_formatter(move |mark, _| {
                 // Token i's tile spans [i, i + 1]: its name sits at the tile's left edge.
                 let i = mark.value;
@@ -109,15 +120,16 @@ pub fn show(app: &mut ClipscopeApp, ui: &mut egui::Ui) -> Commands {
             if col >= 0.0 && row >= 0.0 && (col as usize) < cols && (row as usize) < m.rows {
                 let (col, row) = (col as usize, row as usize);
                 out.push(Command::SelectToken(col));
-                if row > 0 {
-                    out.push(Command::HoverPatch(row - 1));
+                let first = m.first_patch_row();
+                if row >= first {
+                    out.push(Command::HoverPatch(row - first));
                 }
                 let text = format!(
                     "row {row} ({}), token {col} `{}`: {:+.4}",
-                    if row == 0 {
+                    if row < first {
                         "CLS".to_string()
                     } else {
-                        format!("patch {}", row)
+                        format!("patch {}", row - first + 1)
                     },
                     labels[col],
                     m.get(row, col)

@@ -203,6 +203,23 @@ impl ClipscopeApp {
     }
 
     /// The score of prompt `index` (an index into `self.prompts`), if scored.
+    /// The view the maps are asked in: the saved one, or the plain view for a model whose
+    /// family has only that (SigLIP), so the saved view survives a switch of models.
+    pub fn map_view(&self) -> crate::engine::MapView {
+        match self.family() {
+            crate::engine::Family::Clip => self.settings.maps,
+            crate::engine::Family::Siglip => crate::engine::MapView::default(),
+        }
+    }
+
+    /// The loaded model's family (CLIP until a model says otherwise).
+    pub fn family(&self) -> crate::engine::Family {
+        self.model
+            .info
+            .as_ref()
+            .map_or(crate::engine::Family::Clip, |i| i.family)
+    }
+
     pub fn score_of(&self, index: usize) -> Option<&PromptScore> {
         let shown = self.current_shown()?;
         let pos = shown.prompt_index.iter().position(|i| *i == index)?;
@@ -286,7 +303,7 @@ impl ClipscopeApp {
             .map(|i| self.prompts[*i].clone())
             .collect();
         self.client
-            .score(image, prompts, prompt_index, self.settings.maps);
+            .score(image, prompts, prompt_index, self.map_view());
     }
 
     /// The whole UI (the eframe app and the tests both call this).
@@ -346,5 +363,5 @@ impl ClipscopeApp {
 
 /// Patch rows of a DCSM (CLS excluded).
 pub fn patch_values(m: &Matrix) -> impl Iterator<Item = &f32> {
-    m.data[m.cols.min(m.data.len())..].iter()
+    m.data[(m.first_patch_row() * m.cols).min(m.data.len())..].iter()
 }

@@ -1,9 +1,16 @@
-//! Score bars: every prompt's plain CLIP cosine, softmax probability and DCSM score, one chart
-//! per score.
+//! Score bars: every prompt's plain cosine, probability (CLIP's softmax or SigLIP's sigmoid) and
+//! DCSM score, one chart per score.
 
 use egui_plot::{Bar, BarChart, Plot};
 
 use super::ClipscopeApp;
+use crate::engine::{Family, ScoreKind};
+
+/// Why a SigLIP model has neither CLIP head.
+pub const SIGLIP_HEADS: &str = "The DCSM scorer and SmartCLIP's mask network are trained on a \
+CLIP model's own maps and EOS-pooled text embedding; SigLIP's pooled embeddings come from an \
+attention-pooling head and a last-position text token, so no trained head fits it. Its dense \
+maps are shown; its score is the sigmoid above.";
 
 /// A named score with one value per prompt (None where unscored).
 struct Series {
@@ -21,17 +28,30 @@ or prompt sets.";
 pub fn show(app: &mut ClipscopeApp, ui: &mut egui::Ui) {
     ui.heading("Scores");
     let n = app.prompts.len();
+    let family = app.family();
+    let (probability, probability_help) = match family.score_kind() {
+        ScoreKind::Softmax => (
+            "CLIP probability (softmax over the prompts)",
+            "softmax over the prompts of exp(logit_scale) · cosine: the prompts compete, the \
+             bars sum to 1",
+        ),
+        ScoreKind::Sigmoid => (
+            "SigLIP probability (sigmoid, each prompt alone)",
+            "sigmoid(exp(logit_scale) · cosine + logit_bias) for each prompt on its own: SigLIP \
+             is trained with a sigmoid loss, so the bars need not sum to 1",
+        ),
+    };
     let mut series = vec![
         Series {
-            name: "CLIP cosine".into(),
+            name: format!("{} cosine", family.name()),
             help: "cosine of the pooled image and text embeddings",
             values: (0..n)
                 .map(|i| app.score_of(i).map(|s| f64::from(s.clip_cosine)))
                 .collect(),
         },
         Series {
-            name: "CLIP probability".into(),
-            help: "softmax over the prompts of exp(logit_scale) · cosine",
+            name: probability.into(),
+            help: probability_help,
             values: (0..n)
                 .map(|i| app.score_of(i).map(|s| f64::from(s.clip_prob)))
                 .collect(),
@@ -66,6 +86,13 @@ pub fn show(app: &mut ClipscopeApp, ui: &mut egui::Ui) {
     if app.current_shown().is_none() {
         ui.weak("no scores yet");
         return;
+    }
+    if family == Family::Siglip {
+        ui.add_enabled(
+            false,
+            egui::Label::new("DCSM scorer · SmartCLIP: not for SigLIP"),
+        )
+        .on_disabled_hover_text(SIGLIP_HEADS);
     }
     let selected = app.selection.prompt;
     for s in series {

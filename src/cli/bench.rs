@@ -25,11 +25,11 @@ pub const PROMPTS: [&str; 8] = [
     "a red circle below a green triangle and a small purple star",
 ];
 
-const MODELS: [&str; 3] = ["vit-b32", "vit-b16", "default"];
+const MODELS: [&str; 4] = ["vit-b32", "vit-b16", "default", "siglip-b16"];
 
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
-    /// Comma-separated: vit-b32, vit-b16, default.
+    /// Comma-separated: vit-b32, vit-b16, default, siglip-b16 (SigLIP base patch16-224).
     #[arg(long, default_value = "vit-b32,vit-b16,default")]
     pub models: String,
     /// Threads (default: all cores).
@@ -275,6 +275,11 @@ fn random_mask_net(model: &LoadedModel) -> Result<crate::smartclip::MaskNet> {
 
 fn bench_model(name: &str, args: &BenchArgs) -> Result<Vec<Row>> {
     let (w, n) = (args.warmup, args.runs);
+    if name == "siglip-b16" {
+        let mut rows = super::bench_siglip::rows(&args.cache, w, n)?;
+        rows.push(peak_rss(name));
+        return Ok(rows);
+    }
     let dir = model_dir(name, &args.cache)?;
     let mut rows = vec![time(name, "load", 1, (n / 4).max(3), || load(name, &dir))?];
     let mut model = load(name, &dir)?;
@@ -282,7 +287,7 @@ fn bench_model(name: &str, args: &BenchArgs) -> Result<Vec<Row>> {
     let side = model.config().vision.image_size;
     let pixels = Tensor::randn(0f32, 1.0, (1, 3, side, side), &Device::Cpu)?;
     rows.push(time(name, "image_encode", w, n, || {
-        Ok(model.clip().image_tokens(&pixels)?)
+        Ok(model.clip()?.image_tokens(&pixels)?)
     })?);
     let prompts: Vec<String> = PROMPTS.iter().map(|p| p.to_string()).collect();
     let pre = model.preprocess(&image::DynamicImage::new_rgb8(side as u32, side as u32));
@@ -346,7 +351,13 @@ fn bench_model(name: &str, args: &BenchArgs) -> Result<Vec<Row>> {
     rows.extend(super::bench_views::rows(
         name, &model, &pixels, &encoded, w, n,
     )?);
-    rows.push(Row {
+    rows.push(peak_rss(name));
+    Ok(rows)
+}
+
+/// The process's peak resident memory so far.
+fn peak_rss(name: &str) -> Row {
+    Row {
         model: name.into(),
         measure: "peak_rss".into(),
         median_ms: None,
@@ -356,6 +367,5 @@ fn bench_model(name: &str, args: &BenchArgs) -> Result<Vec<Row>> {
         max_ms: None,
         runs: None,
         value_mb: machine::memory_mb("VmHWM"),
-    });
-    Ok(rows)
+    }
 }

@@ -17,7 +17,7 @@ pub(super) fn rows(
     warmup: usize,
     runs: usize,
 ) -> Result<Vec<Row>> {
-    let clip = model.clip();
+    let clip = model.clip()?;
     let mut rows = Vec::new();
     for (measure, source) in [
         ("encode_raw_states", MapSource::Raw),

@@ -6,7 +6,7 @@ use serde_json::json;
 use std::path::PathBuf;
 
 use super::Common;
-use crate::engine::{MapSource, MapView};
+use crate::engine::{Family, MapSource, MapView};
 use crate::render::{self, Scale};
 
 /// Side of the written overlay PNGs, in pixels.
@@ -53,12 +53,18 @@ pub fn run(args: &MapArgs) -> Result<()> {
         );
     }
     model.check_source(view.source)?;
-    let dense = model.dense_image(&image, view.resolution, view.tiles)?;
-    let maps = model.view_maps(&dense, &view, &prompts)?;
-    // The scores read the raw centre crop; the maps written are the view's.
-    for (s, m) in scores.iter_mut().zip(&maps.maps) {
-        s.dcsm = m.clone();
-    }
+    // SigLIP's plain view is the scores' own maps (it has no other view to run).
+    let (grid, region, windows, offsets) = if model.family() == Family::Siglip && view.is_plain() {
+        (model.grid(), encoded.crop, vec![encoded.crop], vec![0])
+    } else {
+        let dense = model.dense_image(&image, view.resolution, view.tiles)?;
+        let maps = model.view_maps(&dense, &view, &prompts)?;
+        // The scores read the raw centre crop; the maps written are the view's.
+        for (s, m) in scores.iter_mut().zip(&maps.maps) {
+            s.dcsm = m.clone();
+        }
+        (maps.grid, maps.region, maps.windows, dense.layout.offsets)
+    };
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create {}", args.out.display()))?;
 
@@ -66,18 +72,18 @@ pub fn run(args: &MapArgs) -> Result<()> {
     let scale = Scale::symmetric(
         scores
             .iter()
-            .flat_map(|s| s.dcsm.data[s.dcsm.cols..].iter()),
+            .flat_map(|s| s.dcsm.data[s.dcsm.first_patch_row() * s.dcsm.cols..].iter()),
     );
-    let (rows, cols) = maps.grid;
+    let (rows, cols) = grid;
     let width = (OVERLAY_SIDE as usize * cols / rows.max(1)).max(1) as u32;
-    let base = render::region_view(&image.image, maps.region, (width, OVERLAY_SIDE));
+    let base = render::region_view(&image.image, region, (width, OVERLAY_SIDE));
     let mut entries = Vec::new();
     for (p, s) in scores.iter().enumerate() {
         let mut files = Vec::new();
         for (t, label) in s.tokenized.labels.iter().enumerate() {
             let name = format!("prompt{p:02}_token{t:02}_{}.png", file_safe(label));
             let map = crate::dcsm::patch_map(&s.dcsm, t);
-            let png = render::overlay(&base, &map, maps.grid, scale, 0.6, false);
+            let png = render::overlay(&base, &map, grid, scale, 0.6, false);
             let path = args.out.join(&name);
             png.save(&path)
                 .with_context(|| format!("cannot write {}", path.display()))?;
@@ -99,10 +105,13 @@ pub fn run(args: &MapArgs) -> Result<()> {
         }));
     }
     let c = encoded.crop;
-    let r = maps.region;
+    let r = region;
     let rect = |w: &crate::engine::CropRect| [w.x, w.y, w.w, w.h];
     let doc = json!({
         "model": model.name(),
+        "family": model.family(),
+        "score_kind": model.family().score_kind(),
+        "cls_row": model.family() == Family::Clip,
         "pipeline": model.pipeline(),
         "image": args.common.image.display().to_string(),
         "source": view.label(),
@@ -111,8 +120,8 @@ pub fn run(args: &MapArgs) -> Result<()> {
         "grid": [rows, cols],
         "crop": [c.x, c.y, c.w, c.h],
         "region": [r.x, r.y, r.w, r.h],
-        "windows": maps.windows.iter().map(rect).collect::<Vec<_>>(),
-        "window_offsets": dense.layout.offsets,
+        "windows": windows.iter().map(rect).collect::<Vec<_>>(),
+        "window_offsets": offsets,
         "scale": [scale.lo, scale.hi],
         "prompts": entries,
     });

@@ -1,6 +1,7 @@
 //! The command line: `map` and `score` use the engine directly (no worker, no UI).
 
 mod bench;
+mod bench_siglip;
 mod bench_views;
 mod eval;
 mod machine;

@@ -1,4 +1,5 @@
-//! `clipscope score`: plain CLIP cosines and softmax probabilities, as a table or JSON.
+//! `clipscope score`: pooled cosines and probabilities (CLIP's softmax over the prompts, SigLIP's
+//! sigmoid per prompt), as a table or JSON.
 
 use anyhow::Result;
 use serde_json::json;
@@ -58,6 +59,8 @@ pub fn run(args: &ScoreArgs) -> Result<()> {
             .collect();
         let mut out = json!({
             "model": model.name(),
+            "family": model.family(),
+            "score_kind": model.family().score_kind(),
             "pipeline": model.pipeline(),
             "image": args.common.image.display().to_string(),
             "prompts": prompts,
@@ -80,7 +83,11 @@ pub fn run(args: &ScoreArgs) -> Result<()> {
         if smart {
             head.push_str("  smartclip   kept");
         }
-        println!("{:>8}  {:>7}{head}  prompt", "cosine", "prob");
+        let prob = match model.family().score_kind() {
+            crate::engine::ScoreKind::Softmax => "prob",
+            crate::engine::ScoreKind::Sigmoid => "sigmoid",
+        };
+        println!("{:>8}  {:>7}{head}  prompt", "cosine", prob);
         for s in &scores {
             let note = if s.tokenized.truncated {
                 "  (truncated)"

@@ -59,6 +59,9 @@ pub struct TrainClipArgs {
     /// --steps): a later run with --resume continues, possibly with other loss weights.
     #[arg(long, value_name = "STEP")]
     pub stop_at: Option<usize>,
+    /// Train the vision side only: the text tower and its projection stay as --init left them.
+    #[arg(long)]
+    pub freeze_text: bool,
 }
 
 pub fn run(args: &TrainClipArgs) -> Result<()> {
@@ -85,6 +88,7 @@ pub fn run(args: &TrainClipArgs) -> Result<()> {
         init: args.init.clone(),
         resume,
         stop_at: args.stop_at,
+        freeze_text: args.freeze_text,
     };
     let end = args.stop_at.unwrap_or(args.steps).min(args.steps);
     let bar = progress_bar(args.steps);

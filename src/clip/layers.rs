@@ -45,7 +45,7 @@ impl Module for Norm {
 
 /// The MLP activation; `fused` takes the one-pass QuickGELU kernel (inference, contiguous f32),
 /// `train` the one with a backward pass.
-fn activate(act: Activation, xs: &Tensor, fused: bool, train: bool) -> Result<Tensor> {
+pub(super) fn activate(act: Activation, xs: &Tensor, fused: bool, train: bool) -> Result<Tensor> {
     match act {
         Activation::QuickGelu if train => train_ops::quick_gelu(xs),
         Activation::QuickGelu if fused && xs.is_contiguous() && xs.dtype() == DType::F32 => {

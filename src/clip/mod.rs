@@ -8,6 +8,7 @@ pub mod interpolate;
 mod layers;
 mod limits;
 mod quick_gelu;
+pub mod siglip;
 pub mod sources;
 pub mod train_ops;
 

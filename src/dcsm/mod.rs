@@ -14,9 +14,26 @@ pub struct Matrix {
     pub rows: usize,
     pub cols: usize,
     pub data: Vec<f32>,
+    /// Row 0 is the CLS token (CLIP); SigLIP's maps have patch rows only.
+    #[serde(default = "yes")]
+    pub cls_row: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl Matrix {
+    /// The first patch row: 1 after a CLS row, else 0.
+    pub fn first_patch_row(&self) -> usize {
+        usize::from(self.cls_row)
+    }
+
+    /// The number of patch rows.
+    pub fn patch_rows(&self) -> usize {
+        self.rows - self.first_patch_row().min(self.rows)
+    }
+
     pub fn get(&self, row: usize, col: usize) -> f32 {
         self.data[row * self.cols + col]
     }
@@ -52,12 +69,15 @@ pub fn cosine_map(image_normalized: &Tensor, text_normalized: &Tensor) -> Result
         rows,
         cols,
         data: map.flatten_all()?.to_vec1::<f32>()?,
+        cls_row: true,
     })
 }
 
 /// The patch map of one token: `rows × cols` values of column `token`, CLS row excluded.
 pub fn patch_map(map: &Matrix, token: usize) -> Vec<f32> {
-    (1..map.rows).map(|r| map.get(r, token)).collect()
+    (map.first_patch_row()..map.rows)
+        .map(|r| map.get(r, token))
+        .collect()
 }
 
 /// A numerically stable softmax.

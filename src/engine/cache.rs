@@ -20,6 +20,8 @@ pub const DEFAULT_BUDGET: usize = 128 << 20;
 struct Entry {
     tokenized: Tokenized,
     tokens: Tensor,
+    /// The pooled text embedding (D,).
+    pooled: Tensor,
     /// Scorer columns: tokens, word starts, normalised (columns, D).
     columns: Option<(Tokenized, Vec<usize>, Tensor)>,
     smart: Option<(Tensor, Tensor)>,
@@ -121,7 +123,9 @@ impl TextCache {
                 None => None,
             };
             let tokens = enc.tokens[i].clone();
+            let pooled = enc.pooled[i].clone();
             let bytes = tensor_bytes(&tokens)
+                + tensor_bytes(&pooled)
                 + columns.as_ref().map_or(0, |c| tensor_bytes(&c.2))
                 + smart
                     .as_ref()
@@ -130,6 +134,7 @@ impl TextCache {
             let entry = Entry {
                 tokenized: enc.tokenized[i].clone(),
                 tokens,
+                pooled,
                 columns,
                 smart,
                 bytes,
@@ -198,6 +203,7 @@ impl TextCache {
         Ok(EncodedPrompts {
             tokenized: entries.iter().map(|e| e.tokenized.clone()).collect(),
             tokens: entries.iter().map(|e| e.tokens.clone()).collect(),
+            pooled: entries.iter().map(|e| e.pooled.clone()).collect(),
             columns,
             smart,
         })

@@ -30,11 +30,26 @@ impl LoadedModel {
     pub fn encode_pixels(&self, pre: &Preprocessed) -> Result<EncodedImage, ModelError> {
         let s = pre.side;
         let pixels = Tensor::from_slice(&pre.pixels, (1, 3, s, s), &self.device)?;
-        let tokens = self.clip.image_tokens(&pixels)?.squeeze(0)?;
+        let (tokens, pooled, cls_row) = match self.siglip() {
+            Some(siglip) => {
+                let out = siglip.image(&pixels)?;
+                (out.dense.squeeze(0)?, out.pooled, false)
+            }
+            None => {
+                let tokens = self
+                    .clip_for("encoding")?
+                    .image_tokens(&pixels)?
+                    .squeeze(0)?;
+                let pooled = tokens.narrow(0, 0, 1)?;
+                (tokens, pooled, true)
+            }
+        };
         let normalized = clip::l2_normalize(&tokens)?;
         Ok(EncodedImage {
             tokens,
             normalized,
+            pooled,
+            cls_row,
             grid: self.grid(),
             crop: pre.crop,
             original: pre.original,
@@ -91,6 +106,9 @@ impl LoadedModel {
             .iter()
             .map(|p| self.tokenize(p))
             .collect::<Result<Vec<_>, _>>()?;
+        if let Some(siglip) = self.siglip() {
+            return self.encode_prompts_siglip(siglip, tokenized);
+        }
         let scorer_cfg = self
             .scorers
             .first()
@@ -98,12 +116,14 @@ impl LoadedModel {
         let (columns, pad) = scorer_cfg.unwrap_or((0, self.tokenizer.eos_id()));
         // Batches of bounded size keep peak memory flat for a thousand prompts at once.
         let mut tokens = Vec::with_capacity(tokenized.len());
+        let mut pooled = Vec::with_capacity(tokenized.len());
         let mut scorer_cols: Vec<Option<Tensor>> = Vec::with_capacity(tokenized.len());
         for chunk in tokenized.chunks(TEXT_BATCH) {
             let all = self.text_pass(chunk, pad, columns)?;
             for (b, t) in chunk.iter().enumerate() {
                 let row = all.get(b)?;
                 tokens.push(row.narrow(0, 0, t.ids.len())?);
+                pooled.push(row.get(t.eos_index())?);
                 let fits = scorer_cfg.is_some() && t.full_len <= columns;
                 scorer_cols.push(fits.then(|| row.narrow(0, 0, columns)).transpose()?);
             }
@@ -116,13 +136,17 @@ impl LoadedModel {
         };
         let smart = match &self.smartclip {
             Some(net) => Some(smartclip::encode_prompts(
-                net, &self.clip, &tokenized, TEXT_BATCH,
+                net,
+                self.clip_for("SmartCLIP")?,
+                &tokenized,
+                TEXT_BATCH,
             )?),
             None => None,
         };
         Ok(EncodedPrompts {
             tokenized,
             tokens,
+            pooled,
             columns,
             smart,
         })
@@ -137,7 +161,9 @@ impl LoadedModel {
     ) -> Result<Tensor, ModelError> {
         let ids = tokenizer::pad_ids(chunk, pad, min_width, &self.device)?;
         let lengths: Vec<usize> = chunk.iter().map(|t| t.ids.len()).collect();
-        Ok(self.clip.text_tokens_padded(&ids, &lengths)?)
+        Ok(self
+            .clip_for("the text pass")?
+            .text_tokens_padded(&ids, &lengths)?)
     }
 
     /// The scorer's columns of every prompt: taken from the shared pass where the prompt fits

@@ -3,6 +3,7 @@
 
 mod cache;
 mod encode;
+mod families;
 mod score;
 mod tiles;
 mod types;
@@ -13,6 +14,7 @@ use candle_nn::VarBuilder;
 use std::path::Path;
 use std::time::Instant;
 
+pub use crate::clip::siglip::{Siglip, SiglipConfig};
 pub use crate::clip::{self, Clip, ClipConfig, MapSource};
 pub use crate::error::ModelError;
 pub use crate::io::pipeline::{ImageConvention, Pipeline, TextConvention};
@@ -24,7 +26,7 @@ use crate::io::weights;
 pub use crate::dcsm::{ScorerColumns, ScorerScore};
 pub use crate::smartclip::{SmartPrompts, SmartScore};
 pub use cache::TextCache;
-pub use types::{EncodedImage, EncodedPrompts, PromptScore};
+pub use types::{EncodedImage, EncodedPrompts, Family, PromptScore, ScoreKind};
 pub use view::{DenseImage, Layout, MapView, ViewMaps};
 
 use crate::dcsm::scorer::Scorer;
@@ -34,9 +36,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// Prompts run through the text tower at once.
 const TEXT_BATCH: usize = 64;
 
-/// A loaded CLIP checkpoint with its tokenizer and preprocessing.
+/// The towers of a checkpoint.
+/// Both boxed: a loaded model is one allocation either way, and the enum stays small.
+enum Backbone {
+    Clip(Box<Clip>),
+    Siglip(Box<Siglip>),
+}
+
+/// A loaded CLIP or SigLIP checkpoint with its tokenizer and preprocessing.
 pub struct LoadedModel {
-    clip: Clip,
+    backbone: Backbone,
     tokenizer: ClipTokenizer,
     preprocess: PreprocessConfig,
     name: String,
@@ -116,6 +125,17 @@ impl LoadedModel {
         }
         let config_path = dir.join("config.json");
         let config_text = crate::io::read_small(&config_path, crate::io::MAX_SETTINGS_BYTES)?;
+        match crate::clip::siglip::model_type(&config_text).as_deref() {
+            Some("siglip") => return Self::from_siglip(dir, name, &config_text),
+            Some(t @ ("siglip2" | "siglip_vision_model" | "siglip_text_model")) => {
+                return Err(ModelError::Config(format!(
+                    "config.json is a {t} model: clipscope reads SigLIP and fixed-resolution \
+                     SigLIP 2 `SiglipModel` folders (model_type \"siglip\"), not NaFlex or \
+                     single towers"
+                )))
+            }
+            _ => {}
+        }
         let config = ClipConfig::from_json(&config_text)?;
         let pipeline = Pipeline::from_config_json(&config_text)?;
         let weights = source::weights_file(dir)?;
@@ -154,7 +174,7 @@ impl LoadedModel {
             .ok()
             .and_then(|v| v.get("smartclip").cloned());
         let mut model = Self {
-            clip,
+            backbone: Backbone::Clip(Box::new(clip)),
             tokenizer,
             preprocess,
             name: name.to_string(),
@@ -174,33 +194,9 @@ impl LoadedModel {
         Ok(model)
     }
 
-    /// An OpenCLIP folder (`open_clip_config.json` + `open_clip_model.safetensors`), with
-    /// OpenAI's preprocessing and text clean-up as open_clip runs them.
-    fn from_openclip(dir: &Path, name: &str) -> Result<Self, ModelError> {
-        let device = Device::Cpu;
-        let oc = crate::io::openclip::read(dir, &device)?;
-        let config = ClipConfig::from_json(&oc.config_json)?;
-        let clip = Clip::new(&config, false, oc.weights).map_err(|e| {
-            ModelError::Weights(format!(
-                "{} does not fit {}: {e}",
-                dir.join(crate::io::openclip::WEIGHTS).display(),
-                crate::io::openclip::CONFIG
-            ))
-        })?;
-        Ok(Self {
-            clip,
-            tokenizer: ClipTokenizer::bundled()?.with_clean(oc.pipeline.text),
-            preprocess: oc.preprocess,
-            name: name.to_string(),
-            device,
-            scorers: Vec::new(),
-            smartclip: None,
-            id: next_id(),
-        })
-    }
-
     /// Adds a DCSM scorer after checking it fits this backbone.
     pub fn add_scorer(&mut self, scorer: Scorer) -> Result<(), ModelError> {
+        self.require_clip("a DCSM scorer")?;
         let c = &scorer.config;
         let rows = 1 + self.grid().0 * self.grid().1;
         let context = self.config().text.max_position_embeddings;
@@ -244,7 +240,7 @@ impl LoadedModel {
     pub fn from_parts(clip: Clip, name: &str) -> Result<Self, ModelError> {
         let preprocess = PreprocessConfig::openai(clip.config().vision.image_size);
         Ok(Self {
-            clip,
+            backbone: Backbone::Clip(Box::new(clip)),
             tokenizer: ClipTokenizer::bundled()?,
             preprocess,
             name: name.into(),
@@ -257,6 +253,7 @@ impl LoadedModel {
 
     /// Sets SmartCLIP's mask network after checking it fits this backbone.
     pub fn set_smartclip(&mut self, net: MaskNet) -> Result<(), ModelError> {
+        self.require_clip("a SmartCLIP mask")?;
         let c = self.config();
         let w = net.config.mask_width;
         if w != c.text.hidden_size || w != c.projection_dim {
@@ -286,12 +283,47 @@ impl LoadedModel {
         &self.name
     }
 
+    /// The towers' sizes (for SigLIP, its sizes in CLIP's terms: context, grid, widths).
     pub fn config(&self) -> &ClipConfig {
-        self.clip.config()
+        match &self.backbone {
+            Backbone::Clip(c) => c.config(),
+            Backbone::Siglip(s) => &s.config().sizes,
+        }
     }
 
-    pub fn clip(&self) -> &Clip {
-        &self.clip
+    pub fn family(&self) -> Family {
+        match self.backbone {
+            Backbone::Clip(_) => Family::Clip,
+            Backbone::Siglip(_) => Family::Siglip,
+        }
+    }
+
+    /// The CLIP towers; other families are refused with a message naming `what` needs them.
+    pub fn clip_for(&self, what: &str) -> Result<&Clip, ModelError> {
+        match &self.backbone {
+            Backbone::Clip(c) => Ok(c),
+            Backbone::Siglip(_) => Err(ModelError::Config(format!(
+                "{what} needs a CLIP model; {} is SigLIP",
+                self.name
+            ))),
+        }
+    }
+
+    fn require_clip(&self, what: &str) -> Result<(), ModelError> {
+        self.clip_for(what).map(|_| ())
+    }
+
+    /// The CLIP towers (training, benchmarks); `Err` for another family.
+    pub fn clip(&self) -> Result<&Clip, ModelError> {
+        self.clip_for("this")
+    }
+
+    /// The SigLIP towers, when this is a SigLIP model.
+    pub fn siglip(&self) -> Option<&Siglip> {
+        match &self.backbone {
+            Backbone::Siglip(s) => Some(s),
+            Backbone::Clip(_) => None,
+        }
     }
 
     /// The reference conventions this model's folder follows.
@@ -327,14 +359,24 @@ impl LoadedModel {
         (g, g)
     }
 
-    /// `exp(logit_scale)`, the temperature of the softmax over prompts.
+    /// `exp(logit_scale)`, the temperature of the softmax over prompts (SigLIP: of its sigmoid).
     pub fn logit_scale_exp(&self) -> Result<f32, ModelError> {
-        Ok(self
-            .clip
-            .logit_scale()
-            .to_dtype(DType::F32)?
-            .to_scalar::<f32>()?
-            .exp())
+        match &self.backbone {
+            Backbone::Clip(c) => Ok(c
+                .logit_scale()
+                .to_dtype(DType::F32)?
+                .to_scalar::<f32>()?
+                .exp()),
+            Backbone::Siglip(s) => Ok(s.logit_scale_and_bias()?.0.exp()),
+        }
+    }
+
+    /// SigLIP's `logit_bias` (0 for CLIP, whose softmax over prompts has none).
+    pub fn logit_bias(&self) -> Result<f32, ModelError> {
+        match &self.backbone {
+            Backbone::Clip(_) => Ok(0.0),
+            Backbone::Siglip(s) => Ok(s.logit_scale_and_bias()?.1),
+        }
     }
 }
 

@@ -2,7 +2,7 @@
 //! and SmartCLIP score against one encoded image.
 
 use super::types::{EncodedImage, EncodedPrompts, PromptScore};
-use super::LoadedModel;
+use super::{LoadedModel, ScoreKind};
 use crate::clip;
 use crate::dcsm;
 use crate::error::ModelError;
@@ -16,12 +16,28 @@ impl LoadedModel {
         prompts: &EncodedPrompts,
     ) -> Result<Vec<PromptScore>, ModelError> {
         let scale = self.logit_scale_exp()?;
+        let kind = self.family().score_kind();
+        let image_pooled = clip::l2_normalize(&image.pooled)?;
         let mut out = Vec::with_capacity(prompts.tokens.len());
-        for (tok, t) in prompts.tokenized.iter().zip(&prompts.tokens) {
+        for ((tok, t), pooled) in prompts
+            .tokenized
+            .iter()
+            .zip(&prompts.tokens)
+            .zip(&prompts.pooled)
+        {
             let text_n = clip::l2_normalize(t)?;
-            let map = dcsm::cosine_map(&image.normalized, &text_n)?;
-            // Pooled cosine: CLS row against the EOS column.
-            let clip_cosine = map.get(0, tok.eos_index());
+            let mut map = dcsm::cosine_map(&image.normalized, &text_n)?;
+            map.cls_row = image.cls_row;
+            let clip_cosine = if image.cls_row {
+                // CLIP: the CLS row against the EOS column.
+                map.get(0, tok.eos_index())
+            } else {
+                let text_pooled = clip::l2_normalize(&pooled.unsqueeze(0)?)?;
+                image_pooled
+                    .matmul(&text_pooled.t()?)?
+                    .flatten_all()?
+                    .to_vec1::<f32>()?[0]
+            };
             out.push(PromptScore {
                 tokenized: tok.clone(),
                 dcsm: map,
@@ -53,8 +69,13 @@ impl LoadedModel {
                 s.dcsm_text = (t.text != s.tokenized.text).then(|| t.text.clone());
             }
         }
-        let logits: Vec<f32> = out.iter().map(|s| s.clip_cosine * scale).collect();
-        for (s, p) in out.iter_mut().zip(dcsm::softmax(&logits)) {
+        let bias = self.logit_bias()?;
+        let logits: Vec<f32> = out.iter().map(|s| s.clip_cosine * scale + bias).collect();
+        let probs = match kind {
+            ScoreKind::Softmax => dcsm::softmax(&logits),
+            ScoreKind::Sigmoid => logits.iter().map(|l| 1.0 / (1.0 + (-l).exp())).collect(),
+        };
+        for (s, p) in out.iter_mut().zip(probs) {
             s.clip_prob = p;
         }
         Ok(out)

@@ -125,6 +125,7 @@ pub(super) fn combine(layout: &Layout, windows: &[&Matrix]) -> Matrix {
         rows: 1 + rows * cols,
         cols: tokens,
         data: vec![0.0; (1 + rows * cols) * tokens],
+        cls_row: true,
     };
     for t in 0..tokens {
         out.data[t] = windows.iter().map(|m| m.get(0, t)).sum::<f32>() / windows.len() as f32;

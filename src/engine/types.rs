@@ -11,10 +11,16 @@ use crate::smartclip::{SmartPrompts, SmartScore};
 /// One image through the vision tower: its projected tokens, raw and L2-normalised.
 #[derive(Debug, Clone)]
 pub struct EncodedImage {
-    /// (1 + patches, projection_dim), unnormalised.
+    /// (1 + patches, projection_dim) for CLIP (row 0 the CLS token), (patches, projection_dim)
+    /// for SigLIP (no CLS row); unnormalised.
     pub tokens: Tensor,
     /// The same rows, L2-normalised.
     pub normalized: Tensor,
+    /// (1, projection_dim): the pooled image embedding (CLIP: the CLS row; SigLIP: the
+    /// attention-pooling head's output), unnormalised.
+    pub pooled: Tensor,
+    /// Whether row 0 of `tokens` is CLS.
+    pub cls_row: bool,
     /// Patch grid (rows, cols).
     pub grid: (usize, usize),
     pub crop: CropRect,
@@ -24,7 +30,7 @@ pub struct EncodedImage {
 impl EncodedImage {
     /// Bytes its tensors hold (for caches sized by bytes).
     pub fn bytes(&self) -> usize {
-        tensor_bytes(&self.tokens) + tensor_bytes(&self.normalized)
+        tensor_bytes(&self.tokens) + tensor_bytes(&self.normalized) + tensor_bytes(&self.pooled)
     }
 }
 
@@ -39,6 +45,9 @@ pub struct EncodedPrompts {
     pub tokenized: Vec<Tokenized>,
     /// One (T_i, projection_dim) tensor per prompt, unnormalised, SOS … EOS.
     pub tokens: Vec<Tensor>,
+    /// One (projection_dim,) pooled embedding per prompt (CLIP: at the first EOS; SigLIP: the
+    /// last position of the padded context).
+    pub pooled: Vec<Tensor>,
     /// The scorers' view of the prompts, when the model has scorers.
     pub columns: Option<ScorerColumns>,
     /// SmartCLIP's view, when the model has a mask network.
@@ -49,11 +58,12 @@ pub struct EncodedPrompts {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct PromptScore {
     pub tokenized: Tokenized,
-    /// (1 + patches) × tokens cosines; row 0 is CLS.
+    /// (1 + patches) × tokens cosines, row 0 CLS (`dcsm.cls_row`); SigLIP: patches × tokens.
     pub dcsm: Matrix,
     /// Cosine of the pooled embeddings.
     pub clip_cosine: f32,
-    /// Softmax over the scored prompts of `exp(logit_scale) · cosine`.
+    /// CLIP: softmax over the scored prompts of `exp(logit_scale) · cosine`. SigLIP: this
+    /// prompt's own `sigmoid(exp(logit_scale) · cosine + logit_bias)` (see `ScoreKind`).
     pub clip_prob: f32,
     /// One entry per scorer of the model (the shown one first).
     pub dcsm_scores: Vec<ScorerScore>,
@@ -72,4 +82,41 @@ impl PromptScore {
     pub fn dcsm_score(&self) -> Option<f32> {
         self.dcsm_scores.first().map(|s| s.score)
     }
+}
+
+/// The model family a checkpoint belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Family {
+    /// CLIP (OpenAI, OpenCLIP, …): CLS row, pooled at EOS, softmax over prompts.
+    Clip,
+    /// SigLIP and SigLIP 2: no CLS row, an attention-pooling head, a sigmoid per prompt.
+    Siglip,
+}
+
+impl Family {
+    /// How the pooled score turns into a probability.
+    pub fn score_kind(self) -> ScoreKind {
+        match self {
+            Self::Clip => ScoreKind::Softmax,
+            Self::Siglip => ScoreKind::Sigmoid,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Clip => "CLIP",
+            Self::Siglip => "SigLIP",
+        }
+    }
+}
+
+/// What `PromptScore::clip_prob` is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ScoreKind {
+    /// `softmax(exp(logit_scale) · cos)` over the scored prompts: they compete.
+    Softmax,
+    /// `sigmoid(exp(logit_scale) · cos + logit_bias)` per prompt: each stands alone.
+    Sigmoid,
 }

@@ -109,11 +109,17 @@ impl LoadedModel {
         let mut out = Vec::with_capacity(dense.windows.len());
         for states in &dense.windows {
             let tokens =
-                clip::l2_normalize(&self.clip.source_tokens(states, source)?)?.squeeze(0)?;
+                clip::l2_normalize(&self.clip_for("a map view")?.source_tokens(states, source)?)?
+                    .squeeze(0)?;
             let raw = if source == MapSource::Raw {
                 tokens.clone()
             } else {
-                clip::l2_normalize(&self.clip.source_tokens(states, MapSource::Raw)?)?.squeeze(0)?
+                clip::l2_normalize(
+                    &self
+                        .clip_for("a map view")?
+                        .source_tokens(states, MapSource::Raw)?,
+                )?
+                .squeeze(0)?
             };
             out.push((tokens, raw.narrow(0, 0, 1)?));
         }
@@ -128,6 +134,14 @@ impl LoadedModel {
         resolution: Option<u32>,
         tiles: bool,
     ) -> Result<DenseImage, ModelError> {
+        if self.family() != super::Family::Clip {
+            return Err(ModelError::Config(format!(
+                "map sources, resolutions and tiles need a CLIP vision tower; {} is {} and shows \
+                 its dense head path at its own size only",
+                self.name(),
+                self.family().name()
+            )));
+        }
         let patch = self.config().vision.patch_size as u32;
         let side = resolution.unwrap_or(self.config().vision.image_size as u32);
         if side % patch != 0 || side < patch || side > MAX_RESOLUTION {
@@ -147,7 +161,7 @@ impl LoadedModel {
         let states = |pixels: &[f32]| -> Result<Vec<Tensor>, ModelError> {
             let s = side as usize;
             let t = Tensor::from_slice(pixels, (1, 3, s, s), &self.device)?;
-            Ok(self.clip.vision_states(&t)?)
+            Ok(self.clip_for("a map view")?.vision_states(&t)?)
         };
         if !tiles {
             let pre = preprocess::preprocess_decoded(image, &config);
@@ -214,11 +228,13 @@ impl LoadedModel {
             ));
         }
         let tokens = self
-            .clip
+            .clip_for("a map view")?
             .source_tokens(&dense.windows[0], MapSource::Raw)?
             .squeeze(0)?;
         Ok(EncodedImage {
             normalized: clip::l2_normalize(&tokens)?,
+            pooled: tokens.narrow(0, 0, 1)?,
+            cls_row: true,
             tokens,
             grid: self.grid(),
             crop: dense.layout.crop,
@@ -248,7 +264,12 @@ impl LoadedModel {
         dense
             .windows
             .iter()
-            .map(|states| Ok(self.clip.source_tokens(states, source)?.squeeze(0)?))
+            .map(|states| {
+                Ok(self
+                    .clip_for("a map view")?
+                    .source_tokens(states, source)?
+                    .squeeze(0)?)
+            })
             .collect()
     }
 

@@ -10,6 +10,8 @@ pub mod pipeline;
 pub mod preprocess;
 pub mod presets;
 pub mod source;
+pub mod sp_tokenizer;
+pub mod spiece;
 pub mod tokenizer;
 pub mod weights;
 

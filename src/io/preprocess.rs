@@ -24,6 +24,9 @@ pub struct PreprocessConfig {
     pub std: [f32; 3],
     /// Whose pipeline around the resize this follows.
     pub convention: ImageConvention,
+    /// Resize straight to `crop × crop`, the aspect ratio not kept and nothing cropped
+    /// (`SiglipImageProcessor`); `shortest_edge` is then unused.
+    pub squash: bool,
 }
 
 impl PreprocessConfig {
@@ -36,7 +39,62 @@ impl PreprocessConfig {
             mean: OPENAI_MEAN,
             std: OPENAI_STD,
             convention: ImageConvention::Transformers,
+            squash: false,
         }
+    }
+
+    /// SigLIP's defaults: the whole image resized to `image_size` square, mean and std 0.5.
+    pub fn siglip(image_size: usize) -> Self {
+        Self {
+            mean: [0.5; 3],
+            std: [0.5; 3],
+            squash: true,
+            ..Self::openai(image_size)
+        }
+    }
+
+    /// A SigLIP `preprocessor_config.json`: `size` {height, width} (square, the model's size),
+    /// `image_mean`, `image_std`.
+    pub fn siglip_from_json(json: &str, image_size: usize) -> Result<Self, ModelError> {
+        #[derive(Deserialize)]
+        struct Size {
+            height: u32,
+            width: u32,
+        }
+        #[derive(Deserialize)]
+        struct Raw {
+            size: Option<Size>,
+            image_mean: Option<[f32; 3]>,
+            image_std: Option<[f32; 3]>,
+            do_center_crop: Option<bool>,
+            resample: Option<u32>,
+        }
+        let bad = |m: String| ModelError::Config(format!("preprocessor_config.json: {m}"));
+        let raw: Raw = serde_json::from_str(json).map_err(|e| bad(e.to_string()))?;
+        let mut config = Self::siglip(image_size);
+        if let Some(Size { height, width }) = raw.size {
+            if height != width || height as usize != image_size {
+                return Err(bad(format!(
+                    "SigLIP resizes to {width}×{height}, not the model's {image_size} square"
+                )));
+            }
+        }
+        if raw.do_center_crop == Some(true) {
+            return Err(bad("a centre crop is not SigLIP's preprocessing".into()));
+        }
+        if let Some(r) = raw.resample.filter(|r| *r != 3) {
+            // Only Pillow's bicubic (3) is implemented exactly; README says so.
+            tracing::warn!(
+                "preprocessor_config.json asks for resample {r}; clipscope resizes bicubically, \
+                 so pixels differ slightly from transformers'"
+            );
+        }
+        config.mean = raw.image_mean.unwrap_or(config.mean);
+        config.std = raw.image_std.unwrap_or(config.std);
+        if config.std.iter().any(|s| *s <= 0.0) {
+            return Err(bad("image_std must be positive".into()));
+        }
+        Ok(config)
     }
 
     /// The same sizes and statistics with another convention.
@@ -144,8 +202,12 @@ fn preprocess_image(
     config: &PreprocessConfig,
 ) -> Preprocessed {
     let (w, h) = (image.width(), image.height());
-    let (rw, rh) = resized_size(w, h, config.shortest_edge);
     let c = config.crop;
+    let (rw, rh) = if config.squash {
+        (c, c)
+    } else {
+        resized_size(w, h, config.shortest_edge)
+    };
     let openai = config.convention == ImageConvention::Openai;
     // transformers: (size - crop) // 2; torchvision: int(round((size - crop) / 2)), half to even.
     let offset = |size: u32| {

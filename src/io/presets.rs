@@ -71,16 +71,17 @@ pub const PRESETS: [Preset; 9] = [
     Preset {
         name: "siglip-b16",
         hub_id: "google/siglip-base-patch16-224",
-        family: "SigLIP, base patch16-224 (sigmoid scores)",
+        family: "SigLIP, base patch16-224: sigmoid scores, no CLS row, no DCSM scorer or SmartCLIP",
         licence: "Apache-2.0",
-        unsupported: Some("SigLIP models are not supported yet"),
+        unsupported: None,
     },
     Preset {
         name: "siglip2-b16",
         hub_id: "google/siglip2-base-patch16-224",
-        family: "SigLIP 2, base patch16-224 (sigmoid scores)",
+        family: "SigLIP 2, base patch16-224 (fixed resolution, Gemma tokenizer): sigmoid scores, \
+                 no CLS row, no DCSM scorer or SmartCLIP",
         licence: "Apache-2.0",
-        unsupported: Some("SigLIP models are not supported yet"),
+        unsupported: None,
     },
 ];
 

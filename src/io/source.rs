@@ -225,7 +225,7 @@ pub mod hub {
         let api = builder.build().map_err(|e| unreachable(&e))?;
         let repo = api.model(id.to_string());
         let mut folder = None;
-        // A Hugging Face CLIPModel repository, else an OpenCLIP one (open_clip's own files).
+        // A Hugging Face CLIPModel or SiglipModel repository, else an OpenCLIP one (open_clip's own files).
         let hf = repo.info().map_or(true, |info| {
             let has = |n: &str| info.siblings.iter().any(|s| s.rfilename == n);
             has("config.json") || !has(crate::io::openclip::CONFIG)
@@ -236,6 +236,9 @@ pub mod hub {
                 ("model.safetensors", true),
                 ("tokenizer.json", false),
                 ("preprocessor_config.json", false),
+                // SigLIP: its SentencePiece model and the tokens it names.
+                ("spiece.model", false),
+                ("tokenizer_config.json", false),
             ]
         } else {
             &[

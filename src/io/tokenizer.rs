@@ -1,4 +1,5 @@
-//! The CLIP BPE tokenizer: ids, token strings, word groups, truncation to the model's context.
+//! The tokenizer: CLIP's BPE (and SigLIP's SentencePiece kinds, `sp_tokenizer.rs`): ids, token
+//! strings, word groups, truncation to the model's context.
 
 use serde::Serialize;
 use std::path::Path;
@@ -38,6 +39,10 @@ pub struct Tokenized {
     /// models: ftfy, HTML entities).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cleaned: Option<String>,
+    /// The model pools its text at the last position of the padded context (SigLIP), not at
+    /// the first end-of-text token.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub pools_last: bool,
 }
 
 impl Tokenized {
@@ -46,6 +51,9 @@ impl Tokenized {
     /// spells `<|endoftext|>` pools there.
     pub fn eos_index(&self) -> usize {
         let last = self.ids.len() - 1;
+        if self.pools_last {
+            return last;
+        }
         let eos = self.ids[last];
         self.ids.iter().position(|&i| i == eos).unwrap_or(last)
     }
@@ -60,9 +68,10 @@ impl Tokenized {
     /// not punctuation ("red" in "a red circle").
     pub fn first_content_token(&self) -> Option<usize> {
         let last = self.ids.len().saturating_sub(1);
+        let first = usize::from(!self.pools_last);
         self.words
             .iter()
-            .filter(|w| w.start > 0 && w.start < last)
+            .filter(|w| w.start >= first && w.start < last)
             .find(|w| {
                 w.text.chars().any(char::is_alphanumeric)
                     && !matches!(w.text.to_lowercase().as_str(), "a" | "an" | "the")
@@ -89,12 +98,16 @@ pub fn pad_ids(
     candle_core::Tensor::from_vec(ids, (tokenized.len(), width), device)
 }
 
-/// Wraps a Hugging Face `tokenizers` CLIP tokenizer.
+/// Wraps a Hugging Face `tokenizers` tokenizer: CLIP's BPE, or a SentencePiece kind.
 pub struct ClipTokenizer {
-    inner: Tokenizer,
-    sos: u32,
-    eos: u32,
-    clean: TextConvention,
+    pub(super) inner: Tokenizer,
+    pub(super) sos: u32,
+    pub(super) eos: u32,
+    /// The id prompts are padded with.
+    pub(super) pad: u32,
+    pub(super) clean: TextConvention,
+    /// SigLIP's kinds: no SOS, EOS appended, pieces marked with `▁`.
+    pub(super) sentencepiece: Option<super::sp_tokenizer::SpText>,
 }
 
 impl ClipTokenizer {
@@ -131,7 +144,9 @@ impl ClipTokenizer {
             inner,
             sos,
             eos,
+            pad: eos,
             clean: TextConvention::Transformers,
+            sentencepiece: None,
         })
     }
 
@@ -151,6 +166,16 @@ impl ClipTokenizer {
         self.eos
     }
 
+    /// The id prompts are padded with (CLIP: EOS; SigLIP: its tokenizer's pad token).
+    pub fn pad_id(&self) -> u32 {
+        self.pad
+    }
+
+    /// A SentencePiece tokenizer (SigLIP), which pools at the last padded position.
+    pub fn is_sentencepiece(&self) -> bool {
+        self.sentencepiece.is_some()
+    }
+
     pub fn vocab_size(&self) -> usize {
         self.inner.get_vocab_size(true)
     }
@@ -159,6 +184,9 @@ impl ClipTokenizer {
     pub fn encode(&self, text: &str, context: usize) -> Result<Tokenized, ModelError> {
         if text.trim().is_empty() {
             return Err(ModelError::Prompt("the prompt is empty".into()));
+        }
+        if let Some(sp) = &self.sentencepiece {
+            return self.encode_sentencepiece(sp, text, context);
         }
         let cleaned = match self.clean {
             TextConvention::Transformers => None,
@@ -234,6 +262,7 @@ impl ClipTokenizer {
             truncated,
             full_len,
             cleaned,
+            pools_last: false,
         })
     }
 

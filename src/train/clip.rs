@@ -76,6 +76,10 @@ pub struct Options {
     /// Stop after this many steps (the schedule still runs to `steps`), to train a stage in
     /// slices with different loss weights, each resumed from the last.
     pub stop_at: Option<usize>,
+    /// Keep the text tower and its projection as `init` left them: only the vision side (and
+    /// the logit scale) learns, so the words keep what they meant (held-out colour-shape pairs
+    /// included) while the image side learns to see shapes.
+    pub freeze_text: bool,
 }
 
 /// One step's numbers, for progress reports.
@@ -210,6 +214,10 @@ pub fn train(
     let vb = VarBuilder::from_varmap(&varmap, DType::F32, &device);
     let model = Clip::new(&options.config, true, vb)?;
     let mut opt = AdamW::new(&varmap, options.lr, 0.05)?;
+    if options.freeze_text {
+        let held = opt.freeze(&["text_model.", "text_projection."]);
+        tracing::info!("text side frozen: {held} values");
+    }
     if let Some(path) = &options.resume {
         super::restore_state(&varmap, &mut opt, path)?;
     } else if let Some(init) = &options.init {

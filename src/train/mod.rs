@@ -26,7 +26,7 @@ pub fn image_tokens(model: &LoadedModel, scenes: &[Scene]) -> anyhow::Result<Ten
         pixels.extend_from_slice(&pre.pixels);
     }
     let x = Tensor::from_vec(pixels, (scenes.len(), 3, side, side), &Device::Cpu)?;
-    Ok(model.clip().image_tokens(&x)?)
+    Ok(model.clip()?.image_tokens(&x)?)
 }
 
 /// Sets every variable of `varmap` from a safetensors file, converting each tensor to the

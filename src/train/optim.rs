@@ -9,6 +9,8 @@ use std::collections::HashMap;
 /// The optimiser: named variables, their first and second moments, and the step count.
 pub struct AdamW {
     vars: Vec<(String, Var)>,
+    /// Variables left as they are (`freeze`): no update, no decay, moments kept at zero.
+    frozen: Vec<bool>,
     first: Vec<Vec<f32>>,
     second: Vec<Vec<f32>>,
     /// Steps taken so far (bias correction uses it).
@@ -33,6 +35,7 @@ impl AdamW {
         vars.sort_by(|a, b| a.0.cmp(&b.0));
         let zeros = |v: &Var| vec![0f32; v.elem_count()];
         Ok(Self {
+            frozen: vec![false; vars.len()],
             first: vars.iter().map(|(_, v)| zeros(v)).collect(),
             second: vars.iter().map(|(_, v)| zeros(v)).collect(),
             vars,
@@ -40,6 +43,19 @@ impl AdamW {
             lr,
             weight_decay,
         })
+    }
+
+    /// Leaves every variable whose name starts with one of `prefixes` untouched from now on;
+    /// returns how many values that holds.
+    pub fn freeze(&mut self, prefixes: &[&str]) -> usize {
+        let mut held = 0;
+        for (i, (name, var)) in self.vars.iter().enumerate() {
+            if prefixes.iter().any(|p| name.starts_with(p)) {
+                self.frozen[i] = true;
+                held += var.elem_count();
+            }
+        }
+        held
     }
 
     /// Backpropagates `loss` and updates every variable that has a gradient.
@@ -55,6 +71,9 @@ impl AdamW {
         let lr = self.lr as f32;
         let decay = 1.0 - lr * self.weight_decay as f32;
         for (i, (_, var)) in self.vars.iter().enumerate() {
+            if self.frozen[i] {
+                continue;
+            }
             let Some(g) = grads.get(var) else { continue };
             let g = g.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
             let mut w = var.flatten_all()?.to_vec1::<f32>()?;

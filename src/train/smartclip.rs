@@ -125,10 +125,10 @@ pub fn train(
             .map(|&i| model.tokenize(&partial_caption(&scenes[i], &mut rng)))
             .collect::<Result<_, _>>()?;
         let ids = tokenizer::pad_ids(&captions, config.text_pad_id, context, &Device::Cpu)?;
-        let hidden = model.clip().text_hidden(&ids)?.detach();
+        let hidden = model.clip()?.text_hidden(&ids)?.detach();
         let eos: Vec<usize> = captions.iter().map(Tokenized::eos_index).collect();
         let texts = model
-            .clip()
+            .clip()?
             .project_text(&Clip::pool_text(&hidden, &eos)?)?
             .detach();
         let idx = Tensor::from_vec(

@@ -260,6 +260,7 @@ fn handle(state: &mut State, job: Job, out: &Outbox) {
                     out.send(Event::ModelReady(ModelInfo {
                         source: source.clone(),
                         name: model.name().to_string(),
+                        family: model.family(),
                         device: model.device_name(),
                         grid: model.grid(),
                         image_size: c.vision.image_size,

@@ -67,6 +67,8 @@ pub struct ModelInfo {
     /// What was loaded, so a client with two loads in flight knows which one answered.
     pub source: ModelSource,
     pub name: String,
+    /// CLIP or SigLIP: whether maps have a CLS row, how scores are read, which heads exist.
+    pub family: crate::engine::Family,
     pub device: String,
     pub grid: (usize, usize),
     pub image_size: usize,

@@ -41,9 +41,18 @@ pub fn pass_debounce() {
 
 /// The app on the tiny fixture model and this test's clock, with `prompts` and `images` added.
 pub fn app(prompts: &[&str], images: &[&str]) -> ClipscopeApp {
+    app_on(
+        ModelSource::Folder(fixture("tiny_quick_gelu")),
+        prompts,
+        images,
+    )
+}
+
+/// `app` on another model.
+pub fn app_on(model: ModelSource, prompts: &[&str], images: &[&str]) -> ClipscopeApp {
     let mut app = ClipscopeApp::with_model_and_clock(
         &egui::Context::default(),
-        ModelSource::Folder(fixture("tiny_quick_gelu")),
+        model,
         Box::new(CLOCK.with(ManualClock::clone)),
     );
     app.prompts = prompts.iter().map(|s| s.to_string()).collect();
@@ -57,7 +66,11 @@ pub fn app(prompts: &[&str], images: &[&str]) -> ClipscopeApp {
 
 /// `app(prompts, images)` in a 1300×850 harness, settled.
 pub fn harness(prompts: &[&str], images: &[&str]) -> H {
-    let app = app(prompts, images);
+    harness_of(app(prompts, images))
+}
+
+/// A settled 1300×850 harness around `app`.
+pub fn harness_of(app: ClipscopeApp) -> H {
     let mut h = Harness::builder()
         .with_size(SCREEN.size())
         .build_ui_state(|ui, app: &mut ClipscopeApp| app.show(ui), app);
