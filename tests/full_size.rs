@@ -30,6 +30,14 @@ fn vit_l14_shapes() {
     check(ClipConfig::vit_l14(), 16);
 }
 
+#[test]
+fn vit_l14_336_shapes() {
+    // openai-l14-336: L/14 at 336 px, 24×24 patches (577 position embeddings).
+    let mut config = ClipConfig::vit_l14();
+    config.vision.image_size = 336;
+    check(config, 24);
+}
+
 /// A SigLIP `SiglipModel` on zero weights at a preset's real sizes: patch tokens (no CLS row),
 /// pooled image embedding, every text position and the pooled text embedding.
 fn check_siglip(config_json: &str, grid: usize, width: usize) {
