@@ -129,13 +129,14 @@ fn embedded_scorer_reads_spatial_relations_that_clip_cannot() {
     eprintln!("spatial: clip {clip:?}, dcsm {dcsm:?}");
     assert!(dcsm.total >= 60, "{dcsm:?}");
     // Plain CLIP's pooled cosine is near chance on "A above B" vs "B above A"; the scorer reads
-    // the relation off the dense map. Measured: CLIP 0.446 (45/101), the shipped scorer 0.752
-    // (76/101) after 400 steps on spatial contrasts and 200 on every family; the goal of 0.95 is
-    // not met yet (model card).
+    // the relation off the dense map. Measured: CLIP 0.446 (45/101), the shipped scorer 0.921
+    // (93/101) after 400 steps on spatial contrasts, 200 on every family and 1,500 more with
+    // spatial drawn 3 times in 8 (the previous one: 0.752, 76/101); the goal of 0.95 is not
+    // met on every split yet (model card).
     assert!(clip.accuracy().unwrap() < 0.7, "{clip:?}");
-    assert!(dcsm.accuracy().unwrap() >= 0.66, "{dcsm:?}");
+    assert!(dcsm.accuracy().unwrap() >= 0.85, "{dcsm:?}");
     assert!(
-        dcsm.accuracy().unwrap() >= clip.accuracy().unwrap() + 0.10,
+        dcsm.accuracy().unwrap() >= clip.accuracy().unwrap() + 0.30,
         "clip {clip:?}, dcsm {dcsm:?}"
     );
 }

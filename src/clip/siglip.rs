@@ -1,16 +1,19 @@
 //! SigLIP (Hugging Face `SiglipModel`, transformers' `modeling_siglip.py`) with dense outputs:
-//! candle-transformers' `siglip` vision trunk, and our own attention-pooling head and text tower
-//! where candle-transformers keeps what a dense view needs private.
+//! candle-transformers' `siglip` configuration, and towers built from the layers CLIP uses where
+//! candle-transformers keeps what a dense view needs private or runs slowly.
 //!
 //! What candle-transformers 0.11 serves and what it does not:
-//! - `siglip::Config` reads `config.json` with transformers' defaults, and `VisionModel` without
-//!   its head gives every patch after `post_layernorm`: used as they are.
+//! - `siglip::Config` reads `config.json` with transformers' defaults: used as it is.
+//! - `VisionModel` without its head gives every patch after `post_layernorm`, correctly (the
+//!   tests match ours against it), but its linear layers broadcast and transpose their weights
+//!   on every call: SigLIP base encoded at 1.7 × PyTorch with it. `SiglipVision` is the same
+//!   trunk on our encoder layers (fused q/k/v, weights kept transposed), as CLIP's.
 //! - The attention-pooling head (`MultiheadAttentionPoolingHead`) is private and only returns
 //!   the pooled row, so the dense patch tokens (below) cannot go through it: our `PoolingHead`
 //!   loads the same weights.
 //! - `TextTransformer` returns only the last position through its head, and its encoder is
-//!   private: per-token text states need our `SiglipText`, built from the layers CLIP uses (the
-//!   weight names are the same; SigLIP's text attention is bidirectional, with no mask).
+//!   private: per-token text states need our `SiglipText` (the weight names are the same;
+//!   SigLIP's text attention is bidirectional, with no mask).
 //!
 //! Dense image tokens (no CLS row): each patch goes through the head's value and output
 //! projections, layer norm and MLP as if it attended only to itself (one key, so the softmax is
@@ -157,6 +160,66 @@ impl SiglipConfig {
     }
 }
 
+/// `SiglipVisionEmbeddings` + encoder + `post_layernorm`: patches (a convolution with a bias)
+/// plus positions, no CLS token.
+#[derive(Debug, Clone)]
+struct SiglipVision {
+    /// The patch convolution as a matrix from 3·p·p pixels to hidden, with its bias.
+    patch_embedding: Dense,
+    /// (grid², hidden).
+    position_embedding: Tensor,
+    encoder: Encoder,
+    post_norm: Norm,
+    patch: usize,
+    grid: usize,
+    hidden: usize,
+}
+
+impl SiglipVision {
+    fn new(c: &VisionConfig, vb: VarBuilder) -> Result<Self> {
+        let (h, p, grid) = (c.hidden_size, c.patch_size, c.grid_side());
+        let emb = vb.pp("embeddings");
+        let weight = emb
+            .get((h, c.num_channels, p, p), "patch_embedding.weight")?
+            .reshape((h, c.num_channels * p * p))?;
+        let bias = emb.get(h, "patch_embedding.bias")?;
+        let sizes = EncoderSizes {
+            dim: h,
+            mlp: c.intermediate_size,
+            layers: c.num_hidden_layers,
+            heads: c.num_attention_heads,
+            eps: c.layer_norm_eps,
+            act: c.hidden_act,
+        };
+        Ok(Self {
+            patch_embedding: Dense::new(weight, Some(bias), false)?,
+            position_embedding: emb.get((grid * grid, h), "position_embedding.weight")?,
+            encoder: Encoder::new(&sizes, false, vb.pp("encoder"))?,
+            post_norm: Norm::new(h, c.layer_norm_eps, false, vb.pp("post_layernorm"))?,
+            patch: p,
+            grid,
+            hidden: h,
+        })
+    }
+
+    /// (B, 3, S, S) at the model's size → (B, grid², hidden) after `post_layernorm`.
+    fn forward(&self, pixels: &Tensor) -> Result<Tensor> {
+        let (b, c, _, _) = pixels.dims4()?;
+        let (p, g) = (self.patch, self.grid);
+        // A stride-p convolution with a p×p kernel is a matmul over non-overlapping patches.
+        let patches = pixels
+            .reshape((b, c, g, p, g, p))?
+            .permute((0, 2, 4, 1, 3, 5))?
+            .reshape((b * g * g, c * p * p))?;
+        let x = self
+            .patch_embedding
+            .forward(&patches)?
+            .reshape((b, g * g, self.hidden))?
+            .broadcast_add(&self.position_embedding.unsqueeze(0)?)?;
+        self.post_norm.forward(&self.encoder.forward(&x, None)?)
+    }
+}
+
 /// `SiglipMultiheadAttentionPoolingHead`: a learnt probe attends over the patches, then a
 /// residual MLP (torch's `nn.MultiheadAttention` weights: packed `in_proj`, `out_proj`).
 #[derive(Debug, Clone)]
@@ -281,7 +344,7 @@ impl SiglipText {
 /// A SigLIP model whose outputs keep every token.
 #[derive(Debug, Clone)]
 pub struct Siglip {
-    vision: ct::VisionModel,
+    vision: SiglipVision,
     head: PoolingHead,
     text: SiglipText,
     logit_scale: Tensor,
@@ -303,7 +366,7 @@ impl Siglip {
     pub fn new(config: &SiglipConfig, vb: VarBuilder) -> Result<Self> {
         let v = vb.pp("vision_model");
         Ok(Self {
-            vision: ct::VisionModel::new(&config.model.vision_config, false, v.clone())?,
+            vision: SiglipVision::new(&config.sizes.vision, v.clone())?,
             head: PoolingHead::new(&config.sizes.vision, v.pp("head"))?,
             text: SiglipText::new(&config.sizes.text, config.projection, vb.pp("text_model"))?,
             logit_scale: vb.get(1, "logit_scale")?,
@@ -316,7 +379,7 @@ impl Siglip {
         &self.config
     }
 
-    /// (B, P, H) patch states after `post_layernorm` (candle-transformers' trunk).
+    /// (B, P, H) patch states after `post_layernorm`.
     pub fn vision_hidden(&self, pixels: &Tensor) -> Result<Tensor> {
         self.vision.forward(pixels)
     }
