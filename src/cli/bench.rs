@@ -6,24 +6,12 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 use super::machine;
+use super::measure::{peak_rss, time, Row, PROMPTS};
 use crate::dcsm::scorer::{Replacement, Scorer};
 use crate::engine::{Clip, ClipConfig, LoadedModel};
 use crate::train::dcsm::{self as train_dcsm, Options as ScorerOptions};
-
-/// The prompts of the text measures (the PyTorch script uses the same list).
-pub const PROMPTS: [&str; 8] = [
-    "a photo of a dog",
-    "a dog without a collar",
-    "a red circle above a blue square",
-    "a small green triangle left of a big yellow circle",
-    "no cat on the sofa",
-    "two people walking on a beach at sunset",
-    "a blue square",
-    "a red circle below a green triangle and a small purple star",
-];
 
 const MODELS: [&str; 4] = ["vit-b32", "vit-b16", "default", "siglip-b16"];
 
@@ -50,27 +38,6 @@ pub struct BenchArgs {
     /// each peak-memory reading is that model's alone).
     #[arg(long, hide = true)]
     pub one_model: Option<String>,
-}
-
-/// One line of results: a timing or a memory reading.
-#[derive(Debug, Clone, Serialize, serde::Deserialize)]
-pub struct Row {
-    pub model: String,
-    pub measure: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub median_ms: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub p10_ms: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub p90_ms: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub min_ms: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub max_ms: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub runs: Option<usize>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub value_mb: Option<f64>,
 }
 
 #[derive(Debug, Serialize, serde::Deserialize)]
@@ -169,38 +136,6 @@ fn print_table(rows: &[Row]) {
             _ => {}
         }
     }
-}
-
-/// Times `f` after warm-up runs.
-pub(super) fn time<T>(
-    model: &str,
-    measure: &str,
-    warmup: usize,
-    runs: usize,
-    mut f: impl FnMut() -> Result<T>,
-) -> Result<Row> {
-    for _ in 0..warmup {
-        f()?;
-    }
-    let mut ms = Vec::with_capacity(runs);
-    for _ in 0..runs.max(1) {
-        let start = Instant::now();
-        std::hint::black_box(f()?);
-        ms.push(start.elapsed().as_secs_f64() * 1e3);
-    }
-    ms.sort_by(f64::total_cmp);
-    let q = |p: f64| ms[((ms.len() - 1) as f64 * p).round() as usize];
-    Ok(Row {
-        model: model.into(),
-        measure: measure.into(),
-        median_ms: Some(q(0.5)),
-        p10_ms: Some(q(0.1)),
-        p90_ms: Some(q(0.9)),
-        min_ms: ms.first().copied(),
-        max_ms: ms.last().copied(),
-        runs: Some(ms.len()),
-        value_mb: None,
-    })
 }
 
 /// The model folder: random weights at the real shape (written once), or the shipped default.
@@ -353,19 +288,4 @@ fn bench_model(name: &str, args: &BenchArgs) -> Result<Vec<Row>> {
     )?);
     rows.push(peak_rss(name));
     Ok(rows)
-}
-
-/// The process's peak resident memory so far.
-fn peak_rss(name: &str) -> Row {
-    Row {
-        model: name.into(),
-        measure: "peak_rss".into(),
-        median_ms: None,
-        p10_ms: None,
-        p90_ms: None,
-        min_ms: None,
-        max_ms: None,
-        runs: None,
-        value_mb: machine::memory_mb("VmHWM"),
-    }
 }

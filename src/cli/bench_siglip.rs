@@ -6,7 +6,7 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use std::path::{Path, PathBuf};
 
-use super::bench::{time, Row, PROMPTS};
+use super::measure::{time, Row, PROMPTS};
 use crate::clip::siglip::{Siglip, SiglipConfig};
 use crate::engine::LoadedModel;
 

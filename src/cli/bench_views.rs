@@ -6,7 +6,7 @@ use anyhow::Result;
 use candle_core::{Device, Tensor};
 use rand::{Rng, SeedableRng};
 
-use super::bench::{time, Row};
+use super::measure::{time, Row};
 use crate::engine::{EncodedPrompts, LoadedModel, MapSource, MapView};
 
 pub(super) fn rows(

@@ -6,6 +6,7 @@ mod bench_views;
 mod eval;
 mod machine;
 mod map;
+mod measure;
 mod score;
 mod soak;
 mod synth;

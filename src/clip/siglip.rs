@@ -22,19 +22,19 @@
 
 use candle_core::{IndexOp, Module, Result, Tensor, D};
 use candle_nn::{Embedding, VarBuilder};
-use candle_transformers::models::siglip as ct;
 
 use super::config::{Activation, ClipConfig, TextConfig, VisionConfig};
 use super::layers::{activate, Dense, Encoder, EncoderSizes, Norm};
 use crate::error::ModelError;
 
-/// A SigLIP `config.json`: candle-transformers' reading, the text head's width and the sizes
-/// in the form the rest of clipscope reads (`ClipConfig`).
+/// A SigLIP `config.json`: the text head's width, the pad id and the sizes in the form the rest
+/// of clipscope reads (`ClipConfig`).
 #[derive(Debug, Clone)]
 pub struct SiglipConfig {
-    pub model: ct::Config,
     /// The text head's output width (`text_config.projection_size`, default the text width).
     pub projection: usize,
+    /// `text_config.pad_token_id`, for tokenizers that name no pad token.
+    pub pad_token_id: u32,
     /// The same sizes as a `ClipConfig` (context, grid, widths) for the engine and the app.
     pub sizes: ClipConfig,
 }
@@ -53,12 +53,46 @@ pub fn model_type(config_json: &str) -> Option<String> {
         .map(str::to_string)
 }
 
-fn activation(a: candle_nn::Activation) -> std::result::Result<Activation, ModelError> {
-    match a {
-        candle_nn::Activation::GeluPytorchTanh | candle_nn::Activation::NewGelu => {
-            Ok(Activation::GeluTanh)
-        }
-        candle_nn::Activation::Gelu => Ok(Activation::Gelu),
+// Raw serde mirrors, every field optional: `SiglipTextConfig` / `SiglipVisionConfig`'s defaults
+// (transformers' configuration_siglip.py) fill what a file leaves out or writes as null.
+#[derive(serde::Deserialize, Default)]
+struct RawText {
+    vocab_size: Option<usize>,
+    hidden_size: Option<usize>,
+    intermediate_size: Option<usize>,
+    num_hidden_layers: Option<usize>,
+    num_attention_heads: Option<usize>,
+    max_position_embeddings: Option<usize>,
+    hidden_act: Option<String>,
+    layer_norm_eps: Option<f64>,
+    pad_token_id: Option<u32>,
+    projection_size: Option<usize>,
+}
+
+#[derive(serde::Deserialize, Default)]
+struct RawVision {
+    hidden_size: Option<usize>,
+    intermediate_size: Option<usize>,
+    num_hidden_layers: Option<usize>,
+    num_attention_heads: Option<usize>,
+    num_channels: Option<usize>,
+    image_size: Option<usize>,
+    patch_size: Option<usize>,
+    hidden_act: Option<String>,
+    layer_norm_eps: Option<f64>,
+    vision_use_head: Option<bool>,
+}
+
+#[derive(serde::Deserialize)]
+struct RawConfig {
+    text_config: Option<RawText>,
+    vision_config: Option<RawVision>,
+}
+
+fn activation(name: Option<&str>) -> std::result::Result<Activation, ModelError> {
+    match name.unwrap_or("gelu_pytorch_tanh") {
+        "gelu_pytorch_tanh" | "gelu_new" | "gelu_fast" => Ok(Activation::GeluTanh),
+        "gelu" => Ok(Activation::Gelu),
         other => Err(ModelError::Config(format!(
             "SigLIP hidden_act {other:?} is not supported (gelu_pytorch_tanh, gelu_new, gelu)"
         ))),
@@ -69,37 +103,45 @@ impl SiglipConfig {
     /// Parses a SigLIP `config.json`.
     pub fn from_json(json: &str) -> std::result::Result<Self, ModelError> {
         let bad = |m: String| ModelError::Config(format!("SigLIP config.json: {m}"));
-        let invalid = |e| ModelError::Json {
+        let raw: RawConfig = serde_json::from_str(json).map_err(|e| ModelError::Json {
             what: "SigLIP config.json is not valid".to_string(),
             source: e,
-        };
-        let mut raw: serde_json::Value = serde_json::from_str(json).map_err(invalid)?;
-        // transformers 5 writes unset ids as null; candle-transformers' defaults stand for them.
-        for tower in ["text_config", "vision_config"] {
-            if let Some(t) = raw
-                .get_mut(tower)
-                .and_then(serde_json::Value::as_object_mut)
-            {
-                t.retain(|_, v| !v.is_null());
-            }
-        }
-        let model: ct::Config = serde_json::from_value(raw.clone()).map_err(invalid)?;
-        let text_raw = raw.get("text_config");
-        let projection = text_raw
-            .and_then(|t| t.get("projection_size"))
-            .and_then(serde_json::Value::as_u64)
-            .map_or(model.text_config.hidden_size, |p| p as usize);
-        if raw
-            .get("vision_config")
-            .and_then(|v| v.get("vision_use_head"))
-            .and_then(serde_json::Value::as_bool)
-            == Some(false)
-        {
+        })?;
+        let (rt, rv) = (
+            raw.text_config.unwrap_or_default(),
+            raw.vision_config.unwrap_or_default(),
+        );
+        if rv.vision_use_head == Some(false) {
             return Err(bad(
                 "a vision tower without its pooling head has no image embedding".into(),
             ));
         }
-        let (v, t) = (&model.vision_config, &model.text_config);
+        let t = TextConfig {
+            vocab_size: rt.vocab_size.unwrap_or(32000),
+            hidden_size: rt.hidden_size.unwrap_or(768),
+            intermediate_size: rt.intermediate_size.unwrap_or(3072),
+            num_hidden_layers: rt.num_hidden_layers.unwrap_or(12),
+            num_attention_heads: rt.num_attention_heads.unwrap_or(12),
+            max_position_embeddings: rt.max_position_embeddings.unwrap_or(64),
+            layer_norm_eps: rt.layer_norm_eps.unwrap_or(1e-6),
+            hidden_act: activation(rt.hidden_act.as_deref())?,
+            bos_token_id: 49406,
+            eos_token_id: 49407,
+        };
+        let v = VisionConfig {
+            hidden_size: rv.hidden_size.unwrap_or(768),
+            intermediate_size: rv.intermediate_size.unwrap_or(3072),
+            num_hidden_layers: rv.num_hidden_layers.unwrap_or(12),
+            num_attention_heads: rv.num_attention_heads.unwrap_or(12),
+            num_channels: rv.num_channels.unwrap_or(3),
+            image_size: rv.image_size.unwrap_or(224),
+            patch_size: rv.patch_size.unwrap_or(16),
+            layer_norm_eps: rv.layer_norm_eps.unwrap_or(1e-6),
+            hidden_act: activation(rv.hidden_act.as_deref())?,
+        };
+        let projection = rt.projection_size.unwrap_or(t.hidden_size);
+        let pad_token_id = rt.pad_token_id.unwrap_or(1);
+        let (v, t) = (&v, &t);
         if projection != v.hidden_size {
             return Err(bad(format!(
                 "the text head gives {projection} values but the image embedding has {}",
@@ -126,35 +168,14 @@ impl SiglipConfig {
             return Err(bad("the text context must hold at least 2 tokens".into()));
         }
         let sizes = ClipConfig {
-            text: TextConfig {
-                vocab_size: t.vocab_size,
-                hidden_size: t.hidden_size,
-                intermediate_size: t.intermediate_size,
-                num_hidden_layers: t.num_hidden_layers,
-                num_attention_heads: t.num_attention_heads,
-                max_position_embeddings: t.max_position_embeddings,
-                layer_norm_eps: t.layer_norm_eps,
-                hidden_act: activation(t.hidden_act)?,
-                bos_token_id: t.bos_token_id,
-                eos_token_id: t.eos_token_id,
-            },
-            vision: VisionConfig {
-                hidden_size: v.hidden_size,
-                intermediate_size: v.intermediate_size,
-                num_hidden_layers: v.num_hidden_layers,
-                num_attention_heads: v.num_attention_heads,
-                num_channels: v.num_channels,
-                image_size: v.image_size,
-                patch_size: v.patch_size,
-                layer_norm_eps: v.layer_norm_eps,
-                hidden_act: activation(v.hidden_act)?,
-            },
+            text: t.clone(),
+            vision: v.clone(),
             projection_dim: projection,
             logit_scale_init_value: 0.0,
         };
         Ok(Self {
-            model,
             projection,
+            pad_token_id,
             sizes,
         })
     }

@@ -68,7 +68,7 @@ impl LoadedModel {
             None
         };
         let (json, spiece) = (dir.join("tokenizer.json"), dir.join("spiece.model"));
-        let pad = Some(config.model.text_config.pad_token_id);
+        let pad = Some(config.pad_token_id);
         let tokenizer = if json.is_file() {
             ClipTokenizer::from_sentencepiece_json(&json, tok_config.as_deref(), pad)?
         } else if spiece.is_file() {

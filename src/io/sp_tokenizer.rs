@@ -8,23 +8,11 @@ use tokenizers::{Encoding, Tokenizer, TruncationDirection};
 
 use super::pipeline::TextConvention;
 use super::spiece;
-use super::tokenizer::{ClipTokenizer, Tokenized, Word};
+use super::tokenizer::{ClipTokenizer, SpText, Tokenized, Word};
 use crate::error::ModelError;
 
 /// SentencePiece's word marker.
 const MARK: char = '▁';
-
-/// How a SentencePiece kind reads text.
-#[derive(Debug, Clone)]
-pub struct SpText {
-    /// `spiece.model` (the slow `SiglipTokenizer`): canonicalised text, a leading `▁`, literal
-    /// special tokens split out first. Otherwise a `tokenizer.json` does everything itself.
-    slow: bool,
-    /// The slow kind's SentencePiece normalisation.
-    normalizer: Option<spiece::SpNormalizer>,
-    /// Special tokens (text, id), longest first.
-    specials: Vec<(String, u32)>,
-}
 
 /// A token named in `tokenizer_config.json` (a string or `{"content": …}`).
 fn named_token(config: Option<&serde_json::Value>, key: &str) -> Option<String> {

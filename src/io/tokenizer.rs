@@ -98,6 +98,18 @@ pub fn pad_ids(
     candle_core::Tensor::from_vec(ids, (tokenized.len(), width), device)
 }
 
+/// How a SentencePiece kind reads text.
+#[derive(Debug, Clone)]
+pub struct SpText {
+    /// `spiece.model` (the slow `SiglipTokenizer`): canonicalised text, a leading `▁`, literal
+    /// special tokens split out first. Otherwise a `tokenizer.json` does everything itself.
+    pub(super) slow: bool,
+    /// The slow kind's SentencePiece normalisation.
+    pub(super) normalizer: Option<super::spiece::SpNormalizer>,
+    /// Special tokens (text, id), longest first.
+    pub(super) specials: Vec<(String, u32)>,
+}
+
 /// Wraps a Hugging Face `tokenizers` tokenizer: CLIP's BPE, or a SentencePiece kind.
 pub struct ClipTokenizer {
     pub(super) inner: Tokenizer,
@@ -107,7 +119,7 @@ pub struct ClipTokenizer {
     pub(super) pad: u32,
     pub(super) clean: TextConvention,
     /// SigLIP's kinds: no SOS, EOS appended, pieces marked with `▁`.
-    pub(super) sentencepiece: Option<super::sp_tokenizer::SpText>,
+    pub(super) sentencepiece: Option<SpText>,
 }
 
 impl ClipTokenizer {
