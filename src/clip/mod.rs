@@ -18,6 +18,44 @@ pub(crate) use layers::EncoderLayer;
 use layers::{Dense, Encoder, EncoderSizes, Norm};
 pub use sources::MapSource;
 
+impl EncoderSizes {
+    pub(super) fn vision(c: &VisionConfig) -> Self {
+        Self {
+            dim: c.hidden_size,
+            mlp: c.intermediate_size,
+            layers: c.num_hidden_layers,
+            heads: c.num_attention_heads,
+            eps: c.layer_norm_eps,
+            act: c.hidden_act,
+        }
+    }
+
+    pub(super) fn text(c: &TextConfig) -> Self {
+        Self {
+            dim: c.hidden_size,
+            mlp: c.intermediate_size,
+            layers: c.num_hidden_layers,
+            heads: c.num_attention_heads,
+            eps: c.layer_norm_eps,
+            act: c.hidden_act,
+        }
+    }
+}
+
+/// (B, C, S, S) pixels → (B·g·g, C·p·p): the non-overlapping p×p patches (g = S / p, any
+/// remainder cut), row-major, each flattened as a stride-p convolution's kernel reads it.
+pub(super) fn patches(pixels: &Tensor, p: usize) -> Result<Tensor> {
+    let (b, c, s, _) = pixels.dims4()?;
+    let g = s / p;
+    let side = g * p;
+    pixels
+        .narrow(2, 0, side)?
+        .narrow(3, 0, side)?
+        .reshape((b, c, g, p, g, p))?
+        .permute((0, 2, 4, 1, 3, 5))?
+        .reshape((b * g * g, c * p * p))
+}
+
 /// The vision transformer up to `post_layernorm`, applied to every token.
 #[derive(Debug, Clone)]
 struct VisionTower {
@@ -45,14 +83,7 @@ impl VisionTower {
             .get_with_hints((h, c.num_channels, p, p), "patch_embedding.weight", init)?
             .reshape((h, c.num_channels * p * p))?;
         let patch_embedding = Dense::new(patch_weight, None, train)?;
-        let sizes = EncoderSizes {
-            dim: h,
-            mlp: c.intermediate_size,
-            layers: c.num_hidden_layers,
-            heads: c.num_attention_heads,
-            eps: c.layer_norm_eps,
-            act: c.hidden_act,
-        };
+        let sizes = EncoderSizes::vision(c);
         Ok(Self {
             patch_embedding,
             class_embedding: emb.get_with_hints(h, "class_embedding", init)?,
@@ -82,7 +113,7 @@ impl VisionTower {
     /// the position table resized bicubically when S is not the native size (as `transformers`
     /// with `interpolate_pos_encoding=True`).
     fn embed(&self, pixels: &Tensor) -> Result<Tensor> {
-        let (b, c, s, _) = pixels.dims4()?;
+        let (b, _, s, _) = pixels.dims4()?;
         let p = self.patch;
         let g = s / p;
         let positions = if g == self.grid {
@@ -91,17 +122,10 @@ impl VisionTower {
             interpolate::position_table(&self.position_embedding, g)?
         };
         // A stride-p convolution with a p×p kernel is a matmul over non-overlapping patches.
-        let side = g * p;
-        let patches = pixels
-            .narrow(2, 0, side)?
-            .narrow(3, 0, side)?
-            .reshape((b, c, g, p, g, p))?
-            .permute((0, 2, 4, 1, 3, 5))?
-            .reshape((b * g * g, c * p * p))?;
-        let patch_tokens =
-            self.patch_embedding
-                .forward(&patches)?
-                .reshape((b, g * g, self.hidden))?;
+        let patch_tokens = self
+            .patch_embedding
+            .forward(&patches(pixels, p)?)?
+            .reshape((b, g * g, self.hidden))?;
         let cls = self
             .class_embedding
             .reshape((1, 1, self.hidden))?
@@ -127,14 +151,7 @@ impl TextTower {
             stdev: 0.02,
         };
         let h = c.hidden_size;
-        let sizes = EncoderSizes {
-            dim: h,
-            mlp: c.intermediate_size,
-            layers: c.num_hidden_layers,
-            heads: c.num_attention_heads,
-            eps: c.layer_norm_eps,
-            act: c.hidden_act,
-        };
+        let sizes = EncoderSizes::text(c);
         Ok(Self {
             token_embedding: Embedding::new(
                 emb.get_with_hints((c.vocab_size, h), "token_embedding.weight", init)?,

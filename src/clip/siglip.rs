@@ -25,6 +25,7 @@ use candle_nn::{Embedding, VarBuilder};
 
 use super::config::{Activation, ClipConfig, TextConfig, VisionConfig};
 use super::layers::{activate, Dense, Encoder, EncoderSizes, Norm};
+use super::patches;
 use crate::error::ModelError;
 
 /// A SigLIP `config.json`: the text head's width, the pad id and the sizes in the form the rest
@@ -37,11 +38,6 @@ pub struct SiglipConfig {
     pub pad_token_id: u32,
     /// The same sizes as a `ClipConfig` (context, grid, widths) for the engine and the app.
     pub sizes: ClipConfig,
-}
-
-/// Whether a `config.json` text describes a SigLIP model (`"model_type": "siglip"`).
-pub fn is_siglip(config_json: &str) -> bool {
-    model_type(config_json).as_deref() == Some("siglip")
 }
 
 /// The top-level `model_type` of a `config.json`, when it has one.
@@ -204,14 +200,7 @@ impl SiglipVision {
             .get((h, c.num_channels, p, p), "patch_embedding.weight")?
             .reshape((h, c.num_channels * p * p))?;
         let bias = emb.get(h, "patch_embedding.bias")?;
-        let sizes = EncoderSizes {
-            dim: h,
-            mlp: c.intermediate_size,
-            layers: c.num_hidden_layers,
-            heads: c.num_attention_heads,
-            eps: c.layer_norm_eps,
-            act: c.hidden_act,
-        };
+        let sizes = EncoderSizes::vision(c);
         Ok(Self {
             patch_embedding: Dense::new(weight, Some(bias), false)?,
             position_embedding: emb.get((grid * grid, h), "position_embedding.weight")?,
@@ -225,16 +214,11 @@ impl SiglipVision {
 
     /// (B, 3, S, S) at the model's size → (B, grid², hidden) after `post_layernorm`.
     fn forward(&self, pixels: &Tensor) -> Result<Tensor> {
-        let (b, c, _, _) = pixels.dims4()?;
-        let (p, g) = (self.patch, self.grid);
+        let (b, g) = (pixels.dim(0)?, self.grid);
         // A stride-p convolution with a p×p kernel is a matmul over non-overlapping patches.
-        let patches = pixels
-            .reshape((b, c, g, p, g, p))?
-            .permute((0, 2, 4, 1, 3, 5))?
-            .reshape((b * g * g, c * p * p))?;
         let x = self
             .patch_embedding
-            .forward(&patches)?
+            .forward(&patches(pixels, self.patch)?)?
             .reshape((b, g * g, self.hidden))?
             .broadcast_add(&self.position_embedding.unsqueeze(0)?)?;
         self.post_norm.forward(&self.encoder.forward(&x, None)?)
@@ -329,14 +313,7 @@ impl SiglipText {
     fn new(c: &TextConfig, projection: usize, vb: VarBuilder) -> Result<Self> {
         let emb = vb.pp("embeddings");
         let h = c.hidden_size;
-        let sizes = EncoderSizes {
-            dim: h,
-            mlp: c.intermediate_size,
-            layers: c.num_hidden_layers,
-            heads: c.num_attention_heads,
-            eps: c.layer_norm_eps,
-            act: c.hidden_act,
-        };
+        let sizes = EncoderSizes::text(c);
         Ok(Self {
             token_embedding: Embedding::new(
                 emb.get((c.vocab_size, h), "token_embedding.weight")?,

@@ -79,13 +79,7 @@ impl LoadedModel {
                 message: "a SigLIP folder needs tokenizer.json or spiece.model".into(),
             });
         };
-        let vocab = config.sizes.text.vocab_size;
-        if tokenizer.vocab_size() > vocab {
-            return Err(ModelError::Tokenizer(format!(
-                "the tokenizer knows {} tokens but the model only {vocab}",
-                tokenizer.vocab_size()
-            )));
-        }
+        super::check_vocabulary(&tokenizer, config.sizes.text.vocab_size)?;
         let side = config.sizes.vision.image_size;
         let pre_file = dir.join("preprocessor_config.json");
         let preprocess = if pre_file.is_file() {

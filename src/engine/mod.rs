@@ -154,13 +154,7 @@ impl LoadedModel {
             ClipTokenizer::bundled()?
         }
         .with_clean(pipeline.text);
-        if tokenizer.vocab_size() > config.text.vocab_size {
-            return Err(ModelError::Tokenizer(format!(
-                "the tokenizer knows {} tokens but the model only {}",
-                tokenizer.vocab_size(),
-                config.text.vocab_size
-            )));
-        }
+        check_vocabulary(&tokenizer, config.text.vocab_size)?;
         let pre_file = dir.join("preprocessor_config.json");
         let preprocess = if pre_file.is_file() {
             let text = crate::io::read_small(&pre_file, crate::io::MAX_SETTINGS_BYTES)?;
@@ -378,6 +372,17 @@ impl LoadedModel {
             Backbone::Siglip(s) => Ok(s.logit_scale_and_bias()?.1),
         }
     }
+}
+
+/// Refuses a tokenizer that knows more tokens than the model has embeddings for.
+fn check_vocabulary(tokenizer: &ClipTokenizer, model_vocab: usize) -> Result<(), ModelError> {
+    if tokenizer.vocab_size() > model_vocab {
+        return Err(ModelError::Tokenizer(format!(
+            "the tokenizer knows {} tokens but the model only {model_vocab}",
+            tokenizer.vocab_size()
+        )));
+    }
+    Ok(())
 }
 
 /// A fresh model id (see `LoadedModel::id`).
