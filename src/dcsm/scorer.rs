@@ -9,6 +9,8 @@ use std::path::Path;
 use crate::error::ModelError;
 use crate::io::tokenizer::ClipTokenizer;
 
+mod infer;
+
 /// Where a functional word's fixed vector goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -269,13 +271,23 @@ impl Scorer {
                 Tensor::cat(&[&x, &cls], 1)?
             }
         };
-        let x = weight_first(&self.fc1, &features)?.relu()?;
+        self.head(&features)
+    }
+
+    /// The dense layers on (K, features) convolution outputs: (K,).
+    fn head(&self, features: &Tensor) -> Result<Tensor> {
+        let x = weight_first(&self.fc1, features)?.relu()?;
         self.fc2.forward(&x)?.squeeze(1)
     }
 
-    /// Scores K captions of one image: replace, z-score over all K maps together, CNN.
+    /// Scores K captions of one image: replace, z-score over all K maps together, CNN. The
+    /// paper architecture takes the plain-number convolutions of `infer` (same maths, about
+    /// twice as fast); training calls `network` for its gradients.
     pub fn score(&self, maps: &Tensor, replacements: &[Vec<Replacement>]) -> Result<Tensor> {
-        self.network(&global_zscore(&self.replace(maps, replacements)?)?)
+        match self.config.architecture {
+            Architecture::Paper => infer::score(self, maps, replacements),
+            Architecture::Grid => self.network(&global_zscore(&self.replace(maps, replacements)?)?),
+        }
     }
 }
 

@@ -4,13 +4,13 @@
 mod cache;
 mod encode;
 mod families;
+mod load;
 mod score;
 mod tiles;
 mod types;
 mod view;
 
 use candle_core::{DType, Device};
-use candle_nn::VarBuilder;
 use std::path::Path;
 use std::time::Instant;
 
@@ -75,42 +75,6 @@ impl LoadedModel {
         Self::from_folder(&dir, &source.to_string())
     }
 
-    /// The shapes-world model compiled into the binary.
-    pub fn embedded() -> Result<Self, ModelError> {
-        let config = ClipConfig::from_json(source::embedded::CONFIG)?;
-        let device = Device::Cpu;
-        let vb = VarBuilder::from_slice_safetensors(source::embedded::WEIGHTS, DType::F32, &device)
-            .map_err(|e| ModelError::WeightsRead {
-                what: "embedded model".to_string(),
-                source: e,
-            })?;
-        let clip = Clip::new(&config, false, vb).map_err(|e| ModelError::WeightsRead {
-            what: "embedded model does not fit its config".to_string(),
-            source: e,
-        })?;
-        let mut model = Self::from_parts(clip, source::embedded::NAME)?;
-        for (json, weights) in source::embedded::SCORERS {
-            let vb =
-                VarBuilder::from_slice_safetensors(weights, DType::F32, &device).map_err(|e| {
-                    ModelError::WeightsRead {
-                        what: "embedded scorer".to_string(),
-                        source: e,
-                    }
-                })?;
-            model.add_scorer(Scorer::from_json_and_weights(json, vb)?)?;
-        }
-        let (json, weights) = source::embedded::SMARTCLIP;
-        let config = smartclip::parse_config(json, "embedded smartclip.json")?;
-        let vb = VarBuilder::from_slice_safetensors(weights, DType::F32, &device).map_err(|e| {
-            ModelError::WeightsRead {
-                what: "embedded SmartCLIP mask".to_string(),
-                source: e,
-            }
-        })?;
-        model.set_smartclip(smartclip::build(config, vb, "embedded SmartCLIP mask")?)?;
-        Ok(model)
-    }
-
     /// Loads `config.json` + `model.safetensors` (+ optional `tokenizer.json`,
     /// `preprocessor_config.json`) from `dir`.
     pub fn from_folder(dir: &Path, name: &str) -> Result<Self, ModelError> {
@@ -141,19 +105,25 @@ impl LoadedModel {
         let weights = source::weights_file(dir)?;
         let device = Device::Cpu;
         let vb = weights::var_builder(&weights, DType::F32, &device)?;
-        let clip = Clip::new(&config, false, vb).map_err(|e| {
-            ModelError::Weights(format!(
-                "{} does not fit config.json: {e}",
-                weights.display()
-            ))
-        })?;
         let tokenizer_file = dir.join("tokenizer.json");
-        let tokenizer = if tokenizer_file.is_file() {
-            ClipTokenizer::from_file(&tokenizer_file)?
-        } else {
-            ClipTokenizer::bundled()?
-        }
-        .with_clean(pipeline.text);
+        let (clip, tokenizer) = load::beside_tokenizer(
+            || {
+                if tokenizer_file.is_file() {
+                    ClipTokenizer::from_file(&tokenizer_file)
+                } else {
+                    ClipTokenizer::bundled()
+                }
+            },
+            || {
+                Clip::new(&config, false, vb).map_err(|e| {
+                    ModelError::Weights(format!(
+                        "{} does not fit config.json: {e}",
+                        weights.display()
+                    ))
+                })
+            },
+        )?;
+        let tokenizer = tokenizer.with_clean(pipeline.text);
         check_vocabulary(&tokenizer, config.text.vocab_size)?;
         let pre_file = dir.join("preprocessor_config.json");
         let preprocess = if pre_file.is_file() {
@@ -232,17 +202,22 @@ impl LoadedModel {
 
     /// Wraps an already built model (training, benchmarks, tests) with the bundled tokenizer.
     pub fn from_parts(clip: Clip, name: &str) -> Result<Self, ModelError> {
+        Ok(Self::from_parts_with(clip, ClipTokenizer::bundled()?, name))
+    }
+
+    /// As `from_parts`, with a tokenizer already loaded.
+    fn from_parts_with(clip: Clip, tokenizer: ClipTokenizer, name: &str) -> Self {
         let preprocess = PreprocessConfig::openai(clip.config().vision.image_size);
-        Ok(Self {
+        Self {
             backbone: Backbone::Clip(Box::new(clip)),
-            tokenizer: ClipTokenizer::bundled()?,
+            tokenizer,
             preprocess,
             name: name.into(),
             device: Device::Cpu,
             scorers: Vec::new(),
             smartclip: None,
             id: next_id(),
-        })
+        }
     }
 
     /// Sets SmartCLIP's mask network after checking it fits this backbone.
