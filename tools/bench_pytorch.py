@@ -752,7 +752,7 @@ def candle_machine(doc: dict | None) -> dict | None:
     and its `machine` block if it has one)."""
     if not doc:
         return None
-    keys = ("tool", "version", "threads", "cpu", "cpu_family_model", "isa", "gemm_kernel", "few_row_kernel")
+    keys = ("tool", "version", "threads", "cpu", "cpu_family_model", "isa", "gemm_kernel")
     out = {k: doc[k] for k in keys if k in doc}
     if isinstance(doc.get("machine"), dict):
         out.update(doc["machine"])
@@ -949,7 +949,7 @@ def print_table(doc: dict) -> None:
     if candle:
         cm = candle_machine(candle)
         vers = f"{cm.get('tool', 'candle')} {cm['version']}" if "version" in cm else cm.get("tool", "candle")
-        extra = ", ".join(str(cm[k]) for k in ("isa", "gemm_kernel", "few_row_kernel") if k in cm)
+        extra = ", ".join(str(cm[k]) for k in ("isa", "gemm_kernel") if k in cm)
         print(f"candle:  threads {cm.get('threads')}, {vers}" + (f", {extra}" if extra else "")
               + ("" if settings["interleaved"] else f" (from {settings['candle_source']}, not re-run)"))
         if torch_doc and cm.get("threads") != torch_doc["threads"]:

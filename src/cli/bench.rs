@@ -52,8 +52,6 @@ struct Report {
     isa: String,
     /// The matrix-product kernels gemm dispatches to on this CPU.
     gemm_kernel: String,
-    /// The SIMD level of the few-row products (one prompt through a text tower).
-    few_row_kernel: String,
     results: Vec<Row>,
 }
 
@@ -106,12 +104,11 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         cpu_family_model: machine::cpu_family_model(),
         isa: machine::isa_level().into(),
         gemm_kernel: machine::gemm_kernel().into(),
-        few_row_kernel: crate::engine::clip::few_row_simd().into(),
         results,
     };
     println!(
-        "cpu: {} (family/model {}), {}, gemm kernels: {}, few-row products: {}",
-        report.cpu, report.cpu_family_model, report.isa, report.gemm_kernel, report.few_row_kernel
+        "cpu: {} (family/model {}), {}, gemm kernels: {}",
+        report.cpu, report.cpu_family_model, report.isa, report.gemm_kernel
     );
     if let Some(path) = &args.json {
         crate::atomic::write(path, serde_json::to_string_pretty(&report)?.as_bytes())

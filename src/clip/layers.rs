@@ -6,8 +6,7 @@ use candle_nn::VarBuilder;
 use rayon::prelude::*;
 
 use super::config::Activation;
-pub(super) use super::dense::{Dense, Layout};
-use super::{quick_gelu, train_ops};
+use super::{quick_gelu, train_ops, transpose};
 
 /// A layer norm that takes candle's fused kernel at inference and ours, which has a backward
 /// pass, in training.
@@ -58,6 +57,88 @@ pub(super) fn activate(act: Activation, xs: &Tensor, fused: bool, train: bool) -
     }
 }
 
+/// A linear layer applied as one 2-D matmul over all leading dimensions.
+///
+/// At inference the weight is kept transposed, (in, out) and contiguous: gemm then reads it in
+/// place, where the stored (out, in) layout made it repack the whole matrix on every call. In
+/// training the weight stays the variable itself (a transposed copy would not follow optimiser
+/// updates). candle-nn's `Linear` is not used because it broadcasts the weight over the batch,
+/// which makes its weight gradient a per-sample tensor summed afterwards.
+#[derive(Debug, Clone)]
+pub(super) struct Dense {
+    /// (out, in) in training, (in, out) contiguous at inference.
+    weight: Tensor,
+    bias: Option<Tensor>,
+    transposed: bool,
+}
+
+impl Dense {
+    /// `weight` is (out, in) as stored; at inference (`train` false) it is transposed once here.
+    pub(super) fn new(weight: Tensor, bias: Option<Tensor>, train: bool) -> Result<Self> {
+        if train {
+            return Ok(Self {
+                weight,
+                bias,
+                transposed: false,
+            });
+        }
+        Ok(Self {
+            weight: transpose::transposed(&weight)?,
+            bias,
+            transposed: true,
+        })
+    }
+
+    pub(super) fn load(
+        in_dim: usize,
+        out_dim: usize,
+        bias: bool,
+        train: bool,
+        vb: VarBuilder,
+    ) -> Result<Self> {
+        let weight = vb.get_with_hints(
+            (out_dim, in_dim),
+            "weight",
+            candle_nn::init::DEFAULT_KAIMING_NORMAL,
+        )?;
+        let bias = if bias {
+            let bound = 1. / (in_dim as f64).sqrt();
+            let init = candle_nn::Init::Uniform {
+                lo: -bound,
+                up: bound,
+            };
+            Some(vb.get_with_hints(out_dim, "bias", init)?)
+        } else {
+            None
+        };
+        Self::new(weight, bias, train)
+    }
+
+    pub(super) fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        let dims = xs.dims().to_vec();
+        let (last, lead) = dims
+            .split_last()
+            .ok_or_else(|| candle_core::Error::Msg("empty shape".into()))?;
+        let rows: usize = lead.iter().product();
+        let x = xs.reshape((rows, *last))?;
+        let (mut out, out_dim) = if self.transposed {
+            (x.matmul(&self.weight)?, self.weight.dim(1)?)
+        } else {
+            (x.matmul(&self.weight.t()?)?, self.weight.dim(0)?)
+        };
+        if let Some(b) = &self.bias {
+            out = if self.transposed {
+                out.broadcast_add(b)?
+            } else {
+                train_ops::add_bias(&out, b)?
+            };
+        }
+        let mut shape = lead.to_vec();
+        shape.push(out_dim);
+        out.reshape(shape)
+    }
+}
+
 /// The query, key and value projections: one fused (in, 3·dim) matmul at inference, with the
 /// attention scale folded into the query part; three variables in training.
 #[derive(Debug, Clone)]
@@ -68,13 +149,7 @@ enum Qkv {
 
 impl Qkv {
     /// From (3·dim, dim) packed weights and (3·dim) biases, q then k then v.
-    fn from_packed(
-        weight: &Tensor,
-        bias: &Tensor,
-        scale: f64,
-        train: bool,
-        layout: Layout,
-    ) -> Result<Self> {
+    fn from_packed(weight: &Tensor, bias: &Tensor, scale: f64, train: bool) -> Result<Self> {
         let dim = weight.dim(1)?;
         if train {
             let part = |i: usize| {
@@ -100,7 +175,7 @@ impl Qkv {
         .to_dtype(weight.dtype())?;
         let weight = weight.broadcast_mul(&factors.unsqueeze(1)?)?;
         let bias = bias.mul(&factors)?;
-        Ok(Self::Fused(Dense::with_layout(weight, Some(bias), layout)?))
+        Ok(Self::Fused(Dense::new(weight, Some(bias), false)?))
     }
 
     /// (B, T, dim) → q (scaled), k, v, each (B, heads, T, head_dim) and contiguous.
@@ -146,14 +221,7 @@ struct Attention {
 }
 
 impl Attention {
-    /// `layout` is how the inference weights are held (ignored in training).
-    pub(super) fn new(
-        dim: usize,
-        heads: usize,
-        train: bool,
-        layout: Layout,
-        vb: VarBuilder,
-    ) -> Result<Self> {
+    pub(super) fn new(dim: usize, heads: usize, train: bool, vb: VarBuilder) -> Result<Self> {
         let head_dim = dim / heads;
         let load = |name: &str, train: bool| Dense::load(dim, dim, true, train, vb.pp(name));
         let qkv = if train {
@@ -163,7 +231,7 @@ impl Attention {
                 v: load("v_proj", true)?,
             }
         } else {
-            // Loaded as stored, then packed and held as `layout`.
+            // Loaded untransposed, then packed and transposed once.
             let parts = [
                 load("q_proj", true)?,
                 load("k_proj", true)?,
@@ -175,17 +243,11 @@ impl Attention {
                 .map(|p| p.bias.clone())
                 .collect::<Option<Vec<_>>>()
                 .ok_or_else(|| candle_core::Error::Msg("missing bias".into()))?;
-            Qkv::from_packed(
-                &weight,
-                &Tensor::cat(&biases, 0)?,
-                scale(head_dim),
-                false,
-                layout,
-            )?
+            Qkv::from_packed(&weight, &Tensor::cat(&biases, 0)?, scale(head_dim), false)?
         };
         Ok(Self {
             qkv,
-            out: Dense::load_as(dim, dim, Layout::pick(train, layout), vb.pp("out_proj"))?,
+            out: Dense::load(dim, dim, true, train, vb.pp("out_proj"))?,
             heads,
             head_dim,
             train,
@@ -235,7 +297,7 @@ impl EncoderLayer {
         let head_dim = dim / heads;
         Ok(Self {
             attn: Attention {
-                qkv: Qkv::from_packed(&packed_w, &packed_b, scale(head_dim), train, Layout::InOut)?,
+                qkv: Qkv::from_packed(&packed_w, &packed_b, scale(head_dim), train)?,
                 out: Dense::load(dim, dim, true, train, vb.pp("attn.out_proj"))?,
                 heads,
                 head_dim,
@@ -304,9 +366,6 @@ pub(super) struct EncoderSizes {
     pub(super) heads: usize,
     pub(super) eps: f64,
     pub(super) act: Activation,
-    /// How the inference weights are held: `OutIn` for a tower that mostly sees a few rows at
-    /// a time (text), `InOut` for one that sees hundreds (vision).
-    pub(super) layout: Layout,
 }
 
 #[derive(Debug, Clone)]
@@ -317,17 +376,16 @@ pub(super) struct Encoder {
 impl Encoder {
     pub(super) fn new(s: &EncoderSizes, train: bool, vb: VarBuilder) -> Result<Self> {
         let vb = vb.pp("layers");
-        // Layers are built in parallel: at inference each one may transpose its weights.
-        let layout = Layout::pick(train, s.layout);
+        // Layers are built in parallel: at inference each one transposes its weights.
         let layers = (0..s.layers)
             .into_par_iter()
             .map(|i| {
                 let vb = vb.pp(i.to_string());
                 Ok(EncoderLayer {
-                    attn: Attention::new(s.dim, s.heads, train, s.layout, vb.pp("self_attn"))?,
+                    attn: Attention::new(s.dim, s.heads, train, vb.pp("self_attn"))?,
                     norm1: Norm::new(s.dim, s.eps, train, vb.pp("layer_norm1"))?,
-                    fc1: Dense::load_as(s.dim, s.mlp, layout, vb.pp("mlp.fc1"))?,
-                    fc2: Dense::load_as(s.mlp, s.dim, layout, vb.pp("mlp.fc2"))?,
+                    fc1: Dense::load(s.dim, s.mlp, true, train, vb.pp("mlp.fc1"))?,
+                    fc2: Dense::load(s.mlp, s.dim, true, train, vb.pp("mlp.fc2"))?,
                     norm2: Norm::new(s.dim, s.eps, train, vb.pp("layer_norm2"))?,
                     act: s.act,
                 })

@@ -4,22 +4,19 @@ use candle_core::{DType, Device, IndexOp, Module, Result, Tensor, D};
 use candle_nn::{Embedding, VarBuilder};
 
 pub mod config;
-mod dense;
 pub mod interpolate;
 mod layers;
 mod limits;
 mod quick_gelu;
 pub mod siglip;
 pub mod sources;
-mod thin_matmul;
-pub use thin_matmul::simd_level as few_row_simd;
 pub mod train_ops;
 mod transpose;
 
 pub use config::ClipConfig;
 use config::{TextConfig, VisionConfig};
 pub(crate) use layers::EncoderLayer;
-use layers::{Dense, Encoder, EncoderSizes, Layout, Norm};
+use layers::{Dense, Encoder, EncoderSizes, Norm};
 pub use sources::MapSource;
 
 impl EncoderSizes {
@@ -31,7 +28,6 @@ impl EncoderSizes {
             heads: c.num_attention_heads,
             eps: c.layer_norm_eps,
             act: c.hidden_act,
-            layout: Layout::InOut,
         }
     }
 
@@ -43,7 +39,6 @@ impl EncoderSizes {
             heads: c.num_attention_heads,
             eps: c.layer_norm_eps,
             act: c.hidden_act,
-            layout: Layout::OutIn,
         }
     }
 }
