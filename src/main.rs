@@ -2,7 +2,18 @@
 
 use clap::Parser;
 
+/// How long candle's own worker threads spin after each element-wise job before they sleep
+/// (candle's default: 25,000 spins, about a millisecond here). Those threads sit beside gemm's
+/// rayon threads; on 2 cores their spinning took the cores gemm wanted next. With 200, in
+/// `clipscope bench --models vit-b16` run twice each way, B/16 image encode went 206-211 →
+/// 192-194 ms and the 8-prompt edit 116-137 → 107-109 ms. A value in the environment wins.
+const CANDLE_SPIN_LIMIT: &str = "200";
+
 fn main() {
+    // Before candle starts its thread pool (its first parallel operation reads this).
+    if std::env::var_os("CANDLE_BARRIER_POOL_SPIN_LIMIT").is_none() {
+        std::env::set_var("CANDLE_BARRIER_POOL_SPIN_LIMIT", CANDLE_SPIN_LIMIT);
+    }
     // Logs go to stderr, warnings only unless RUST_LOG says otherwise (e.g.
     // `RUST_LOG=clipscope=debug` for the worker's timings and the app's frame statistics).
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
