@@ -1,8 +1,9 @@
 //! The paper scorer's inference pass on plain f32 planes: the maths of `Scorer::network`, with
 //! each 3×3 convolution done in place as 9 shifted multiply-adds per channel pair and the maps
-//! split across threads, instead of candle's padded copies, nine shifted stacks and transposes.
+//! split across threads, instead of candle's padded copies, nine shifted stacks and transposes;
+//! fc1 as dot products with its stored rows (`dots`). B/16, 8 maps: 4.5 → about 1.7 ms here.
 
-use candle_core::{Result, Tensor};
+use candle_core::{Module, Result, Tensor};
 use rayon::prelude::*;
 
 use super::{Replacement, Scorer};
@@ -36,11 +37,46 @@ pub(super) fn score(
         .zip(data.par_chunks(plane))
         .for_each(|(out, map)| {
             let mut hidden = vec![0f32; conv1.cout * plane];
-            conv1.apply(map, &mut hidden, r, c);
-            conv2.apply(&hidden, out, r, c);
+            pulp::Arch::new().dispatch(Convolve {
+                convs: [&conv1, &conv2],
+                map,
+                hidden: &mut hidden,
+                out,
+                shape: (r, c),
+            });
         });
     let features = Tensor::from_vec(features, (k, conv2.cout * plane), maps.device())?;
-    scorer.head(&features)
+    match super::dots::thin_matmul_t(&features, scorer.fc1.weight())? {
+        Some(x) => {
+            let x = match scorer.fc1.bias() {
+                Some(b) => x.broadcast_add(b)?,
+                None => x,
+            };
+            scorer.fc2.forward(&x.relu()?)?.squeeze(1)
+        }
+        None => scorer.head(&features),
+    }
+}
+
+/// Both convolutions of one map, compiled for the SIMD level pulp picks at run time (the
+/// multiply-adds are plain loops, vectorised for it).
+struct Convolve<'a> {
+    convs: [&'a Conv; 2],
+    map: &'a [f32],
+    hidden: &'a mut [f32],
+    out: &'a mut [f32],
+    shape: (usize, usize),
+}
+
+impl pulp::WithSimd for Convolve<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _: S) {
+        let (r, c) = self.shape;
+        self.convs[0].apply(self.map, self.hidden, r, c);
+        self.convs[1].apply(self.hidden, self.out, r, c);
+    }
 }
 
 /// One mean and one unbiased standard deviation over all maps, in place (f64 sums).
@@ -86,6 +122,7 @@ impl Conv {
     }
 
     /// `input` (cin planes of r × c) → `out` (cout planes), ReLU applied.
+    #[inline(always)]
     fn apply(&self, input: &[f32], out: &mut [f32], r: usize, c: usize) {
         let plane = r * c;
         for (o, out_plane) in out.chunks_exact_mut(plane).enumerate().take(self.cout) {
@@ -102,6 +139,7 @@ impl Conv {
 }
 
 /// `out[y][x] += Σ w[ky][kx] · input[y + ky − 1][x + kx − 1]`, zero outside the plane.
+#[inline(always)]
 fn shifted_add(out: &mut [f32], input: &[f32], r: usize, c: usize, w: &[f32]) {
     for ky in 0..3 {
         // Output rows whose source row y + ky − 1 exists.
