@@ -6,7 +6,9 @@ use clap::Parser;
 /// (candle's default: 25,000 spins, about a millisecond here). Those threads sit beside gemm's
 /// rayon threads; on 2 cores their spinning took the cores gemm wanted next. With 200, in
 /// `clipscope bench --models vit-b16` run twice each way, B/16 image encode went 206-211 →
-/// 192-194 ms and the 8-prompt edit 116-137 → 107-109 ms. A value in the environment wins.
+/// 192-194 ms and the 8-prompt edit 116-137 → 107-109 ms; an interleaved run against PyTorch
+/// after it (bench/2026-12-02-intel-xeon-6-167-4.json) moved the ratios only within their noise.
+/// A value in the environment wins.
 const CANDLE_SPIN_LIMIT: &str = "200";
 
 fn main() {

@@ -277,8 +277,12 @@ impl Scorer {
 
     /// The dense layers on (K, features) convolution outputs: (K,).
     fn head(&self, features: &Tensor) -> Result<Tensor> {
-        let x = weight_first(&self.fc1, features)?.relu()?;
-        self.fc2.forward(&x)?.squeeze(1)
+        self.after_fc1(&weight_first(&self.fc1, features)?)
+    }
+
+    /// ReLU and fc2 on fc1's (K, 128) output, its bias added: (K,).
+    fn after_fc1(&self, fc1: &Tensor) -> Result<Tensor> {
+        self.fc2.forward(&fc1.relu()?)?.squeeze(1)
     }
 
     /// Scores K captions of one image: replace, z-score over all K maps together, CNN. The

@@ -22,16 +22,18 @@ impl LoadedModel {
         let device = Device::Cpu;
         let oc = crate::io::openclip::read(dir, &device)?;
         let config = ClipConfig::from_json(&oc.config_json)?;
-        let clip = Clip::new(&config, false, oc.weights).map_err(|e| {
-            ModelError::Weights(format!(
-                "{} does not fit {}: {e}",
-                dir.join(crate::io::openclip::WEIGHTS).display(),
-                crate::io::openclip::CONFIG
-            ))
+        let (clip, tokenizer) = super::load::beside_tokenizer(ClipTokenizer::bundled, || {
+            Clip::new(&config, false, oc.weights).map_err(|e| {
+                ModelError::Weights(format!(
+                    "{} does not fit {}: {e}",
+                    dir.join(crate::io::openclip::WEIGHTS).display(),
+                    crate::io::openclip::CONFIG
+                ))
+            })
         })?;
         Ok(Self {
             backbone: Backbone::Clip(Box::new(clip)),
-            tokenizer: ClipTokenizer::bundled()?.with_clean(oc.pipeline.text),
+            tokenizer: tokenizer.with_clean(oc.pipeline.text),
             preprocess: oc.preprocess,
             name: name.to_string(),
             device,
@@ -52,12 +54,6 @@ impl LoadedModel {
         let weights = source::weights_file(dir)?;
         let device = Device::Cpu;
         let vb = weights::var_builder(&weights, DType::F32, &device)?;
-        let siglip = Siglip::new(&config, vb).map_err(|e| {
-            ModelError::Weights(format!(
-                "{} does not fit config.json (SigLIP): {e}",
-                weights.display()
-            ))
-        })?;
         let tok_config = dir.join("tokenizer_config.json");
         let tok_config = if tok_config.is_file() {
             Some(crate::io::read_small(
@@ -69,16 +65,28 @@ impl LoadedModel {
         };
         let (json, spiece) = (dir.join("tokenizer.json"), dir.join("spiece.model"));
         let pad = Some(config.pad_token_id);
-        let tokenizer = if json.is_file() {
-            ClipTokenizer::from_sentencepiece_json(&json, tok_config.as_deref(), pad)?
-        } else if spiece.is_file() {
-            ClipTokenizer::from_spiece(&spiece, tok_config.as_deref())?
-        } else {
-            return Err(ModelError::File {
-                path: dir.to_path_buf(),
-                message: "a SigLIP folder needs tokenizer.json or spiece.model".into(),
-            });
-        };
+        let (siglip, tokenizer) = super::load::beside_tokenizer(
+            || {
+                if json.is_file() {
+                    ClipTokenizer::from_sentencepiece_json(&json, tok_config.as_deref(), pad)
+                } else if spiece.is_file() {
+                    ClipTokenizer::from_spiece(&spiece, tok_config.as_deref())
+                } else {
+                    Err(ModelError::File {
+                        path: dir.to_path_buf(),
+                        message: "a SigLIP folder needs tokenizer.json or spiece.model".into(),
+                    })
+                }
+            },
+            || {
+                Siglip::new(&config, vb).map_err(|e| {
+                    ModelError::Weights(format!(
+                        "{} does not fit config.json (SigLIP): {e}",
+                        weights.display()
+                    ))
+                })
+            },
+        )?;
         super::check_vocabulary(&tokenizer, config.sizes.text.vocab_size)?;
         let side = config.sizes.vision.image_size;
         let pre_file = dir.join("preprocessor_config.json");

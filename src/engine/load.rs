@@ -1,4 +1,4 @@
-//! Loading the embedded model, and building a tokenizer on its own thread while the towers load.
+//! The embedded model's loader, and the tokenizer built on a second thread beside every loader's towers.
 
 use candle_core::{DType, Device};
 use candle_nn::VarBuilder;

@@ -81,52 +81,55 @@ impl WithSimd for Block<'_> {
         let k = self.k;
         let m = self.x.len() / k;
         for (pair, out) in self.w.chunks(2 * k).zip(self.out.chunks_mut(2 * m)) {
-            let mut g = 0;
-            while g < m {
-                let c = (m - g).min(4);
-                let x = |i: usize| &self.x[(g + i) * k..][..k];
-                let at = |o: usize, i: usize| o * m + g + i;
-                if pair.len() == 2 * k {
-                    let (a, b) = pair.split_at(k);
-                    match c {
-                        4 => put(
-                            out,
-                            tile::<S, 2, 4>(simd, [a, b], [x(0), x(1), x(2), x(3)]),
-                            at,
-                        ),
-                        3 => put(out, tile::<S, 2, 3>(simd, [a, b], [x(0), x(1), x(2)]), at),
-                        2 => put(out, tile::<S, 2, 2>(simd, [a, b], [x(0), x(1)]), at),
-                        _ => put(out, tile::<S, 2, 1>(simd, [a, b], [x(0)]), at),
-                    }
-                } else {
-                    match c {
-                        4 => put(
-                            out,
-                            tile::<S, 1, 4>(simd, [pair], [x(0), x(1), x(2), x(3)]),
-                            at,
-                        ),
-                        3 => put(out, tile::<S, 1, 3>(simd, [pair], [x(0), x(1), x(2)]), at),
-                        2 => put(out, tile::<S, 1, 2>(simd, [pair], [x(0), x(1)]), at),
-                        _ => put(out, tile::<S, 1, 1>(simd, [pair], [x(0)]), at),
-                    }
-                }
-                g += c;
+            if pair.len() == 2 * k {
+                let (a, b) = pair.split_at(k);
+                rows_against::<S, 2>(simd, [a, b], self.x, out, k);
+            } else {
+                rows_against::<S, 1>(simd, [pair], self.x, out, k);
             }
         }
     }
 }
 
-/// Writes a tile's sums at `at(weight row, input row)`.
+/// R weight rows against every input row of `x`, 4 at a time: `out[o · m + i] = w[o] · x[i]`.
 #[inline(always)]
-fn put<const R: usize, const C: usize>(
+fn rows_against<S: Simd, const R: usize>(
+    simd: S,
+    ws: [&[f32]; R],
+    x: &[f32],
     out: &mut [f32],
-    sums: [[f32; C]; R],
-    at: impl Fn(usize, usize) -> usize,
+    k: usize,
 ) {
-    for (o, row) in sums.iter().enumerate() {
-        for (i, v) in row.iter().enumerate() {
-            out[at(o, i)] = *v;
+    let m = x.len() / k;
+    let row = |i: usize| &x[i * k..][..k];
+    let mut g = 0;
+    while g < m {
+        let c = (m - g).min(4);
+        match c {
+            4 => put(
+                out,
+                m,
+                g,
+                tile::<S, R, 4>(simd, ws, [row(g), row(g + 1), row(g + 2), row(g + 3)]),
+            ),
+            3 => put(
+                out,
+                m,
+                g,
+                tile::<S, R, 3>(simd, ws, [row(g), row(g + 1), row(g + 2)]),
+            ),
+            2 => put(out, m, g, tile::<S, R, 2>(simd, ws, [row(g), row(g + 1)])),
+            _ => put(out, m, g, tile::<S, R, 1>(simd, ws, [row(g)])),
         }
+        g += c;
+    }
+}
+
+/// Writes a tile's sums for input rows `g ..` at `out[weight row · m + input row]`.
+#[inline(always)]
+fn put<const R: usize, const C: usize>(out: &mut [f32], m: usize, g: usize, sums: [[f32; C]; R]) {
+    for (o, row) in sums.iter().enumerate() {
+        out[o * m + g..][..C].copy_from_slice(row);
     }
 }
 
