@@ -1,5 +1,6 @@
 //! A short training run on a tiny configuration lowers the loss on held-back scenes, and a run
-//! stopped and resumed ends where an unbroken one does.
+//! stopped and resumed ends where an unbroken one does, and a deepened tower starts where the
+//! shallow one stood.
 
 mod common;
 
@@ -159,4 +160,75 @@ fn a_frozen_text_side_stays_put_while_the_vision_side_learns() {
             "{name} did not learn"
         );
     }
+}
+
+#[test]
+fn a_deepened_vision_tower_computes_what_the_shallow_one_did() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = Options {
+        config: tiny(),
+        steps: 2,
+        batch: 8,
+        lr: 3e-3,
+        seed: 6,
+        token_weight: 1.0,
+        ground_weight: 1.0,
+        negative_weight: 1.0,
+        shape_words: true,
+        vocabulary_weight: 1.0,
+        warmup: 1,
+        init: None,
+        resume: None,
+        stop_at: None,
+        freeze_text: false,
+    };
+    let (shallow_vars, shallow) = train(&base, |_| {}).unwrap();
+    clipscope::train::clip::save(&shallow_vars, &tiny(), dir.path(), DType::F32).unwrap();
+    let mut deep_config = tiny();
+    deep_config.vision.num_hidden_layers = 3;
+    let deep_options = Options {
+        config: deep_config,
+        init: Some(dir.path().join("model.safetensors")),
+        stop_at: Some(0),
+        ..base.clone()
+    };
+    let (deep_vars, deep) = train(&deep_options, |_| {}).unwrap();
+    let pixels = candle_core::Tensor::randn(0f32, 1.0, (2, 3, 64, 64), &Device::Cpu).unwrap();
+    let flat = |m: &Clip| {
+        m.image_tokens(&pixels)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap()
+    };
+    let (a, b) = (flat(&shallow), flat(&deep));
+    let worst = a
+        .iter()
+        .zip(&b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0f32, f32::max);
+    assert!(worst < 1e-5, "deepened tower differs by {worst}");
+    // The new layers are real layers that can learn, not copies: their first projection is set.
+    let data = deep_vars.data().lock().unwrap();
+    for (name, zero) in [
+        (
+            "vision_model.encoder.layers.1.self_attn.out_proj.weight",
+            true,
+        ),
+        ("vision_model.encoder.layers.1.mlp.fc2.weight", true),
+        ("vision_model.encoder.layers.1.mlp.fc1.weight", false),
+    ] {
+        let sum = data[name].as_tensor().abs().unwrap().sum_all().unwrap();
+        let sum = sum.to_scalar::<f32>().unwrap();
+        assert_eq!(sum == 0.0, zero, "{name}: |w| sums to {sum}");
+    }
+    // And a run continued from the deepened weights moves them.
+    drop(data);
+    let continued = Options {
+        stop_at: None,
+        ..deep_options
+    };
+    let (after, _) = train(&continued, |_| {}).unwrap();
+    assert_ne!(weights(&deep_vars), weights(&after));
 }

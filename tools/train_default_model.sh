@@ -78,6 +78,12 @@ stage clip-112g train-clip --init "$RUNS/clip-112f/model.safetensors" --steps 43
 stage clip-224 train-clip --init "$RUNS/clip-112g/model.safetensors" --steps 800 --batch 64 \
   --lr 3e-4 --seed 11 --image-size 224 --ground-weight 1 --negative-weight 1 --shape-words \
   --vocabulary-weight 3 --checkpoint-every 25
+# 2b. The vision tower deepened from 4 to 6 layers (the trained layers spread over the stack, two
+#     identity layers between them, so training starts from the same function), then trained at
+#     224 px with the text side frozen. An experiment, not shipped (model card: "Six vision layers").
+stage clip-224d6 train-clip --init "$RUNS/clip-224/model.safetensors" --vision-layers 6 \
+  --steps 900 --batch 64 --lr 3e-4 --seed 31 --image-size 224 --ground-weight 1 \
+  --negative-weight 1 --shape-words --vocabulary-weight 3 --freeze-text --checkpoint-every 25
 # 3. The DCSM scorer (the paper's CNN at its native 197 × 30): 400 steps on spatial contrasts,
 #    then 200 on every family (spatial, description and binding drawn twice as often), each image
 #    z-scored with its own pair of maps.

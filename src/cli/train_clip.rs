@@ -62,6 +62,10 @@ pub struct TrainClipArgs {
     /// Train the vision side only: the text tower and its projection stay as --init left them.
     #[arg(long)]
     pub freeze_text: bool,
+    /// Layers of the vision tower. An --init model with fewer is deepened: its layers spread
+    /// over the stack, the new ones starting as identities (the same function, more capacity).
+    #[arg(long, default_value_t = 4)]
+    pub vision_layers: usize,
 }
 
 pub fn run(args: &TrainClipArgs) -> Result<()> {
@@ -71,6 +75,10 @@ pub fn run(args: &TrainClipArgs) -> Result<()> {
         anyhow::bail!("--image-size must be a positive multiple of the patch ({patch})");
     }
     config.vision.image_size = args.image_size;
+    if args.vision_layers == 0 || args.vision_layers > 24 {
+        anyhow::bail!("--vision-layers must be between 1 and 24");
+    }
+    config.vision.num_hidden_layers = args.vision_layers;
     let state = args.out.join("state.safetensors");
     let resume = resume_from(&state, args.resume)?;
     let options = Options {

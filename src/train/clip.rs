@@ -266,9 +266,11 @@ pub fn train(
 }
 
 /// Sets the variables from a model.safetensors of the same towers; a vision position table
-/// made for another patch grid is resized bicubically (as `interpolate_pos_encoding`).
+/// made for another patch grid is resized bicubically (as `interpolate_pos_encoding`), and a
+/// shallower vision tower is deepened with identity layers (`grow::deepen_vision`).
 fn load_init(varmap: &VarMap, path: &Path, config: &ClipConfig) -> anyhow::Result<()> {
     let mut tensors = super::read_tensors(path)?;
+    super::grow::deepen_vision(&mut tensors, varmap, config.vision.num_hidden_layers)?;
     let key = "vision_model.embeddings.position_embedding.weight";
     if let Some(table) = tensors.get(key) {
         let side = config.vision.grid_side();

@@ -4,6 +4,7 @@ pub mod clip;
 pub mod data;
 pub mod dcsm;
 pub mod ground;
+pub mod grow;
 mod losses;
 pub mod optim;
 pub mod smartclip;
