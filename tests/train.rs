@@ -30,6 +30,27 @@ fn tiny() -> ClipConfig {
     c
 }
 
+/// Two steps of 8 scenes on `tiny()` with every loss on, from random weights.
+fn two_steps_of_every_loss(seed: u64) -> Options {
+    Options {
+        config: tiny(),
+        steps: 2,
+        batch: 8,
+        lr: 3e-3,
+        seed,
+        token_weight: 1.0,
+        ground_weight: 1.0,
+        negative_weight: 1.0,
+        shape_words: true,
+        vocabulary_weight: 1.0,
+        warmup: 1,
+        init: None,
+        resume: None,
+        stop_at: None,
+        freeze_text: false,
+    }
+}
+
 #[test]
 fn a_short_run_lowers_the_validation_loss() {
     let config = tiny();
@@ -113,23 +134,7 @@ fn a_run_stopped_and_resumed_ends_where_an_unbroken_run_ends() {
 #[test]
 fn a_frozen_text_side_stays_put_while_the_vision_side_learns() {
     let dir = tempfile::tempdir().unwrap();
-    let base = Options {
-        config: tiny(),
-        steps: 2,
-        batch: 8,
-        lr: 3e-3,
-        seed: 4,
-        token_weight: 1.0,
-        ground_weight: 1.0,
-        negative_weight: 1.0,
-        shape_words: true,
-        vocabulary_weight: 1.0,
-        warmup: 1,
-        init: None,
-        resume: None,
-        stop_at: None,
-        freeze_text: false,
-    };
+    let base = two_steps_of_every_loss(4);
     let (start, _) = train(&base, |_| {}).unwrap();
     clipscope::train::clip::save(&start, &tiny(), dir.path(), DType::F32).unwrap();
     let frozen = Options {
@@ -165,23 +170,7 @@ fn a_frozen_text_side_stays_put_while_the_vision_side_learns() {
 #[test]
 fn a_deepened_vision_tower_computes_what_the_shallow_one_did() {
     let dir = tempfile::tempdir().unwrap();
-    let base = Options {
-        config: tiny(),
-        steps: 2,
-        batch: 8,
-        lr: 3e-3,
-        seed: 6,
-        token_weight: 1.0,
-        ground_weight: 1.0,
-        negative_weight: 1.0,
-        shape_words: true,
-        vocabulary_weight: 1.0,
-        warmup: 1,
-        init: None,
-        resume: None,
-        stop_at: None,
-        freeze_text: false,
-    };
+    let base = two_steps_of_every_loss(6);
     let (shallow_vars, shallow) = train(&base, |_| {}).unwrap();
     clipscope::train::clip::save(&shallow_vars, &tiny(), dir.path(), DType::F32).unwrap();
     let mut deep_config = tiny();

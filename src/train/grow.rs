@@ -40,7 +40,10 @@ pub fn deepen_vision(
     new: usize,
 ) -> anyhow::Result<()> {
     let old = vision_layers(tensors);
-    if old == 0 || old >= new {
+    if old > new {
+        anyhow::bail!("the --init model has {old} vision layers, more than the {new} asked for");
+    }
+    if old == 0 || old == new {
         return Ok(());
     }
     let mut moved = HashMap::new();
