@@ -1,6 +1,6 @@
 //! A short training run on a tiny configuration lowers the loss on held-back scenes, and a run
-//! stopped and resumed ends where an unbroken one does, and a deepened tower starts where the
-//! shallow one stood.
+//! stopped and resumed ends where an unbroken one does, and a deepened or widened tower starts
+//! where the smaller one stood.
 
 mod common;
 
@@ -220,4 +220,60 @@ fn a_deepened_vision_tower_computes_what_the_shallow_one_did() {
     };
     let (after, _) = train(&continued, |_| {}).unwrap();
     assert_ne!(weights(&deep_vars), weights(&after));
+}
+
+#[test]
+fn a_widened_and_deepened_vision_tower_computes_what_the_narrow_one_did() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = two_steps_of_every_loss(7);
+    let (narrow_vars, narrow) = train(&base, |_| {}).unwrap();
+    clipscope::train::clip::save(&narrow_vars, &tiny(), dir.path(), DType::F32).unwrap();
+    let mut wide_config = tiny();
+    wide_config.vision.hidden_size = 64;
+    wide_config.vision.num_attention_heads = 4;
+    wide_config.vision.intermediate_size = 128;
+    wide_config.vision.num_hidden_layers = 2;
+    let wide_options = Options {
+        config: wide_config,
+        init: Some(dir.path().join("model.safetensors")),
+        stop_at: Some(0),
+        ..base.clone()
+    };
+    let (wide_vars, wide) = train(&wide_options, |_| {}).unwrap();
+    let pixels = candle_core::Tensor::randn(0f32, 1.0, (2, 3, 64, 64), &Device::Cpu).unwrap();
+    let tokens = |m: &Clip| {
+        m.image_tokens(&pixels)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap()
+    };
+    let (a, b) = (tokens(&narrow), tokens(&wide));
+    assert_eq!(a.len(), b.len());
+    let worst = a
+        .iter()
+        .zip(&b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0f32, f32::max);
+    assert!(worst < 1e-4, "widened tower differs by {worst}");
+    // The copies of a unit are set apart by noise: the two halves of a reading weight differ.
+    let data = wide_vars.data().lock().unwrap();
+    let fc1 = data["vision_model.encoder.layers.0.mlp.fc1.weight"].as_tensor();
+    let (left, right) = (
+        fc1.narrow(1, 0, 32).unwrap(),
+        fc1.narrow(1, 32, 32).unwrap(),
+    );
+    let apart = (left - right).unwrap().abs().unwrap().sum_all().unwrap();
+    assert!(
+        apart.to_scalar::<f32>().unwrap() > 0.0,
+        "the copies are identical"
+    );
+    drop(data);
+    let continued = Options {
+        stop_at: None,
+        ..wide_options
+    };
+    let (after, _) = train(&continued, |_| {}).unwrap();
+    assert_ne!(weights(&wide_vars), weights(&after));
 }

@@ -84,6 +84,13 @@ stage clip-224 train-clip --init "$RUNS/clip-112g/model.safetensors" --steps 800
 stage clip-224d6 train-clip --init "$RUNS/clip-224/model.safetensors" --vision-layers 6 \
   --steps 900 --batch 64 --lr 3e-4 --seed 31 --image-size 224 --ground-weight 1 \
   --negative-weight 1 --shape-words --vocabulary-weight 3 --freeze-text --checkpoint-every 25
+# 2c. The vision tower widened from 128 to 256 (net2net: every unit and attention head copied,
+#     the weights reading the copies sharing the old weight, with noise that cancels over them,
+#     so training starts from the same function), then trained at 224 px with the text side
+#     frozen. An experiment (model card: "A wider vision tower").
+stage clip-224w train-clip --init "$RUNS/clip-224/model.safetensors" --vision-width 256 \
+  --steps 1000 --batch 64 --lr 3e-4 --seed 41 --image-size 224 --ground-weight 1 \
+  --negative-weight 1 --shape-words --vocabulary-weight 3 --freeze-text --checkpoint-every 25
 # 3. The DCSM scorer (the paper's CNN at its native 197 × 30): 400 steps on spatial contrasts,
 #    then 200 on every family (spatial, description and binding drawn twice as often), each image
 #    z-scored with its own pair of maps.

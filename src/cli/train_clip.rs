@@ -66,6 +66,11 @@ pub struct TrainClipArgs {
     /// over the stack, the new ones starting as identities (the same function, more capacity).
     #[arg(long, default_value_t = 4)]
     pub vision_layers: usize,
+    /// Width of the vision tower (heads of 32, MLP 4 × width). An --init model whose width
+    /// divides it is widened: every unit copied, the copies reading 1/k of the old weight each
+    /// (the same function, more capacity).
+    #[arg(long, default_value_t = 128)]
+    pub vision_width: usize,
 }
 
 pub fn run(args: &TrainClipArgs) -> Result<()> {
@@ -79,6 +84,12 @@ pub fn run(args: &TrainClipArgs) -> Result<()> {
         anyhow::bail!("--vision-layers must be between 1 and 24");
     }
     config.vision.num_hidden_layers = args.vision_layers;
+    if args.vision_width == 0 || args.vision_width % 32 != 0 || args.vision_width > 1024 {
+        anyhow::bail!("--vision-width must be a multiple of 32, at most 1024");
+    }
+    config.vision.hidden_size = args.vision_width;
+    config.vision.num_attention_heads = args.vision_width / 32;
+    config.vision.intermediate_size = 4 * args.vision_width;
     let state = args.out.join("state.safetensors");
     let resume = resume_from(&state, args.resume)?;
     let options = Options {

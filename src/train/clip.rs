@@ -221,7 +221,7 @@ pub fn train(
     if let Some(path) = &options.resume {
         super::restore_state(&varmap, &mut opt, path)?;
     } else if let Some(init) = &options.init {
-        load_init(&varmap, init, &options.config)?;
+        load_init(&varmap, init, &options.config, options.seed)?;
     }
     let mut batcher = data::Batcher::new(&options.config, options.seed)?;
     batcher.shape_words = options.shape_words;
@@ -265,11 +265,17 @@ pub fn train(
     Ok((varmap, model))
 }
 
+/// Spread of the noise that sets a widened tower's copied units apart, relative to each weight's.
+const WIDEN_NOISE: f32 = 0.2;
+
 /// Sets the variables from a model.safetensors of the same towers; a vision position table
 /// made for another patch grid is resized bicubically (as `interpolate_pos_encoding`), and a
-/// shallower vision tower is deepened with identity layers (`grow::deepen_vision`).
-fn load_init(varmap: &VarMap, path: &Path, config: &ClipConfig) -> anyhow::Result<()> {
+/// narrower or shallower vision tower is grown to the config's (`grow::widen_vision`, then
+/// `grow::deepen_vision`; `seed` draws the widening's noise).
+fn load_init(varmap: &VarMap, path: &Path, config: &ClipConfig, seed: u64) -> anyhow::Result<()> {
     let mut tensors = super::read_tensors(path)?;
+    let width = config.vision.hidden_size;
+    super::grow::widen_vision(&mut tensors, width, WIDEN_NOISE, seed)?;
     super::grow::deepen_vision(&mut tensors, varmap, config.vision.num_hidden_layers)?;
     let key = "vision_model.embeddings.position_embedding.weight";
     if let Some(table) = tensors.get(key) {
