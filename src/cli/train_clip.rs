@@ -41,6 +41,11 @@ pub struct TrainClipArgs {
     /// targets (0 = off).
     #[arg(long, default_value_t = 0.0)]
     pub vocabulary_weight: f64,
+    /// Weight of the composition loss: the 25 training colour-shape phrases' text embeddings
+    /// asked to add up as colour + shape (e(red circle) − e(red star) = e(blue circle) −
+    /// e(blue star) wherever all four are training pairs), so held-out pairs compose (0 = off).
+    #[arg(long, default_value_t = 0.0)]
+    pub composition_weight: f64,
     /// Start from this model.safetensors (same towers; a position table of another patch grid
     /// is resized bicubically) instead of random weights.
     #[arg(long, value_name = "FILE")]
@@ -103,6 +108,7 @@ pub fn run(args: &TrainClipArgs) -> Result<()> {
         negative_weight: args.negative_weight,
         shape_words: args.shape_words,
         vocabulary_weight: args.vocabulary_weight,
+        composition_weight: args.composition_weight,
         warmup: (args.steps / 20).max(1),
         init: args.init.clone(),
         resume,
@@ -134,7 +140,7 @@ pub fn run(args: &TrainClipArgs) -> Result<()> {
                 &bar,
                 format!(
                     "step {:>5}  loss {:.4}  clip {:.4}  token {:.4}  ground {:.4}  \
-                     negative {:.4}  vocabulary {:.4}  {:.0} s  \
+                     negative {:.4}  vocabulary {:.4}  composition {:.4}  {:.0} s  \
                      (this step: data {:.2} s, forward {:.2} s, backward+update {:.2} s)",
                     r.step,
                     r.loss,
@@ -143,6 +149,7 @@ pub fn run(args: &TrainClipArgs) -> Result<()> {
                     r.ground_loss,
                     r.negative_loss,
                     r.vocabulary_loss,
+                    r.composition_loss,
                     start.elapsed().as_secs_f64(),
                     r.data_seconds,
                     r.forward_seconds,

@@ -7,7 +7,9 @@ use rand_chacha::ChaCha8Rng;
 use std::path::Path;
 
 use super::data;
-use super::losses::{ground_loss, negative_loss, token_level_loss, vocabulary_loss};
+use super::losses::{
+    composition_loss, ground_loss, negative_loss, token_level_loss, vocabulary_loss,
+};
 use super::optim::AdamW;
 use crate::clip::config::{Activation, ClipConfig, TextConfig, VisionConfig};
 use crate::clip::{l2_normalize, Clip};
@@ -67,6 +69,9 @@ pub struct Options {
     /// Weight of the vocabulary loss: every image classified among the 25 training colour-shape
     /// phrases and among the 5 shape words (0: off, and no vocabulary captions are encoded).
     pub vocabulary_weight: f64,
+    /// Weight of the composition loss: the training colour-shape phrases' text embeddings asked
+    /// to be colour + shape (`losses::composition_loss`; 0: off). It encodes the vocabulary.
+    pub composition_weight: f64,
     pub warmup: usize,
     /// Start from these weights (a model.safetensors of the same towers; a position table of
     /// another grid is resized bicubically) instead of random ones.
@@ -92,6 +97,7 @@ pub struct StepReport {
     pub negative_loss: f32,
     pub ground_loss: f32,
     pub vocabulary_loss: f32,
+    pub composition_loss: f32,
     /// Seconds spent drawing the batch (rendering, preprocessing, tokenising).
     pub data_seconds: f32,
     /// Seconds spent in the forward pass, and in backpropagation plus the update.
@@ -107,6 +113,7 @@ struct Losses {
     negative: Tensor,
     ground: Tensor,
     vocabulary: Tensor,
+    composition: Tensor,
 }
 
 /// The losses of one batch, weighted into their total. Images are contrasted with every caption
@@ -154,9 +161,16 @@ fn losses(model: &Clip, batch: &data::Batch, options: &Weights) -> Result<Losses
         }
         None => Tensor::zeros((), DType::F32, img.device())?,
     };
+    let composition = if options.composition > 0.0 && batch.vocabulary_mask.is_some() {
+        let phrases = pooled_txt.narrow(0, batch.vocabulary_start, data::VOCABULARY_PAIRS)?;
+        composition_loss(&l2_normalize(&phrases)?, &options.quads)?
+    } else {
+        Tensor::zeros((), DType::F32, img.device())?
+    };
     let total = (((&clip_loss + (&token_loss * options.token)?)? + (&ground * options.ground)?)?
         + (&negative * options.negative)?)?;
-    let total = (total + (&vocabulary * options.vocabulary)?)?;
+    let total =
+        ((total + (&vocabulary * options.vocabulary)?)? + (&composition * options.composition)?)?;
     Ok(Losses {
         total,
         clip: clip_loss,
@@ -164,6 +178,7 @@ fn losses(model: &Clip, batch: &data::Batch, options: &Weights) -> Result<Losses
         negative,
         ground,
         vocabulary,
+        composition,
     })
 }
 
@@ -173,6 +188,9 @@ struct Weights {
     ground: f64,
     negative: f64,
     vocabulary: f64,
+    composition: f64,
+    /// `data::composition_quads()`, computed once.
+    quads: Vec<[u32; 4]>,
 }
 
 /// Keeps freed memory in the process: training allocates and frees the same large tensors every
@@ -225,7 +243,15 @@ pub fn train(
     }
     let mut batcher = data::Batcher::new(&options.config, options.seed)?;
     batcher.shape_words = options.shape_words;
-    batcher.vocabulary = options.vocabulary_weight > 0.0;
+    batcher.vocabulary = options.vocabulary_weight > 0.0 || options.composition_weight > 0.0;
+    let weights = Weights {
+        token: options.token_weight,
+        ground: options.ground_weight,
+        negative: options.negative_weight,
+        vocabulary: options.vocabulary_weight,
+        composition: options.composition_weight,
+        quads: data::composition_quads(),
+    };
     let end = options.stop_at.unwrap_or(options.steps).min(options.steps);
     for step in opt.steps..end {
         opt.lr = schedule(options, step);
@@ -234,12 +260,6 @@ pub fn train(
         let t0 = std::time::Instant::now();
         let batch = batcher.batch(Split::Train, start, options.batch, &mut rng)?;
         let t1 = std::time::Instant::now();
-        let weights = Weights {
-            token: options.token_weight,
-            ground: options.ground_weight,
-            negative: options.negative_weight,
-            vocabulary: options.vocabulary_weight,
-        };
         let l = losses(&model, &batch, &weights)?;
         let t2 = std::time::Instant::now();
         opt.backward_step(&l.total)?;
@@ -252,6 +272,7 @@ pub fn train(
             negative_loss: l.negative.to_scalar()?,
             ground_loss: l.ground.to_scalar()?,
             vocabulary_loss: l.vocabulary.to_scalar()?,
+            composition_loss: l.composition.to_scalar()?,
             data_seconds: (t1 - t0).as_secs_f32(),
             forward_seconds: (t2 - t1).as_secs_f32(),
             backward_seconds: (t3 - t2).as_secs_f32(),
@@ -318,6 +339,8 @@ pub fn validation_loss(
         ground: 0.0,
         negative: 0.0,
         vocabulary: 0.0,
+        composition: 0.0,
+        quads: Vec::new(),
     };
     Ok(losses(model, &batch, &weights)?.total.to_scalar()?)
 }

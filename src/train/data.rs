@@ -44,6 +44,30 @@ fn training_pairs() -> impl Iterator<Item = (world::Colour, world::Shape)> {
         .filter(|pair| !world::HELD_OUT.contains(pair))
 }
 
+/// Every parallelogram of the training colour-shape pairs, as indices into `vocabulary()`:
+/// `[(c, s), (c, s'), (c', s), (c', s')]` for two colours and two shapes whose four pairs are
+/// all seen in training (a held-out pair is never one of them).
+pub fn composition_quads() -> Vec<[u32; 4]> {
+    let pairs: Vec<_> = training_pairs().collect();
+    let at = |c, s| pairs.iter().position(|&p| p == (c, s)).map(|i| i as u32);
+    let (colours, shapes) = (world::COLOURS, world::SHAPES);
+    let mut quads = Vec::new();
+    for (i, &c) in colours.iter().enumerate() {
+        for &c2 in &colours[i + 1..] {
+            for (j, &s) in shapes.iter().enumerate() {
+                for &s2 in &shapes[j + 1..] {
+                    if let (Some(a), Some(b), Some(x), Some(y)) =
+                        (at(c, s), at(c, s2), at(c2, s), at(c2, s2))
+                    {
+                        quads.push([a, b, x, y]);
+                    }
+                }
+            }
+        }
+    }
+    quads
+}
+
 /// The vocabulary captions: "a red circle" for every colour-shape pair seen in training (never a
 /// held-out one; `VOCABULARY_PAIRS` of them), then "a circle" for every shape.
 pub fn vocabulary() -> Vec<String> {
@@ -235,5 +259,28 @@ mod tests {
         assert!(mask
             .iter()
             .all(|row| row.contains(&0.0) && row.contains(&-1e4)));
+    }
+
+    #[test]
+    fn composition_quads_are_parallelograms_of_training_pairs() {
+        let captions = vocabulary();
+        let quads = composition_quads();
+        // 15 colour pairs × 10 shape pairs, less those touching one of the 5 held-out pairs.
+        assert!(
+            quads.len() > 50 && quads.len() < 150,
+            "{} quads",
+            quads.len()
+        );
+        let words = |i: u32| -> (String, String) {
+            let w: Vec<&str> = captions[i as usize].split(' ').collect();
+            (w[w.len() - 2].to_string(), w[w.len() - 1].to_string())
+        };
+        for q in quads {
+            assert!(q.iter().all(|&i| (i as usize) < VOCABULARY_PAIRS));
+            let [(c, s), (c_b, s2), (c2, s_x), (c2_y, s2_y)] = q.map(words);
+            assert_eq!((&c, &c2), (&c_b, &c2_y), "{q:?}");
+            assert_eq!((&s, &s2), (&s_x, &s2_y), "{q:?}");
+            assert!(c != c2 && s != s2, "{q:?}");
+        }
     }
 }

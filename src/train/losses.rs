@@ -19,6 +19,23 @@ pub(super) fn vocabulary_loss(logits: &Tensor, mask: &Tensor, pairs: usize) -> R
     (part(0, pairs)? + part(pairs, v - pairs)?)? * 0.5
 }
 
+/// The composition loss: the pooled text embeddings (unit length) of the training colour-shape
+/// phrases, `phrases` (P, D) in `data::vocabulary()`'s order, asked to be additive in colour and
+/// shape: for every parallelogram of `quads`, `|e(c,s) − e(c,s') − e(c',s) + e(c',s')|²`,
+/// averaged. A text side whose phrases are colour + shape composes the held-out pairs it never
+/// saw the way it composes the others.
+pub(super) fn composition_loss(phrases: &Tensor, quads: &[[u32; 4]]) -> Result<Tensor> {
+    if quads.is_empty() {
+        return Tensor::zeros((), DType::F32, phrases.device());
+    }
+    let corner = |k: usize| -> Result<Tensor> {
+        let index: Vec<u32> = quads.iter().map(|q| q[k]).collect();
+        phrases.index_select(&Tensor::new(index, phrases.device())?, 0)
+    };
+    let residual = (((corner(0)? - corner(1)?)? - corner(2)?)? + corner(3)?)?;
+    residual.sqr()?.sum(1)?.mean_all()
+}
+
 /// Two-way cross-entropy of each image between its true caption (column `image`) and its hard
 /// negative, from the (B, B + M) image-to-caption logits. Zero without negatives.
 pub(super) fn negative_loss(logits: &Tensor, negatives: &[(usize, usize)]) -> Result<Tensor> {
@@ -111,4 +128,32 @@ pub(super) fn ground_loss(
 pub(super) fn log_sum_exp(x: &Tensor) -> Result<Tensor> {
     let max = x.max_keepdim(1)?.detach();
     (x.broadcast_sub(&max)?.exp()?.sum_keepdim(1)?.log()? + max)?.squeeze(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    #[test]
+    fn composition_is_free_for_additive_phrases_and_costs_otherwise() {
+        let device = Device::Cpu;
+        // Four phrases (c, s), (c, s'), (c', s), (c', s') as colour + shape vectors.
+        let colour = [[1f32, 0.0, 0.0], [0.0, 1.0, 0.0]];
+        let shape = [[0f32, 0.0, 1.0], [0.5, 0.5, 0.0]];
+        let mut rows = Vec::new();
+        for c in colour {
+            for s in shape {
+                rows.extend((0..3).map(|k| c[k] + s[k]));
+            }
+        }
+        let additive = Tensor::from_vec(rows.clone(), (4, 3), &device).unwrap();
+        let quads = [[0u32, 1, 2, 3]];
+        let free = composition_loss(&additive, &quads).unwrap();
+        assert!(free.to_scalar::<f32>().unwrap().abs() < 1e-6);
+        rows[0] += 1.0;
+        let bent = Tensor::from_vec(rows, (4, 3), &device).unwrap();
+        let cost = composition_loss(&bent, &quads).unwrap();
+        assert!((cost.to_scalar::<f32>().unwrap() - 1.0).abs() < 1e-6);
+    }
 }
