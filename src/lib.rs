@@ -4,6 +4,7 @@
 //! nothing of candle and talks to the engine only through the worker's `Job`/`Event` enums.
 
 #[cfg(feature = "gui")]
+pub mod alloc;
 pub mod app;
 pub mod atomic;
 pub mod cli;

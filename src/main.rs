@@ -12,6 +12,7 @@ use clap::Parser;
 const CANDLE_SPIN_LIMIT: &str = "200";
 
 fn main() {
+    clipscope::alloc::keep_freed_blocks();
     // Before candle starts its thread pool (its first parallel operation reads this).
     if std::env::var_os("CANDLE_BARRIER_POOL_SPIN_LIMIT").is_none() {
         std::env::set_var("CANDLE_BARRIER_POOL_SPIN_LIMIT", CANDLE_SPIN_LIMIT);

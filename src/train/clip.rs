@@ -193,19 +193,6 @@ struct Weights {
     quads: Vec<[u32; 4]>,
 }
 
-/// Keeps freed memory in the process: training allocates and frees the same large tensors every
-/// step, and glibc's default of returning them to the system makes every step page-fault anew.
-/// glibc refuses an mmap threshold above 32 MiB, so large blocks are kept off mmap by turning
-/// mmap off altogether (`M_MMAP_MAX` 0) and trimming only past 1 GiB of free heap.
-fn keep_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only tunes the allocator's thresholds; it is called before training starts.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_MAX, 0);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
-    }
-}
-
 /// What a progress callback sees after each step: the numbers, and the state to checkpoint.
 pub struct Progress<'a> {
     pub report: StepReport,
@@ -226,7 +213,7 @@ pub fn train(
     options: &Options,
     mut report: impl FnMut(&Progress),
 ) -> anyhow::Result<(VarMap, Clip)> {
-    keep_freed_memory();
+    crate::alloc::keep_all_freed_memory();
     let device = Device::Cpu;
     let varmap = VarMap::new();
     let vb = VarBuilder::from_varmap(&varmap, DType::F32, &device);
