@@ -93,11 +93,12 @@ stage clip-224w train-clip --init "$RUNS/clip-224/model.safetensors" --vision-wi
   --negative-weight 1 --shape-words --vocabulary-weight 3 --freeze-text --checkpoint-every 25
 # 2d. The widened model with the text side learning again, its training colour-shape phrases
 #     asked to be additive in colour and shape (--composition-weight), so that the held-out
-#     pairs compose as the others do. An experiment (model card: "A wider vision tower").
+#     pairs compose as the others do. An experiment, stopped at step 400 when the held-out pairs
+#     had lost 5 points (model card: "A wider vision tower").
 stage clip-224wc train-clip --init "$RUNS/clip-224w/model.safetensors" --vision-width 256 \
   --steps 800 --batch 64 --lr 3e-4 --seed 51 --image-size 224 --ground-weight 1 \
   --negative-weight 1 --shape-words --vocabulary-weight 3 --composition-weight 3 \
-  --checkpoint-every 25
+  --checkpoint-every 25 --stop-at 400
 # 3. The DCSM scorer (the paper's CNN at its native 197 × 30): 400 steps on spatial contrasts,
 #    then 200 on every family (spatial, description and binding drawn twice as often), each image
 #    z-scored with its own pair of maps.
