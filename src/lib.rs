@@ -3,8 +3,8 @@
 //! The engine (`model`, `dcsm`, `smartclip`, `worker`, `render`) knows nothing of the UI; the `app` knows
 //! nothing of candle and talks to the engine only through the worker's `Job`/`Event` enums.
 
-#[cfg(feature = "gui")]
 pub mod alloc;
+#[cfg(feature = "gui")]
 pub mod app;
 pub mod atomic;
 pub mod cli;
