@@ -170,23 +170,30 @@ fn a_frozen_text_side_stays_put_while_the_vision_side_learns() {
     }
 }
 
-#[test]
-fn a_deepened_vision_tower_computes_what_the_shallow_one_did() {
+/// A `tiny()` model trained two steps, then grown into `config` through `--init` with no step
+/// taken.
+struct Grown {
+    vars: VarMap,
+    options: Options,
+    /// The largest gap between the small and the grown model's image tokens.
+    worst: f32,
+    _dir: tempfile::TempDir,
+}
+
+fn grown(seed: u64, config: ClipConfig) -> Grown {
     let dir = tempfile::tempdir().unwrap();
-    let base = two_steps_of_every_loss(6);
-    let (shallow_vars, shallow) = train(&base, |_| {}).unwrap();
-    clipscope::train::clip::save(&shallow_vars, &tiny(), dir.path(), DType::F32).unwrap();
-    let mut deep_config = tiny();
-    deep_config.vision.num_hidden_layers = 3;
-    let deep_options = Options {
-        config: deep_config,
+    let base = two_steps_of_every_loss(seed);
+    let (small_vars, small) = train(&base, |_| {}).unwrap();
+    clipscope::train::clip::save(&small_vars, &tiny(), dir.path(), DType::F32).unwrap();
+    let options = Options {
+        config,
         init: Some(dir.path().join("model.safetensors")),
         stop_at: Some(0),
-        ..base.clone()
+        ..base
     };
-    let (deep_vars, deep) = train(&deep_options, |_| {}).unwrap();
+    let (vars, big) = train(&options, |_| {}).unwrap();
     let pixels = candle_core::Tensor::randn(0f32, 1.0, (2, 3, 64, 64), &Device::Cpu).unwrap();
-    let flat = |m: &Clip| {
+    let tokens = |m: &Clip| {
         m.image_tokens(&pixels)
             .unwrap()
             .flatten_all()
@@ -194,15 +201,45 @@ fn a_deepened_vision_tower_computes_what_the_shallow_one_did() {
             .to_vec1::<f32>()
             .unwrap()
     };
-    let (a, b) = (flat(&shallow), flat(&deep));
+    let (a, b) = (tokens(&small), tokens(&big));
+    assert_eq!(a.len(), b.len());
     let worst = a
         .iter()
         .zip(&b)
         .map(|(x, y)| (x - y).abs())
         .fold(0f32, f32::max);
-    assert!(worst < 1e-5, "deepened tower differs by {worst}");
+    Grown {
+        vars,
+        options,
+        worst,
+        _dir: dir,
+    }
+}
+
+impl Grown {
+    /// A run continued from the grown weights moves them.
+    fn assert_training_moves_it(self) {
+        let continued = Options {
+            stop_at: None,
+            ..self.options
+        };
+        let (after, _) = train(&continued, |_| {}).unwrap();
+        assert_ne!(weights(&self.vars), weights(&after));
+    }
+}
+
+#[test]
+fn a_deepened_vision_tower_computes_what_the_shallow_one_did() {
+    let mut deep_config = tiny();
+    deep_config.vision.num_hidden_layers = 3;
+    let deep = grown(6, deep_config);
+    assert!(
+        deep.worst < 1e-5,
+        "deepened tower differs by {}",
+        deep.worst
+    );
     // The new layers are real layers that can learn, not copies: their first projection is set.
-    let data = deep_vars.data().lock().unwrap();
+    let data = deep.vars.data().lock().unwrap();
     for (name, zero) in [
         (
             "vision_model.encoder.layers.1.self_attn.out_proj.weight",
@@ -215,53 +252,21 @@ fn a_deepened_vision_tower_computes_what_the_shallow_one_did() {
         let sum = sum.to_scalar::<f32>().unwrap();
         assert_eq!(sum == 0.0, zero, "{name}: |w| sums to {sum}");
     }
-    // And a run continued from the deepened weights moves them.
     drop(data);
-    let continued = Options {
-        stop_at: None,
-        ..deep_options
-    };
-    let (after, _) = train(&continued, |_| {}).unwrap();
-    assert_ne!(weights(&deep_vars), weights(&after));
+    deep.assert_training_moves_it();
 }
 
 #[test]
 fn a_widened_and_deepened_vision_tower_computes_what_the_narrow_one_did() {
-    let dir = tempfile::tempdir().unwrap();
-    let base = two_steps_of_every_loss(7);
-    let (narrow_vars, narrow) = train(&base, |_| {}).unwrap();
-    clipscope::train::clip::save(&narrow_vars, &tiny(), dir.path(), DType::F32).unwrap();
     let mut wide_config = tiny();
     wide_config.vision.hidden_size = 64;
     wide_config.vision.num_attention_heads = 4;
     wide_config.vision.intermediate_size = 128;
     wide_config.vision.num_hidden_layers = 2;
-    let wide_options = Options {
-        config: wide_config,
-        init: Some(dir.path().join("model.safetensors")),
-        stop_at: Some(0),
-        ..base.clone()
-    };
-    let (wide_vars, wide) = train(&wide_options, |_| {}).unwrap();
-    let pixels = candle_core::Tensor::randn(0f32, 1.0, (2, 3, 64, 64), &Device::Cpu).unwrap();
-    let tokens = |m: &Clip| {
-        m.image_tokens(&pixels)
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1::<f32>()
-            .unwrap()
-    };
-    let (a, b) = (tokens(&narrow), tokens(&wide));
-    assert_eq!(a.len(), b.len());
-    let worst = a
-        .iter()
-        .zip(&b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0f32, f32::max);
-    assert!(worst < 1e-4, "widened tower differs by {worst}");
+    let wide = grown(7, wide_config);
+    assert!(wide.worst < 1e-4, "widened tower differs by {}", wide.worst);
     // The copies of a unit are set apart by noise: the two halves of a reading weight differ.
-    let data = wide_vars.data().lock().unwrap();
+    let data = wide.vars.data().lock().unwrap();
     let fc1 = data["vision_model.encoder.layers.0.mlp.fc1.weight"].as_tensor();
     let (left, right) = (
         fc1.narrow(1, 0, 32).unwrap(),
@@ -273,10 +278,5 @@ fn a_widened_and_deepened_vision_tower_computes_what_the_narrow_one_did() {
         "the copies are identical"
     );
     drop(data);
-    let continued = Options {
-        stop_at: None,
-        ..wide_options
-    };
-    let (after, _) = train(&continued, |_| {}).unwrap();
-    assert_ne!(weights(&wide_vars), weights(&after));
+    wide.assert_training_moves_it();
 }
