@@ -99,6 +99,13 @@ stage clip-224wc train-clip --init "$RUNS/clip-224w/model.safetensors" --vision-
   --steps 800 --batch 64 --lr 3e-4 --seed 51 --image-size 224 --ground-weight 1 \
   --negative-weight 1 --shape-words --vocabulary-weight 3 --composition-weight 3 \
   --checkpoint-every 25 --stop-at 400
+# 2e. The shipped 224-px model trained on with a dense shape loss (--patch-shape-weight): every
+#     patch inside one object classified among the 5 shape words by its own token, so the image
+#     side is asked for shapes 196 times an image rather than once, and colour cannot answer.
+#     Text side frozen (model card: "Shapes asked of every patch").
+stage clip-224s train-clip --init "$RUNS/clip-224/model.safetensors" --steps 1000 --batch 64 \
+  --lr 2e-4 --seed 61 --image-size 224 --ground-weight 1 --negative-weight 1 --shape-words \
+  --vocabulary-weight 3 --patch-shape-weight 2 --freeze-text --checkpoint-every 25
 # 3. The DCSM scorer (the paper's CNN at its native 197 × 30): 400 steps on spatial contrasts,
 #    then 200 on every family (spatial, description and binding drawn twice as often), each image
 #    z-scored with its own pair of maps.

@@ -46,6 +46,11 @@ pub struct TrainClipArgs {
     /// e(blue star) wherever all four are training pairs), so held-out pairs compose (0 = off).
     #[arg(long, default_value_t = 0.0)]
     pub composition_weight: f64,
+    /// Weight of the dense shape loss: every patch inside one object classified among the 5
+    /// shape words ("a circle") by its own token, so each patch learns the shape it is part of,
+    /// whatever its colour (0 = off).
+    #[arg(long, default_value_t = 0.0)]
+    pub patch_shape_weight: f64,
     /// Start from this model.safetensors (same towers; a position table of another patch grid
     /// is resized bicubically) instead of random weights.
     #[arg(long, value_name = "FILE")]
@@ -109,6 +114,7 @@ pub fn run(args: &TrainClipArgs) -> Result<()> {
         shape_words: args.shape_words,
         vocabulary_weight: args.vocabulary_weight,
         composition_weight: args.composition_weight,
+        patch_shape_weight: args.patch_shape_weight,
         warmup: (args.steps / 20).max(1),
         init: args.init.clone(),
         resume,
@@ -140,7 +146,8 @@ pub fn run(args: &TrainClipArgs) -> Result<()> {
                 &bar,
                 format!(
                     "step {:>5}  loss {:.4}  clip {:.4}  token {:.4}  ground {:.4}  \
-                     negative {:.4}  vocabulary {:.4}  composition {:.4}  {:.0} s  \
+                     negative {:.4}  vocabulary {:.4}  composition {:.4}  patch shape {:.4}  \
+                     {:.0} s  \
                      (this step: data {:.2} s, forward {:.2} s, backward+update {:.2} s)",
                     r.step,
                     r.loss,
@@ -150,6 +157,7 @@ pub fn run(args: &TrainClipArgs) -> Result<()> {
                     r.negative_loss,
                     r.vocabulary_loss,
                     r.composition_loss,
+                    r.patch_shape_loss,
                     start.elapsed().as_secs_f64(),
                     r.data_seconds,
                     r.forward_seconds,

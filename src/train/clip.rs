@@ -8,7 +8,8 @@ use std::path::Path;
 
 use super::data;
 use super::losses::{
-    composition_loss, ground_loss, negative_loss, token_level_loss, vocabulary_loss,
+    composition_loss, ground_loss, negative_loss, patch_shape_loss, token_level_loss,
+    vocabulary_loss,
 };
 use super::optim::AdamW;
 use crate::clip::config::{Activation, ClipConfig, TextConfig, VisionConfig};
@@ -72,6 +73,10 @@ pub struct Options {
     /// Weight of the composition loss: the training colour-shape phrases' text embeddings asked
     /// to be colour + shape (`losses::composition_loss`; 0: off). It encodes the vocabulary.
     pub composition_weight: f64,
+    /// Weight of the dense shape loss: every patch inside one object classified among the shape
+    /// words ("a circle", …) by its token (`losses::patch_shape_loss`; 0: off). It encodes the
+    /// vocabulary.
+    pub patch_shape_weight: f64,
     pub warmup: usize,
     /// Start from these weights (a model.safetensors of the same towers; a position table of
     /// another grid is resized bicubically) instead of random ones.
@@ -98,6 +103,7 @@ pub struct StepReport {
     pub ground_loss: f32,
     pub vocabulary_loss: f32,
     pub composition_loss: f32,
+    pub patch_shape_loss: f32,
     /// Seconds spent drawing the batch (rendering, preprocessing, tokenising).
     pub data_seconds: f32,
     /// Seconds spent in the forward pass, and in backpropagation plus the update.
@@ -114,6 +120,7 @@ struct Losses {
     ground: Tensor,
     vocabulary: Tensor,
     composition: Tensor,
+    patch_shape: Tensor,
 }
 
 /// The losses of one batch, weighted into their total. Images are contrasted with every caption
@@ -167,10 +174,23 @@ fn losses(model: &Clip, batch: &data::Batch, options: &Weights) -> Result<Losses
     } else {
         Tensor::zeros((), DType::F32, img.device())?
     };
+    let patch_shape = if options.patch_shape > 0.0 && batch.vocabulary_mask.is_some() {
+        let start = batch.vocabulary_start + data::VOCABULARY_PAIRS;
+        let shapes = pooled_txt.narrow(0, start, crate::world::SHAPES.len())?;
+        patch_shape_loss(
+            &patches,
+            &l2_normalize(&shapes)?,
+            &batch.shape_patches,
+            &scale,
+        )?
+    } else {
+        Tensor::zeros((), DType::F32, img.device())?
+    };
     let total = (((&clip_loss + (&token_loss * options.token)?)? + (&ground * options.ground)?)?
         + (&negative * options.negative)?)?;
     let total =
         ((total + (&vocabulary * options.vocabulary)?)? + (&composition * options.composition)?)?;
+    let total = (total + (&patch_shape * options.patch_shape)?)?;
     Ok(Losses {
         total,
         clip: clip_loss,
@@ -179,6 +199,7 @@ fn losses(model: &Clip, batch: &data::Batch, options: &Weights) -> Result<Losses
         ground,
         vocabulary,
         composition,
+        patch_shape,
     })
 }
 
@@ -189,6 +210,7 @@ struct Weights {
     negative: f64,
     vocabulary: f64,
     composition: f64,
+    patch_shape: f64,
     /// `data::composition_quads()`, computed once.
     quads: Vec<[u32; 4]>,
 }
@@ -230,13 +252,16 @@ pub fn train(
     }
     let mut batcher = data::Batcher::new(&options.config, options.seed)?;
     batcher.shape_words = options.shape_words;
-    batcher.vocabulary = options.vocabulary_weight > 0.0 || options.composition_weight > 0.0;
+    batcher.vocabulary = options.vocabulary_weight > 0.0
+        || options.composition_weight > 0.0
+        || options.patch_shape_weight > 0.0;
     let weights = Weights {
         token: options.token_weight,
         ground: options.ground_weight,
         negative: options.negative_weight,
         vocabulary: options.vocabulary_weight,
         composition: options.composition_weight,
+        patch_shape: options.patch_shape_weight,
         quads: data::composition_quads(),
     };
     let end = options.stop_at.unwrap_or(options.steps).min(options.steps);
@@ -260,6 +285,7 @@ pub fn train(
             ground_loss: l.ground.to_scalar()?,
             vocabulary_loss: l.vocabulary.to_scalar()?,
             composition_loss: l.composition.to_scalar()?,
+            patch_shape_loss: l.patch_shape.to_scalar()?,
             data_seconds: (t1 - t0).as_secs_f32(),
             forward_seconds: (t2 - t1).as_secs_f32(),
             backward_seconds: (t3 - t2).as_secs_f32(),
@@ -327,6 +353,7 @@ pub fn validation_loss(
         negative: 0.0,
         vocabulary: 0.0,
         composition: 0.0,
+        patch_shape: 0.0,
         quads: Vec::new(),
     };
     Ok(losses(model, &batch, &weights)?.total.to_scalar()?)

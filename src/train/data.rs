@@ -30,6 +30,9 @@ pub struct Batch {
     /// (B, V) 0 where the vocabulary caption is true of the image (the scene holds that object,
     /// or that shape), −10⁴ where it is not; `None` without vocabulary captions.
     pub vocabulary_mask: Option<Tensor>,
+    /// Dense shape labels: (image × patches + patch, index in `SHAPES`) for every patch that
+    /// lies inside exactly one object (`ground::shape_labels`).
+    pub shape_patches: Vec<(u32, u32)>,
 }
 
 /// How many vocabulary captions name a colour-shape pair (the rest name a shape alone).
@@ -207,6 +210,16 @@ impl Batcher {
                     .map(move |g| (i, g))
             })
             .collect();
+        let per_image = self.grid * self.grid;
+        let shape_patches = scenes
+            .iter()
+            .enumerate()
+            .flat_map(|(i, scene)| {
+                super::ground::shape_labels(scene, self.grid)
+                    .into_iter()
+                    .map(move |(p, s)| ((i * per_image + p) as u32, s as u32))
+            })
+            .collect();
         Ok(Batch {
             pixels,
             ids,
@@ -218,6 +231,7 @@ impl Batcher {
             ground,
             vocabulary_start,
             vocabulary_mask,
+            shape_patches,
         })
     }
 }

@@ -1,5 +1,5 @@
 //! The loss terms of CLIP training beside the CLIP loss itself: hard negatives, the vocabulary,
-//! FILIP-style token level, and grounding on the objects the shapes world drew.
+//! FILIP-style token level, grounding on the objects the shapes world drew, and dense shapes.
 
 use candle_core::{DType, Result, Tensor};
 use candle_nn::loss::cross_entropy;
@@ -38,6 +38,28 @@ pub(super) fn composition_loss(phrases: &Tensor, quads: &[[u32; 4]]) -> Result<T
 
 /// Two-way cross-entropy of each image between its true caption (column `image`) and its hard
 /// negative, from the (B, B + M) image-to-caption logits. Zero without negatives.
+/// Dense shape loss: every labelled patch (unit (B, P, D) `patches`, `labels` as
+/// `data::Batch::shape_patches`) classified among the shape words' unit text embeddings
+/// (`shapes`, (S, D)) at the model's logit `scale`. Colour cannot answer it, so it asks every
+/// patch on an object to carry that object's shape; 0 when no patch is labelled.
+pub(super) fn patch_shape_loss(
+    patches: &Tensor,
+    shapes: &Tensor,
+    labels: &[(u32, u32)],
+    scale: &Tensor,
+) -> Result<Tensor> {
+    if labels.is_empty() {
+        return Tensor::zeros((), DType::F32, patches.device());
+    }
+    let (b, p, d) = patches.dims3()?;
+    let device = patches.device();
+    let at = Tensor::new(labels.iter().map(|l| l.0).collect::<Vec<_>>(), device)?;
+    let targets = Tensor::new(labels.iter().map(|l| l.1).collect::<Vec<_>>(), device)?;
+    let chosen = patches.reshape((b * p, d))?.index_select(&at, 0)?;
+    let logits = chosen.matmul(&shapes.t()?)?.broadcast_mul(scale)?;
+    cross_entropy(&logits, &targets)
+}
+
 pub(super) fn negative_loss(logits: &Tensor, negatives: &[(usize, usize)]) -> Result<Tensor> {
     if negatives.is_empty() {
         return Tensor::zeros((), DType::F32, logits.device());
@@ -155,5 +177,28 @@ mod tests {
         let bent = Tensor::from_vec(rows, (4, 3), &device).unwrap();
         let cost = composition_loss(&bent, &quads).unwrap();
         assert!((cost.to_scalar::<f32>().unwrap() - 1.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn patch_shapes_are_cheap_when_each_patch_matches_its_shape_word() {
+        let device = Device::Cpu;
+        let shapes = Tensor::new(&[[1f32, 0.0], [0.0, 1.0]], &device).unwrap();
+        // One image of three patches: like shape 0, like shape 1, and unlabelled.
+        let patches = Tensor::new(&[[[1f32, 0.0], [0.0, 1.0], [0.7, 0.7]]], &device).unwrap();
+        let scale = Tensor::new(10f32, &device).unwrap();
+        let loss = |labels: &[(u32, u32)]| {
+            patch_shape_loss(&patches, &shapes, labels, &scale)
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap()
+        };
+        let right = loss(&[(0, 0), (1, 1)]);
+        let wrong = loss(&[(0, 1), (1, 0)]);
+        assert!(
+            (right - (1.0 + (-10f32).exp()).ln()).abs() < 1e-6,
+            "{right}"
+        );
+        assert!((wrong - (1.0 + 10f32.exp()).ln()).abs() < 1e-4, "{wrong}");
+        assert_eq!(loss(&[]), 0.0);
     }
 }

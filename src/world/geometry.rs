@@ -97,16 +97,19 @@ fn distance_to_edges(poly: &[(f32, f32)], x: f32, y: f32) -> f32 {
 /// Row-major indices of the `grid`×`grid` patches whose centres lie inside `object` grown by half
 /// a patch: where a map of the object's word may peak and count as on the object.
 pub fn patches_on(object: &Object, grid: usize) -> Vec<usize> {
-    let half = 0.5 / grid as f32;
+    patches_within(object, grid, 0.5 / grid as f32)
+}
+
+/// Row-major patches of a `grid` × `grid` layout whose centres lie inside the object (not grown).
+pub fn patches_inside(object: &Object, grid: usize) -> Vec<usize> {
+    patches_within(object, grid, 0.0)
+}
+
+/// Patches whose centres lie inside `object` grown by `grow` (a fraction of the scene's side).
+fn patches_within(object: &Object, grid: usize, grow: f32) -> Vec<usize> {
+    let centre = |i: usize| (i as f32 + 0.5) / grid as f32;
     (0..grid * grid)
-        .filter(|p| {
-            let (r, c) = (p / grid, p % grid);
-            let (x, y) = (
-                (c as f32 + 0.5) / grid as f32,
-                (r as f32 + 0.5) / grid as f32,
-            );
-            object.covers(x, y, half)
-        })
+        .filter(|p| object.covers(centre(p % grid), centre(p / grid), grow))
         .collect()
 }
 
