@@ -102,10 +102,23 @@ stage clip-224wc train-clip --init "$RUNS/clip-224w/model.safetensors" --vision-
 # 2e. The shipped 224-px model trained on with a dense shape loss (--patch-shape-weight): every
 #     patch inside one object classified among the 5 shape words by its own token, so the image
 #     side is asked for shapes 196 times an image rather than once, and colour cannot answer.
-#     Text side frozen (model card: "Shapes asked of every patch").
-stage clip-224s train-clip --init "$RUNS/clip-224/model.safetensors" --steps 1000 --batch 64 \
-  --lr 2e-4 --seed 61 --image-size 224 --ground-weight 1 --negative-weight 1 --shape-words \
-  --vocabulary-weight 3 --patch-shape-weight 2 --freeze-text --checkpoint-every 25
+#     Text side frozen (model card: "Shapes asked of every patch"). As run: stopped at step 525
+#     and continued as 2f.
+DENSE=(train-clip --init "$RUNS/clip-224/model.safetensors" --steps 1000 --batch 64 --lr 2e-4
+  --seed 61 --image-size 224 --ground-weight 1 --negative-weight 1 --shape-words
+  --vocabulary-weight 3 --patch-shape-weight 2 --freeze-text --checkpoint-every 25)
+stage clip-224s "${DENSE[@]}" --stop-at 525
+# 2f. 2e resumed at step 525 with colour fields (images of one object colour and no shape, on
+#     which the shape words must tie) to step 1,000. An experiment: the colour prior stayed.
+slice clip-224s clip-224sf "${DENSE[@]}" --colour-field-weight 3 --fields 16
+# 2g. The shipped 224-px model trained on with recoloured scenes: beside every batch, 16 scenes
+#     of one object in a hue 30° or more from every object colour's, their pooled and patch
+#     tokens classified among the shape words, so the outline must answer (model card:
+#     "Shapes in colours no object has").
+stage clip-224r train-clip --init "$RUNS/clip-224/model.safetensors" --steps 800 --batch 64 \
+  --lr 2e-4 --seed 71 --image-size 224 --ground-weight 1 --negative-weight 1 --shape-words \
+  --vocabulary-weight 3 --patch-shape-weight 2 --recoloured-weight 3 --recoloured 16 \
+  --freeze-text --checkpoint-every 25
 # 3. The DCSM scorer (the paper's CNN at its native 197 × 30): 400 steps on spatial contrasts,
 #    then 200 on every family (spatial, description and binding drawn twice as often), each image
 #    z-scored with its own pair of maps.

@@ -51,6 +51,22 @@ pub struct TrainClipArgs {
     /// whatever its colour (0 = off).
     #[arg(long, default_value_t = 0.0)]
     pub patch_shape_weight: f64,
+    /// Weight of the colour-field loss: beside every batch, --fields images of an object colour
+    /// with no shape (a fill, a speckle, a fade), on which every shape word must score alike, so
+    /// the model cannot read "purple" as "not a circle" (0 = off).
+    #[arg(long, default_value_t = 0.0)]
+    pub colour_field_weight: f64,
+    /// Colour fields drawn a step for --colour-field-weight.
+    #[arg(long, default_value_t = 8)]
+    pub fields: usize,
+    /// Weight of the recoloured-shape loss: beside every batch, --recoloured scenes of one object
+    /// in a colour no object has (hue 30° or more from each), whose pooled and patch tokens must
+    /// name its shape, which only the outline can tell there (0 = off).
+    #[arg(long, default_value_t = 0.0)]
+    pub recoloured_weight: f64,
+    /// Recoloured scenes drawn a step for --recoloured-weight.
+    #[arg(long, default_value_t = 16)]
+    pub recoloured: usize,
     /// Start from this model.safetensors (same towers; a position table of another patch grid
     /// is resized bicubically) instead of random weights.
     #[arg(long, value_name = "FILE")]
@@ -115,6 +131,10 @@ pub fn run(args: &TrainClipArgs) -> Result<()> {
         vocabulary_weight: args.vocabulary_weight,
         composition_weight: args.composition_weight,
         patch_shape_weight: args.patch_shape_weight,
+        colour_field_weight: args.colour_field_weight,
+        fields: args.fields,
+        recoloured_weight: args.recoloured_weight,
+        recoloured: args.recoloured,
         warmup: (args.steps / 20).max(1),
         init: args.init.clone(),
         resume,
@@ -147,7 +167,7 @@ pub fn run(args: &TrainClipArgs) -> Result<()> {
                 format!(
                     "step {:>5}  loss {:.4}  clip {:.4}  token {:.4}  ground {:.4}  \
                      negative {:.4}  vocabulary {:.4}  composition {:.4}  patch shape {:.4}  \
-                     {:.0} s  \
+                     colour field {:.4}  recoloured {:.4}  {:.0} s  \
                      (this step: data {:.2} s, forward {:.2} s, backward+update {:.2} s)",
                     r.step,
                     r.loss,
@@ -158,6 +178,8 @@ pub fn run(args: &TrainClipArgs) -> Result<()> {
                     r.vocabulary_loss,
                     r.composition_loss,
                     r.patch_shape_loss,
+                    r.colour_field_loss,
+                    r.recoloured_loss,
                     start.elapsed().as_secs_f64(),
                     r.data_seconds,
                     r.forward_seconds,

@@ -8,8 +8,7 @@ use std::path::Path;
 
 use super::data;
 use super::losses::{
-    composition_loss, ground_loss, negative_loss, patch_shape_loss, token_level_loss,
-    vocabulary_loss,
+    composition_loss, ground_loss, negative_loss, token_level_loss, vocabulary_loss,
 };
 use super::optim::AdamW;
 use crate::clip::config::{Activation, ClipConfig, TextConfig, VisionConfig};
@@ -77,6 +76,16 @@ pub struct Options {
     /// words ("a circle", …) by its token (`losses::patch_shape_loss`; 0: off). It encodes the
     /// vocabulary.
     pub patch_shape_weight: f64,
+    /// Weight of the colour-field loss (`losses::colour_field_loss`): on images of an object
+    /// colour with no shape, every shape word must score alike, so that no colour stands for a
+    /// shape (0: off). It encodes the vocabulary and draws `fields` fields a step.
+    pub colour_field_weight: f64,
+    pub fields: usize,
+    /// Weight of the recoloured-shape loss: `recoloured` one-object scenes a step in colours no
+    /// object has (`recolour`), their pooled and patch tokens classified among the shape words,
+    /// which only the outline can answer there (0: off). It encodes the vocabulary.
+    pub recoloured_weight: f64,
+    pub recoloured: usize,
     pub warmup: usize,
     /// Start from these weights (a model.safetensors of the same towers; a position table of
     /// another grid is resized bicubically) instead of random ones.
@@ -104,6 +113,8 @@ pub struct StepReport {
     pub vocabulary_loss: f32,
     pub composition_loss: f32,
     pub patch_shape_loss: f32,
+    pub colour_field_loss: f32,
+    pub recoloured_loss: f32,
     /// Seconds spent drawing the batch (rendering, preprocessing, tokenising).
     pub data_seconds: f32,
     /// Seconds spent in the forward pass, and in backpropagation plus the update.
@@ -121,6 +132,8 @@ struct Losses {
     vocabulary: Tensor,
     composition: Tensor,
     patch_shape: Tensor,
+    colour_field: Tensor,
+    recoloured: Tensor,
 }
 
 /// The losses of one batch, weighted into their total. Images are contrasted with every caption
@@ -174,23 +187,21 @@ fn losses(model: &Clip, batch: &data::Batch, options: &Weights) -> Result<Losses
     } else {
         Tensor::zeros((), DType::F32, img.device())?
     };
-    let patch_shape = if options.patch_shape > 0.0 && batch.vocabulary_mask.is_some() {
-        let start = batch.vocabulary_start + data::VOCABULARY_PAIRS;
-        let shapes = pooled_txt.narrow(0, start, crate::world::SHAPES.len())?;
-        patch_shape_loss(
-            &patches,
-            &l2_normalize(&shapes)?,
-            &batch.shape_patches,
-            &scale,
-        )?
-    } else {
-        Tensor::zeros((), DType::F32, img.device())?
+    let zero = || Tensor::zeros((), DType::F32, img.device());
+    let (patch_shape, colour_field, recoloured) = match batch.vocabulary_mask {
+        Some(_) => {
+            let start = batch.vocabulary_start + data::VOCABULARY_PAIRS;
+            let shapes = l2_normalize(&pooled_txt.narrow(0, start, crate::world::SHAPES.len())?)?;
+            super::shapes::shape_losses(model, batch, options, &patches, &shapes, &scale)?
+        }
+        None => (zero()?, zero()?, zero()?),
     };
     let total = (((&clip_loss + (&token_loss * options.token)?)? + (&ground * options.ground)?)?
         + (&negative * options.negative)?)?;
     let total =
         ((total + (&vocabulary * options.vocabulary)?)? + (&composition * options.composition)?)?;
-    let total = (total + (&patch_shape * options.patch_shape)?)?;
+    let dense = ((&patch_shape * options.patch_shape)? + (&colour_field * options.colour_field)?)?;
+    let total = ((total + dense)? + (&recoloured * options.recoloured)?)?;
     Ok(Losses {
         total,
         clip: clip_loss,
@@ -200,19 +211,23 @@ fn losses(model: &Clip, batch: &data::Batch, options: &Weights) -> Result<Losses
         vocabulary,
         composition,
         patch_shape,
+        colour_field,
+        recoloured,
     })
 }
 
 /// The weights of the losses besides the CLIP loss.
-struct Weights {
-    token: f64,
-    ground: f64,
-    negative: f64,
-    vocabulary: f64,
-    composition: f64,
-    patch_shape: f64,
+pub(super) struct Weights {
+    pub(super) token: f64,
+    pub(super) ground: f64,
+    pub(super) negative: f64,
+    pub(super) vocabulary: f64,
+    pub(super) composition: f64,
+    pub(super) patch_shape: f64,
+    pub(super) colour_field: f64,
+    pub(super) recoloured: f64,
     /// `data::composition_quads()`, computed once.
-    quads: Vec<[u32; 4]>,
+    pub(super) quads: Vec<[u32; 4]>,
 }
 
 /// What a progress callback sees after each step: the numbers, and the state to checkpoint.
@@ -254,7 +269,15 @@ pub fn train(
     batcher.shape_words = options.shape_words;
     batcher.vocabulary = options.vocabulary_weight > 0.0
         || options.composition_weight > 0.0
-        || options.patch_shape_weight > 0.0;
+        || options.patch_shape_weight > 0.0
+        || options.colour_field_weight > 0.0
+        || options.recoloured_weight > 0.0;
+    if options.colour_field_weight > 0.0 {
+        batcher.fields = options.fields;
+    }
+    if options.recoloured_weight > 0.0 {
+        batcher.recoloured = options.recoloured;
+    }
     let weights = Weights {
         token: options.token_weight,
         ground: options.ground_weight,
@@ -262,6 +285,8 @@ pub fn train(
         vocabulary: options.vocabulary_weight,
         composition: options.composition_weight,
         patch_shape: options.patch_shape_weight,
+        colour_field: options.colour_field_weight,
+        recoloured: options.recoloured_weight,
         quads: data::composition_quads(),
     };
     let end = options.stop_at.unwrap_or(options.steps).min(options.steps);
@@ -286,6 +311,8 @@ pub fn train(
             vocabulary_loss: l.vocabulary.to_scalar()?,
             composition_loss: l.composition.to_scalar()?,
             patch_shape_loss: l.patch_shape.to_scalar()?,
+            colour_field_loss: l.colour_field.to_scalar()?,
+            recoloured_loss: l.recoloured.to_scalar()?,
             data_seconds: (t1 - t0).as_secs_f32(),
             forward_seconds: (t2 - t1).as_secs_f32(),
             backward_seconds: (t3 - t2).as_secs_f32(),
@@ -354,6 +381,8 @@ pub fn validation_loss(
         vocabulary: 0.0,
         composition: 0.0,
         patch_shape: 0.0,
+        colour_field: 0.0,
+        recoloured: 0.0,
         quads: Vec::new(),
     };
     Ok(losses(model, &batch, &weights)?.total.to_scalar()?)

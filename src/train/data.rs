@@ -33,6 +33,21 @@ pub struct Batch {
     /// Dense shape labels: (image × patches + patch, index in `SHAPES`) for every patch that
     /// lies inside exactly one object (`ground::shape_labels`).
     pub shape_patches: Vec<(u32, u32)>,
+    /// (F, 3, S, S) colour fields (`fields::field`), `None` when the batcher draws none.
+    pub fields: Option<Tensor>,
+    /// One-object scenes in off-palette colours (`recolour::recoloured`), `None` when the
+    /// batcher draws none.
+    pub recoloured: Option<Recoloured>,
+}
+
+/// Scenes of one object in a colour no object has, with the labels of the shape losses.
+pub struct Recoloured {
+    /// (R, 3, S, S) normalised pixels.
+    pub pixels: Tensor,
+    /// (image, index in `SHAPES`) of each scene's one object.
+    pub shapes: Vec<(u32, u32)>,
+    /// Dense labels as `Batch::shape_patches`.
+    pub patches: Vec<(u32, u32)>,
 }
 
 /// How many vocabulary captions name a colour-shape pair (the rest name a shape alone).
@@ -135,6 +150,10 @@ pub struct Batcher {
     pub shape_words: bool,
     /// Append the vocabulary captions to every batch (see `vocabulary`).
     pub vocabulary: bool,
+    /// Colour fields to draw beside every batch (0: none).
+    pub fields: usize,
+    /// Off-palette one-object scenes to draw beside every batch (0: none).
+    pub recoloured: usize,
     pub device: Device,
 }
 
@@ -148,6 +167,8 @@ impl Batcher {
             grid: config.vision.image_size / config.vision.patch_size,
             shape_words: false,
             vocabulary: false,
+            fields: 0,
+            recoloured: 0,
             device: Device::Cpu,
         })
     }
@@ -210,16 +231,44 @@ impl Batcher {
                     .map(move |g| (i, g))
             })
             .collect();
-        let per_image = self.grid * self.grid;
-        let shape_patches = scenes
-            .iter()
-            .enumerate()
-            .flat_map(|(i, scene)| {
-                super::ground::shape_labels(scene, self.grid)
-                    .into_iter()
-                    .map(move |(p, s)| ((i * per_image + p) as u32, s as u32))
+        let fields = if self.fields > 0 {
+            let images: Vec<image::RgbImage> = (0..self.fields)
+                .map(|_| super::fields::field(rng))
+                .collect();
+            let pixels: Vec<f32> = images
+                .into_iter()
+                .flat_map(|i| {
+                    preprocess::preprocess(&image::DynamicImage::ImageRgb8(i), &self.pre).pixels
+                })
+                .collect();
+            Some(Tensor::from_vec(
+                pixels,
+                (self.fields, 3, side, side),
+                &self.device,
+            )?)
+        } else {
+            None
+        };
+        let shape_patches = self.shape_patches(&scenes);
+        let recoloured = if self.recoloured > 0 {
+            let scenes: Vec<Scene> = (0..self.recoloured)
+                .map(|_| super::recolour::recoloured(self.seed, rng))
+                .collect();
+            let pixels: Vec<f32> = scenes
+                .iter()
+                .flat_map(|s| scene_pixels(s, &self.pre))
+                .collect();
+            let shape = |s: &Scene| world::SHAPES.iter().position(|&x| x == s.objects[0].shape);
+            Some(Recoloured {
+                pixels: Tensor::from_vec(pixels, (scenes.len(), 3, side, side), &self.device)?,
+                shapes: (scenes.iter().enumerate())
+                    .filter_map(|(i, s)| Some((i as u32, shape(s)? as u32)))
+                    .collect(),
+                patches: self.shape_patches(&scenes),
             })
-            .collect();
+        } else {
+            None
+        };
         Ok(Batch {
             pixels,
             ids,
@@ -232,7 +281,21 @@ impl Batcher {
             vocabulary_start,
             vocabulary_mask,
             shape_patches,
+            fields,
+            recoloured,
         })
+    }
+
+    /// `ground::shape_labels` of every scene, each patch numbered across the batch.
+    fn shape_patches(&self, scenes: &[Scene]) -> Vec<(u32, u32)> {
+        let per_image = self.grid * self.grid;
+        (scenes.iter().enumerate())
+            .flat_map(|(i, scene)| {
+                super::ground::shape_labels(scene, self.grid)
+                    .into_iter()
+                    .map(move |(p, s)| ((i * per_image + p) as u32, s as u32))
+            })
+            .collect()
     }
 }
 

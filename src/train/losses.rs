@@ -60,6 +60,24 @@ pub(super) fn patch_shape_loss(
     cross_entropy(&logits, &targets)
 }
 
+/// Colour-field loss: the pooled embedding and every patch of each colour field (unit
+/// `pooled` (F, D) and `patches` (F, P, D)) scored against the shape words' unit embeddings,
+/// minus the mean log-softmax over the shapes, so the least it can be is ln(shapes), where every
+/// shape word scores alike; the pooled and patch halves are averaged.
+pub(super) fn colour_field_loss(
+    pooled: &Tensor,
+    patches: &Tensor,
+    shapes: &Tensor,
+    scale: &Tensor,
+) -> Result<Tensor> {
+    let (f, p, d) = patches.dims3()?;
+    let tie = |x: &Tensor| -> Result<Tensor> {
+        let logits = x.matmul(&shapes.t()?)?.broadcast_mul(scale)?;
+        candle_nn::ops::log_softmax(&logits, 1)?.mean_all()?.neg()
+    };
+    (tie(pooled)? + tie(&patches.reshape((f * p, d))?)?)? * 0.5
+}
+
 pub(super) fn negative_loss(logits: &Tensor, negatives: &[(usize, usize)]) -> Result<Tensor> {
     if negatives.is_empty() {
         return Tensor::zeros((), DType::F32, logits.device());
@@ -200,5 +218,23 @@ mod tests {
         );
         assert!((wrong - (1.0 + 10f32.exp()).ln()).abs() < 1e-4, "{wrong}");
         assert_eq!(loss(&[]), 0.0);
+    }
+
+    #[test]
+    fn a_colour_field_costs_least_when_the_shape_words_tie() {
+        let device = Device::Cpu;
+        let shapes = Tensor::new(&[[1f32, 0.0], [0.0, 1.0]], &device).unwrap();
+        let scale = Tensor::new(10f32, &device).unwrap();
+        let cost = |v: [f32; 2]| {
+            let pooled = Tensor::new(&[v], &device).unwrap();
+            let patches = Tensor::new(&[[v, v]], &device).unwrap();
+            colour_field_loss(&pooled, &patches, &shapes, &scale)
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap()
+        };
+        let tied = cost([0.7, 0.7]);
+        assert!((tied - 2f32.ln()).abs() < 1e-6, "{tied}");
+        assert!(cost([1.0, 0.0]) > tied + 4.0);
     }
 }

@@ -3,10 +3,13 @@
 pub mod clip;
 pub mod data;
 pub mod dcsm;
+pub mod fields;
 pub mod ground;
 pub mod grow;
 mod losses;
 pub mod optim;
+pub mod recolour;
+mod shapes;
 pub mod smartclip;
 
 use candle_core::{DType, Device, Tensor};

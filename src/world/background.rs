@@ -106,7 +106,8 @@ fn colour(rng: &mut ChaCha8Rng) -> [u8; 3] {
     }
 }
 
-fn hsv(h: f32, s: f32, v: f32) -> [u8; 3] {
+/// RGB of a hue in degrees, a saturation and a value (0..1).
+pub(crate) fn hsv(h: f32, s: f32, v: f32) -> [u8; 3] {
     let c = v * s;
     let x = c * (1.0 - ((h / 60.0) % 2.0 - 1.0).abs());
     let (r, g, b) = match (h / 60.0) as u32 {

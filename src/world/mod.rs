@@ -10,6 +10,7 @@ pub mod geometry;
 
 use serde::{Deserialize, Serialize};
 
+pub(crate) use background::hsv;
 pub use background::Background;
 pub use captions::TrainingCaption;
 pub use draw::render;

@@ -1,0 +1,125 @@
+//! Shapes in colours no object has, for training: there, only the outline can tell the shape.
+//!
+//! The shapes world never draws a held-out pair, so a model can learn which shapes each object
+//! colour comes in and answer from the colour instead of the outline (the shipped model ranks "a
+//! circle" 4th of 5 on a round purple blob). A recoloured scene is one object of a training scene
+//! painted a hue at least `MARGIN` degrees from every object colour's, so no colour word could
+//! name it and nothing in it is a held-out pair; asked for its shape, the model can only read
+//! the outline.
+
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+
+use crate::world::{self, Scene, Split, COLOURS};
+
+/// Least distance in degrees of hue between a recoloured object and any object colour (whose
+/// ±18-level jitter moves its hue by up to 17°).
+pub const MARGIN: f32 = 30.0;
+
+/// Hue in degrees of an RGB colour (0 for greys).
+pub fn hue(rgb: [u8; 3]) -> f32 {
+    let [r, g, b] = rgb.map(f32::from);
+    let (max, min) = (r.max(g).max(b), r.min(g).min(b));
+    let c = max - min;
+    if c == 0.0 {
+        return 0.0;
+    }
+    let h = if max == r {
+        ((g - b) / c).rem_euclid(6.0)
+    } else if max == g {
+        (b - r) / c + 2.0
+    } else {
+        (r - g) / c + 4.0
+    };
+    h * 60.0
+}
+
+/// Circular distance between two hues in degrees.
+fn apart(a: f32, b: f32) -> f32 {
+    let d = (a - b).rem_euclid(360.0);
+    d.min(360.0 - d)
+}
+
+/// A saturated colour whose hue is at least `MARGIN` from every object colour's.
+pub fn off_palette(rng: &mut ChaCha8Rng) -> [u8; 3] {
+    let palette: Vec<f32> = COLOURS.iter().map(|c| hue(c.rgb())).collect();
+    loop {
+        let h = rng.random_range(0.0f32..360.0);
+        if palette.iter().all(|&p| apart(h, p) >= MARGIN) {
+            let (s, v) = (rng.random_range(0.6..1.0), rng.random_range(0.6..1.0));
+            return world::hsv(h, s, v);
+        }
+    }
+}
+
+/// The first object of a random training scene (its background and aspect kept, the relation
+/// dropped), painted an off-palette colour.
+pub fn recoloured(seed: u64, rng: &mut ChaCha8Rng) -> Scene {
+    let mut scene = world::scene(seed, Split::Train, rng.random_range(0..u64::MAX / 2));
+    scene.objects.truncate(1);
+    scene.relation = None;
+    for o in &mut scene.objects {
+        o.rgb = off_palette(rng);
+    }
+    scene
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    #[test]
+    fn hues_of_the_primaries_and_the_palette_are_where_they_belong() {
+        assert_eq!(hue([255, 0, 0]), 0.0);
+        assert!((hue([0, 255, 0]) - 120.0).abs() < 1e-4);
+        assert!((hue([0, 0, 255]) - 240.0).abs() < 1e-4);
+        assert!((hue([255, 0, 128]) - 329.9).abs() < 0.1);
+        assert!(apart(350.0, 10.0) == 20.0);
+        let purple = hue(world::Colour::Purple.rgb());
+        assert!(purple > 270.0 && purple < 300.0, "{purple}");
+    }
+
+    #[test]
+    fn recoloured_scenes_hold_one_object_far_in_hue_from_every_object_colour() {
+        let mut rng = ChaCha8Rng::seed_from_u64(9);
+        let mut shapes = std::collections::HashSet::new();
+        for _ in 0..200 {
+            let scene = recoloured(4, &mut rng);
+            assert_eq!(scene.objects.len(), 1);
+            let o = &scene.objects[0];
+            shapes.insert(o.shape);
+            let h = hue(o.rgb);
+            for c in COLOURS {
+                assert!(
+                    apart(h, hue(c.rgb())) >= MARGIN - 1.0,
+                    "{:?} near {c:?}",
+                    o.rgb
+                );
+            }
+            let [r, g, b] = o.rgb;
+            assert!(
+                r.max(g).max(b) - r.min(g).min(b) > 80,
+                "{:?} is not saturated",
+                o.rgb
+            );
+        }
+        assert_eq!(shapes.len(), world::SHAPES.len());
+        let again = recoloured(4, &mut ChaCha8Rng::seed_from_u64(1));
+        assert_eq!(again, recoloured(4, &mut ChaCha8Rng::seed_from_u64(1)));
+    }
+
+    #[test]
+    fn the_palette_jitter_stays_within_seventeen_degrees_of_hue() {
+        let mut rng = ChaCha8Rng::seed_from_u64(2);
+        for c in COLOURS {
+            let base = hue(c.rgb());
+            for _ in 0..200 {
+                let rgb = c
+                    .rgb()
+                    .map(|v| (v as i32 + rng.random_range(-18..=18)).clamp(0, 255) as u8);
+                assert!(apart(hue(rgb), base) < 17.0, "{c:?} {rgb:?}");
+            }
+        }
+    }
+}
