@@ -9,6 +9,10 @@ Two measures, both through the clipscope binary (nothing here imports torch):
 2. A round blob (four overlapping discs) in each object colour on white: the rank of "a circle"
    among the five shape words. A model that learnt "purple is never a circle" ranks it low for
    purple only.
+3. Outlines alone: each of the five shapes drawn by Pillow on white in colours no object has
+   (teal, chartreuse, pink; hues 30 degrees or more from every object colour), at two sizes and
+   two rotations: how often its shape word is the top one of the five. Only the outline can
+   answer; a model that reads shapes gets all 60.
 
     cargo build --release
     python tools/colour_prior.py --model runs/clip-224s --n 150
@@ -79,6 +83,60 @@ def blobs(binary, model, folder):
         print(f"round {name} blob: 'a circle' ranks {rank} of 5 (top: {best})")
 
 
+OFF_PALETTE = {"teal": (20, 190, 170), "chartreuse": (150, 220, 30), "pink": (230, 40, 160)}
+
+
+def outline(shape, cx, cy, r, angle):
+    import math
+
+    def at(points):
+        c, s = math.cos(math.radians(angle)), math.sin(math.radians(angle))
+        return [(cx + x * c - y * s, cy + x * s + y * c) for x, y in points]
+
+    if shape == "square":
+        return at([(-r, -r), (r, -r), (r, r), (-r, r)])
+    if shape == "triangle":
+        return at([(0, -r), (r * 0.866, r * 0.5), (-r * 0.866, r * 0.5)])
+    if shape == "star":
+        return at([(math.sin(k * math.pi / 5) * (r if k % 2 == 0 else r * 0.4),
+                    -math.cos(k * math.pi / 5) * (r if k % 2 == 0 else r * 0.4))
+                   for k in range(10)])
+    if shape == "cross":
+        a, b = r, r / 3
+        return at([(-b, -a), (b, -a), (b, -b), (a, -b), (a, b), (b, b), (b, a), (-b, a),
+                   (-b, b), (-a, b), (-a, -b), (-b, -b)])
+    return None
+
+
+def outlines(binary, model, folder):
+    from PIL import Image, ImageDraw
+
+    right, total, confusions = 0, 0, {}
+    for name, rgb in OFF_PALETTE.items():
+        for shape in SHAPES:
+            for r in (28, 56):
+                for angle in (0, 20):
+                    image = Image.new("RGB", (224, 224), (255, 255, 255))
+                    draw = ImageDraw.Draw(image)
+                    points = outline(shape, 112, 112, r, angle)
+                    if points is None:
+                        draw.ellipse((112 - r, 112 - r, 112 + r, 112 + r), fill=rgb)
+                    else:
+                        draw.polygon(points, fill=rgb)
+                    path = os.path.join(folder, f"outline-{name}-{shape}-{r}-{angle}.png")
+                    image.save(path)
+                    scores = cosines(binary, model, path, [f"a {s}" for s in SHAPES])
+                    best = SHAPES[scores.index(max(scores))]
+                    total += 1
+                    right += best == shape
+                    if best != shape:
+                        confusions[(shape, best)] = confusions.get((shape, best), 0) + 1
+    print(f"outlines in colours no object has: shape word top {right}/{total}"
+          f" ({right / total:.2f})")
+    for (shape, best), n in sorted(confusions.items(), key=lambda kv: -kv[1]):
+        print(f"  {shape} taken for {best}: {n}")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--binary", default="target/release/clipscope")
@@ -89,6 +147,7 @@ def main():
     with tempfile.TemporaryDirectory() as folder:
         colourless(args.binary, args.model, args.n, args.seed, folder)
         blobs(args.binary, args.model, folder)
+        outlines(args.binary, args.model, folder)
 
 
 if __name__ == "__main__":

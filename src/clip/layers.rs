@@ -1,12 +1,14 @@
 //! The transformer layers both towers are made of: layer norm, dense, attention, the residual
 //! block (`CLIPEncoderLayer`) and the encoder stack, each with a training path.
 
-use candle_core::{DType, IndexOp, Module, Result, Tensor};
+use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::VarBuilder;
 use rayon::prelude::*;
 
 use super::config::Activation;
-use super::{quick_gelu, train_ops, transpose};
+use super::linear::Dense;
+use super::linear::Qkv;
+use super::{quick_gelu, train_ops};
 
 /// A layer norm that takes candle's fused kernel at inference and ours, which has a backward
 /// pass, in training.
@@ -57,159 +59,6 @@ pub(super) fn activate(act: Activation, xs: &Tensor, fused: bool, train: bool) -
     }
 }
 
-/// A linear layer applied as one 2-D matmul over all leading dimensions.
-///
-/// At inference the weight is kept transposed, (in, out) and contiguous: gemm then reads it in
-/// place, where the stored (out, in) layout made it repack the whole matrix on every call. In
-/// training the weight stays the variable itself (a transposed copy would not follow optimiser
-/// updates). candle-nn's `Linear` is not used because it broadcasts the weight over the batch,
-/// which makes its weight gradient a per-sample tensor summed afterwards.
-#[derive(Debug, Clone)]
-pub(super) struct Dense {
-    /// (out, in) in training, (in, out) contiguous at inference.
-    weight: Tensor,
-    bias: Option<Tensor>,
-    transposed: bool,
-}
-
-impl Dense {
-    /// `weight` is (out, in) as stored; at inference (`train` false) it is transposed once here.
-    pub(super) fn new(weight: Tensor, bias: Option<Tensor>, train: bool) -> Result<Self> {
-        if train {
-            return Ok(Self {
-                weight,
-                bias,
-                transposed: false,
-            });
-        }
-        Ok(Self {
-            weight: transpose::transposed(&weight)?,
-            bias,
-            transposed: true,
-        })
-    }
-
-    pub(super) fn load(
-        in_dim: usize,
-        out_dim: usize,
-        bias: bool,
-        train: bool,
-        vb: VarBuilder,
-    ) -> Result<Self> {
-        let weight = vb.get_with_hints(
-            (out_dim, in_dim),
-            "weight",
-            candle_nn::init::DEFAULT_KAIMING_NORMAL,
-        )?;
-        let bias = if bias {
-            let bound = 1. / (in_dim as f64).sqrt();
-            let init = candle_nn::Init::Uniform {
-                lo: -bound,
-                up: bound,
-            };
-            Some(vb.get_with_hints(out_dim, "bias", init)?)
-        } else {
-            None
-        };
-        Self::new(weight, bias, train)
-    }
-
-    pub(super) fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        let dims = xs.dims().to_vec();
-        let (last, lead) = dims
-            .split_last()
-            .ok_or_else(|| candle_core::Error::Msg("empty shape".into()))?;
-        let rows: usize = lead.iter().product();
-        let x = xs.reshape((rows, *last))?;
-        let (mut out, out_dim) = if self.transposed {
-            (x.matmul(&self.weight)?, self.weight.dim(1)?)
-        } else {
-            (x.matmul(&self.weight.t()?)?, self.weight.dim(0)?)
-        };
-        if let Some(b) = &self.bias {
-            out = if self.transposed {
-                out.broadcast_add(b)?
-            } else {
-                train_ops::add_bias(&out, b)?
-            };
-        }
-        let mut shape = lead.to_vec();
-        shape.push(out_dim);
-        out.reshape(shape)
-    }
-}
-
-/// The query, key and value projections: one fused (in, 3·dim) matmul at inference, with the
-/// attention scale folded into the query part; three variables in training.
-#[derive(Debug, Clone)]
-enum Qkv {
-    Fused(Dense),
-    Separate { q: Dense, k: Dense, v: Dense },
-}
-
-impl Qkv {
-    /// From (3·dim, dim) packed weights and (3·dim) biases, q then k then v.
-    fn from_packed(weight: &Tensor, bias: &Tensor, scale: f64, train: bool) -> Result<Self> {
-        let dim = weight.dim(1)?;
-        if train {
-            let part = |i: usize| {
-                Dense::new(
-                    weight.narrow(0, i * dim, dim)?,
-                    Some(bias.narrow(0, i * dim, dim)?),
-                    true,
-                )
-            };
-            return Ok(Self::Separate {
-                q: part(0)?,
-                k: part(1)?,
-                v: part(2)?,
-            });
-        }
-        let factors = Tensor::cat(
-            &[
-                Tensor::full(scale as f32, dim, weight.device())?,
-                Tensor::ones(2 * dim, DType::F32, weight.device())?,
-            ],
-            0,
-        )?
-        .to_dtype(weight.dtype())?;
-        let weight = weight.broadcast_mul(&factors.unsqueeze(1)?)?;
-        let bias = bias.mul(&factors)?;
-        Ok(Self::Fused(Dense::new(weight, Some(bias), false)?))
-    }
-
-    /// (B, T, dim) → q (scaled), k, v, each (B, heads, T, head_dim) and contiguous.
-    pub(super) fn forward(
-        &self,
-        xs: &Tensor,
-        heads: usize,
-        scale: f64,
-    ) -> Result<(Tensor, Tensor, Tensor)> {
-        let (b, t, dim) = xs.dims3()?;
-        let hd = dim / heads;
-        match self {
-            Self::Fused(qkv) => {
-                let all = qkv
-                    .forward(xs)?
-                    .reshape((b, t, 3, heads, hd))?
-                    .permute((2, 0, 3, 1, 4))?
-                    .contiguous()?;
-                Ok((all.i(0)?, all.i(1)?, all.i(2)?))
-            }
-            Self::Separate { q, k, v } => {
-                let split = |x: Tensor| -> Result<Tensor> {
-                    x.reshape((b, t, heads, hd))?.transpose(1, 2)?.contiguous()
-                };
-                Ok((
-                    split((q.forward(xs)? * scale)?)?,
-                    split(k.forward(xs)?)?,
-                    split(v.forward(xs)?)?,
-                ))
-            }
-        }
-    }
-}
-
 #[derive(Debug, Clone)]
 struct Attention {
     qkv: Qkv,
@@ -237,13 +86,27 @@ impl Attention {
                 load("k_proj", true)?,
                 load("v_proj", true)?,
             ];
-            let weight = Tensor::cat(&parts.iter().map(|p| &p.weight).collect::<Vec<_>>(), 0)?;
             let biases = parts
                 .iter()
                 .map(|p| p.bias.clone())
                 .collect::<Option<Vec<_>>>()
                 .ok_or_else(|| candle_core::Error::Msg("missing bias".into()))?;
-            Qkv::from_packed(&weight, &Tensor::cat(&biases, 0)?, scale(head_dim), false)?
+            let bias = Tensor::cat(&biases, 0)?;
+            let read_transposed = parts
+                .iter()
+                .all(|p| p.weight.t().is_ok_and(|t| t.is_contiguous()));
+            if read_transposed {
+                // The file reader handed out each (in, dim) transpose (`kept_transposed`): join
+                // them side by side, no transpose needed.
+                let ts = parts
+                    .iter()
+                    .map(|p| p.weight.t())
+                    .collect::<Result<Vec<_>>>()?;
+                Qkv::from_transposed(&Tensor::cat(&ts, 1)?, &bias, scale(head_dim))?
+            } else {
+                let weight = Tensor::cat(&parts.iter().map(|p| &p.weight).collect::<Vec<_>>(), 0)?;
+                Qkv::from_packed(&weight, &bias, scale(head_dim), false)?
+            }
         };
         Ok(Self {
             qkv,

@@ -24,7 +24,8 @@ use candle_core::{IndexOp, Module, Result, Tensor, D};
 use candle_nn::{Embedding, VarBuilder};
 
 use super::config::{Activation, ClipConfig, TextConfig, VisionConfig};
-use super::layers::{activate, Dense, Encoder, EncoderSizes, Norm};
+use super::layers::{activate, Encoder, EncoderSizes, Norm};
+use super::linear::Dense;
 use super::patches;
 use crate::error::ModelError;
 

