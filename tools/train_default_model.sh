@@ -119,6 +119,12 @@ stage clip-224r train-clip --init "$RUNS/clip-224/model.safetensors" --steps 800
   --lr 2e-4 --seed 71 --image-size 224 --ground-weight 1 --negative-weight 1 --shape-words \
   --vocabulary-weight 3 --patch-shape-weight 2 --recoloured-weight 3 --recoloured 16 \
   --freeze-text --checkpoint-every 25
+# 2h. The same losses on the widened model of stage 2c (256 wide), a shorter schedule (model card:
+#     "Shapes in colours no object has").
+stage clip-224wr train-clip --init "$RUNS/clip-224w/model.safetensors" --vision-width 256 \
+  --steps 450 --batch 64 --lr 2e-4 --seed 81 --image-size 224 --ground-weight 1 \
+  --negative-weight 1 --shape-words --vocabulary-weight 3 --patch-shape-weight 2 \
+  --recoloured-weight 3 --recoloured 16 --freeze-text --checkpoint-every 25
 # 3. The DCSM scorer (the paper's CNN at its native 197 × 30): 400 steps on spatial contrasts,
 #    then 200 on every family (spatial, description and binding drawn twice as often), each image
 #    z-scored with its own pair of maps.
