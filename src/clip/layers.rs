@@ -8,7 +8,7 @@ use rayon::prelude::*;
 use super::config::Activation;
 use super::linear::Dense;
 use super::linear::Qkv;
-use super::{quick_gelu, train_ops};
+use super::{quick_gelu, train_ops, transpose};
 
 /// A layer norm that takes candle's fused kernel at inference and ours, which has a backward
 /// pass, in training.
@@ -91,22 +91,17 @@ impl Attention {
                 .map(|p| p.bias.clone())
                 .collect::<Option<Vec<_>>>()
                 .ok_or_else(|| candle_core::Error::Msg("missing bias".into()))?;
-            let bias = Tensor::cat(&biases, 0)?;
-            let read_transposed = parts
+            // Each part's (in, dim) transpose, joined side by side: a view's when the file reader
+            // handed the weight out transposed (`kept_transposed`), else transposed here.
+            let ts = parts
                 .iter()
-                .all(|p| p.weight.t().is_ok_and(|t| t.is_contiguous()));
-            if read_transposed {
-                // The file reader handed out each (in, dim) transpose (`kept_transposed`): join
-                // them side by side, no transpose needed.
-                let ts = parts
-                    .iter()
-                    .map(|p| p.weight.t())
-                    .collect::<Result<Vec<_>>>()?;
-                Qkv::from_transposed(&Tensor::cat(&ts, 1)?, &bias, scale(head_dim))?
-            } else {
-                let weight = Tensor::cat(&parts.iter().map(|p| &p.weight).collect::<Vec<_>>(), 0)?;
-                Qkv::from_packed(&weight, &bias, scale(head_dim), false)?
-            }
+                .map(|p| transpose::transposed(&p.weight))
+                .collect::<Result<Vec<_>>>()?;
+            Qkv::from_transposed(
+                &Tensor::cat(&ts, 1)?,
+                &Tensor::cat(&biases, 0)?,
+                scale(head_dim),
+            )?
         };
         Ok(Self {
             qkv,

@@ -139,10 +139,7 @@ impl Qkv {
                 v: part(2)?,
             });
         }
-        let factors = Self::factors(dim, scale, weight)?;
-        let weight = weight.broadcast_mul(&factors.unsqueeze(1)?)?;
-        let bias = bias.mul(&factors)?;
-        Ok(Self::Fused(Dense::new(weight, Some(bias), false)?))
+        Self::from_transposed(&transpose::transposed(weight)?, bias, scale)
     }
 
     /// From the (dim, 3·dim) transpose of the packed weights, contiguous, and the biases.

@@ -258,7 +258,10 @@ impl Batcher {
                 .iter()
                 .flat_map(|s| scene_pixels(s, &self.pre))
                 .collect();
-            let shape = |s: &Scene| world::SHAPES.iter().position(|&x| x == s.objects[0].shape);
+            let shape = |s: &Scene| {
+                let first = s.objects.first()?;
+                world::SHAPES.iter().position(|&x| x == first.shape)
+            };
             Some(Recoloured {
                 pixels: Tensor::from_vec(pixels, (scenes.len(), 3, side, side), &self.device)?,
                 shapes: (scenes.iter().enumerate())
