@@ -1,0 +1,99 @@
+"""What a shapes-world model confuses: the failure analysis of the model card, measured.
+
+Draws validation scenes with `clipscope synth`, scores each description probe's truth and hard
+negatives with `clipscope score` (plain CLIP cosine, as `clipscope eval` ranks them), and counts
+the negatives that beat the truth: those with a colour the scene lacks, and those with the right
+colour on a shape the scene lacks, by object size and by which shape was taken for which.
+
+    cargo build --release
+    python3 tools/confusions.py --model assets/default-model --n 200 --seed 1000
+
+Nothing here imports torch; only the standard library and the clipscope binary.
+"""
+
+import argparse
+import collections
+import json
+import os
+import subprocess
+import tempfile
+
+SHAPES = ["circle", "square", "triangle", "star", "cross"]
+
+
+def words(caption):
+    """(colour, shape) of a one-object caption such as "a blue circle" or "an orange star"."""
+    parts = caption.split()
+    return parts[-2], parts[-1]
+
+
+def cosines(binary, model, image, prompts):
+    cmd = [binary, "score", "--image", image, "--json"]
+    if model:
+        cmd += ["--model", model]
+    for p in prompts:
+        cmd += ["--prompt", p]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    return {p["text"]: p["clip_cosine"] for p in json.loads(out)["prompts"]}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default=None, help="model folder (default: the embedded model)")
+    ap.add_argument("--binary", default="target/release/clipscope")
+    ap.add_argument("--n", type=int, default=200)
+    ap.add_argument("--seed", type=int, default=1000)
+    ap.add_argument("--split", default="validation")
+    args = ap.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        subprocess.run(
+            [args.binary, "synth", "--out", tmp, "--n", str(args.n), "--seed", str(args.seed),
+             "--split", args.split],
+            check=True, capture_output=True,
+        )
+        with open(os.path.join(tmp, "scenes.jsonl")) as f:
+            scenes = [json.loads(line) for line in f]
+        probes = colour_wins = shape_wins = 0
+        by_size = collections.Counter()
+        sizes = collections.Counter()
+        confused = collections.Counter()
+        per_shape = collections.Counter()
+        for s in scenes:
+            for probe in s["probes"]:
+                if probe["family"] != "description":
+                    continue
+                probes += 1
+                truth = probe["truth"]
+                colour, shape = words(truth)
+                obj = next(o for o in s["scene"]["objects"]
+                           if o["colour"] == colour and o["shape"] == shape)
+                big = "large (size >= 1/4)" if obj["size"] >= 0.25 else "small (size < 1/4)"
+                sizes[big] += 1
+                per_shape[shape] += 1
+                image = os.path.join(tmp, s["file"])
+                cos = cosines(args.binary, args.model, image, [truth] + probe["negatives"])
+                for neg in probe["negatives"]:
+                    if cos[neg] <= cos[truth]:
+                        continue
+                    n_colour, n_shape = words(neg)
+                    if n_shape == shape:
+                        colour_wins += 1
+                    else:
+                        shape_wins += 1
+                        by_size[big] += 1
+                        confused[(shape, n_shape)] += 1
+
+    print(f"{probes} description probes ({args.split}, seed {args.seed}, model "
+          f"{args.model or 'embedded'})")
+    print(f"a colour the scene lacks beat the truth: {colour_wins}")
+    print(f"the right colour on a shape the scene lacks beat it: {shape_wins} "
+          f"({shape_wins / max(probes, 1):.1%})")
+    for k in sorted(sizes):
+        print(f"  {k}: {by_size[k]} of {sizes[k]}")
+    for (a, b), n in confused.most_common():
+        print(f"  {a} taken for {b}: {n} of {per_shape[a]} {a} probes")
+
+
+if __name__ == "__main__":
+    main()
