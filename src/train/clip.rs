@@ -15,8 +15,9 @@ use crate::clip::config::{Activation, ClipConfig, TextConfig, VisionConfig};
 use crate::clip::{l2_normalize, Clip};
 use crate::world::Split;
 
-/// The default model's shape: 4-layer, width-128 towers, patch 16 on 224 px (14×14 patches, the
-/// DCSM paper's 197 image rows).
+/// The shape `train-clip` starts from: 4-layer, width-128 towers, patch 16 on 224 px (14×14
+/// patches, the DCSM paper's 197 image rows); the shipped model widened its vision tower to 256
+/// (`--vision-width`).
 pub fn default_config() -> ClipConfig {
     ClipConfig {
         text: TextConfig {
