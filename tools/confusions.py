@@ -8,7 +8,7 @@ colour on a shape the scene lacks, by object size and by which shape was taken f
     cargo build --release
     python3 tools/confusions.py --model assets/default-model --n 200 --seed 1000
 
-Nothing here imports torch; only the standard library and the clipscope binary.
+Nothing here imports torch: the standard library, colour_prior.py's `cosines` and the clipscope binary.
 """
 
 import argparse
@@ -18,23 +18,13 @@ import os
 import subprocess
 import tempfile
 
-SHAPES = ["circle", "square", "triangle", "star", "cross"]
+from colour_prior import cosines
 
 
 def words(caption):
     """(colour, shape) of a one-object caption such as "a blue circle" or "an orange star"."""
     parts = caption.split()
     return parts[-2], parts[-1]
-
-
-def cosines(binary, model, image, prompts):
-    cmd = [binary, "score", "--image", image, "--json"]
-    if model:
-        cmd += ["--model", model]
-    for p in prompts:
-        cmd += ["--prompt", p]
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-    return {p["text"]: p["clip_cosine"] for p in json.loads(out)["prompts"]}
 
 
 def main():
@@ -72,7 +62,8 @@ def main():
                 sizes[big] += 1
                 per_shape[shape] += 1
                 image = os.path.join(tmp, s["file"])
-                cos = cosines(args.binary, args.model, image, [truth] + probe["negatives"])
+                prompts = [truth] + probe["negatives"]
+                cos = dict(zip(prompts, cosines(args.binary, args.model, image, prompts)))
                 for neg in probe["negatives"]:
                     if cos[neg] <= cos[truth]:
                         continue

@@ -145,17 +145,16 @@ stage dcsm-2 train-dcsm --model "$RUNS/clip-224" --init "$RUNS/dcsm-1/scorer.saf
 # 3b. 1,500 more steps from stage 3 (spatial drawn 3 times in 8, description twice, binding,
 #     negation and size once; lr 5e-4), the shipped scorer: spatial 0.678 / 0.766 / 0.880 ->
 #     0.916 / 0.908 / 0.960 (97 min beside other work).
+HEADS=(--families spatial,spatial,spatial,description,description,binding,negation,size --pairs
+  --zscore-per-image --scenes 32 --checkpoint-every 50)
 stage dcsm-3 train-dcsm --model "$RUNS/clip-224" --init "$RUNS/dcsm-2/scorer.safetensors" \
-  --families spatial,spatial,spatial,description,description,binding,negation,size --pairs \
-  --zscore-per-image --scenes 32 --steps 1500 --lr 5e-4 --seed 21 --checkpoint-every 50
+  "${HEADS[@]}" --steps 1500 --lr 5e-4 --seed 21
 # 4. The SmartCLIP mask network (on the 128-wide model, whose text side stage 2i keeps).
 stage smartclip train-smartclip --model "$RUNS/clip-224" --steps 400 --batch 64 --lr 5e-4 \
   --checkpoint-every 100
 # 3c/4b. Both heads retrained on stage 2i: the scorer fine-tuned at 2i's step 250 and again at
 #     its end, the mask from scratch. Measured, not shipped: no better than the heads above on
-#     this model (model card: "The heads").
-HEADS=(--families spatial,spatial,spatial,description,description,binding,negation,size --pairs
-  --zscore-per-image --scenes 32 --checkpoint-every 50)
+#     this model (model card: "The heads"), with stage 3b's families and options.
 stage dcsm-4 train-dcsm --model "$RUNS/clip-224wr2a" --init "$RUNS/dcsm-3/scorer.safetensors" \
   "${HEADS[@]}" --steps 400 --lr 3e-4 --seed 31
 stage dcsm-5 train-dcsm --model "$RUNS/clip-224wr2" --init "$RUNS/dcsm-4/scorer.safetensors" \
