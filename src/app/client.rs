@@ -113,9 +113,14 @@ impl EngineClient {
         self.dirty_since = Some(self.clock.now());
     }
 
+    /// Whether an answer to a request sent is still to come.
+    pub fn awaiting(&self) -> bool {
+        !self.sent.is_empty()
+    }
+
     /// Whether a change is waiting for the debounce or an answer is outstanding.
     pub fn busy(&self) -> bool {
-        !self.sent.is_empty() || self.dirty_since.is_some()
+        self.awaiting() || self.dirty_since.is_some()
     }
 
     /// Where the debounce stands; `Due` clears it (the caller scores now).

@@ -67,7 +67,15 @@ pub struct ClipscopeApp {
     started: Instant,
     /// Where prompts, images and settings are saved (none in tests).
     state_file: Option<std::path::PathBuf>,
+    /// How long the frame that sends a scoring request waits for its answer (`SAME_FRAME_WAIT`).
+    pub same_frame_wait: Duration,
 }
+
+/// The frame that sends a scoring request waits this long for the answer, when the last answer
+/// took less, so the maps are drawn in the frame that asked for them rather than the next one
+/// (a whole frame later: about 17 ms at 60 Hz, more than the default model's scoring takes). It
+/// is under one frame, so a slow model costs a frame at most, once.
+pub const SAME_FRAME_WAIT: Duration = Duration::from_millis(14);
 
 impl ClipscopeApp {
     /// The app with its worker, restoring `persisted` (or the demo scenes on a first run).
@@ -136,6 +144,7 @@ impl ClipscopeApp {
             stats_printed: Instant::now(),
             started: Instant::now(),
             state_file: None,
+            same_frame_wait: SAME_FRAME_WAIT,
         };
         app.load_model(model);
         app
@@ -273,12 +282,35 @@ impl ClipscopeApp {
         }
         self.upload_previews();
         match self.client.debounce() {
-            Debounce::Due => self.send_score(),
+            Debounce::Due => {
+                self.send_score();
+                self.await_quick_answer();
+            }
             Debounce::Wait(left) => self.ctx.request_repaint_after(left),
             Debounce::Idle => {}
         }
         self.notices
             .retain(|n| n.error || n.at.elapsed() < Duration::from_secs(6));
+    }
+
+    /// Waits within this frame, up to `same_frame_wait`, for the answers in flight, when the last
+    /// answer was computed in under that time (so this one likely comes in time too).
+    fn await_quick_answer(&mut self) {
+        let budget = self.same_frame_wait;
+        let quick = self
+            .timings
+            .score_ms
+            .is_some_and(|ms| ms < budget.as_secs_f64() * 1e3);
+        if !quick {
+            return;
+        }
+        let deadline = Instant::now() + budget;
+        while self.client.awaiting() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() || !self.wait_for_worker(left) {
+                return;
+            }
+        }
     }
 
     fn send_score(&mut self) {
