@@ -67,6 +67,10 @@ pub struct TrainClipArgs {
     /// Recoloured scenes drawn a step for --recoloured-weight.
     #[arg(long, default_value_t = 16)]
     pub recoloured: usize,
+    /// Share (0..1) of the recoloured scenes whose object is shrunk to between 1/12 and a
+    /// quarter of the picture's side, where shapes are confused most.
+    #[arg(long, default_value_t = 0.0)]
+    pub recoloured_small: f64,
     /// Start from this model.safetensors (same towers; a position table of another patch grid
     /// is resized bicubically) instead of random weights.
     #[arg(long, value_name = "FILE")]
@@ -113,6 +117,9 @@ pub fn run(args: &TrainClipArgs) -> Result<()> {
     if args.vision_width == 0 || args.vision_width % 32 != 0 || args.vision_width > 1024 {
         anyhow::bail!("--vision-width must be a multiple of 32, at most 1024");
     }
+    if !(0.0..=1.0).contains(&args.recoloured_small) {
+        anyhow::bail!("--recoloured-small is a share: between 0 and 1");
+    }
     config.vision.hidden_size = args.vision_width;
     config.vision.num_attention_heads = args.vision_width / 32;
     config.vision.intermediate_size = 4 * args.vision_width;
@@ -135,6 +142,7 @@ pub fn run(args: &TrainClipArgs) -> Result<()> {
         fields: args.fields,
         recoloured_weight: args.recoloured_weight,
         recoloured: args.recoloured,
+        recoloured_small: args.recoloured_small,
         warmup: (args.steps / 20).max(1),
         init: args.init.clone(),
         resume,

@@ -87,6 +87,8 @@ pub struct Options {
     /// which only the outline can answer there (0: off). It encodes the vocabulary.
     pub recoloured_weight: f64,
     pub recoloured: usize,
+    /// Share of the recoloured scenes whose object is shrunk (`recolour::shrunk`).
+    pub recoloured_small: f64,
     pub warmup: usize,
     /// Start from these weights (a model.safetensors of the same towers; a position table of
     /// another grid is resized bicubically) instead of random ones.
@@ -278,6 +280,7 @@ pub fn train(
     }
     if options.recoloured_weight > 0.0 {
         batcher.recoloured = options.recoloured;
+        batcher.recoloured_small = options.recoloured_small;
     }
     let weights = Weights {
         token: options.token_weight,

@@ -1,6 +1,7 @@
 //! Batches of shapes-world scenes as model input: pixels, padded caption ids, EOS positions.
 
 use candle_core::{Device, Result, Tensor};
+use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::engine::{preprocess, ClipConfig, ClipTokenizer, PreprocessConfig};
@@ -154,6 +155,8 @@ pub struct Batcher {
     pub fields: usize,
     /// Off-palette one-object scenes to draw beside every batch (0: none).
     pub recoloured: usize,
+    /// Share of them shrunk to a small object (`recolour::shrunk`).
+    pub recoloured_small: f64,
     pub device: Device,
 }
 
@@ -169,6 +172,7 @@ impl Batcher {
             vocabulary: false,
             fields: 0,
             recoloured: 0,
+            recoloured_small: 0.0,
             device: Device::Cpu,
         })
     }
@@ -252,7 +256,17 @@ impl Batcher {
         let shape_patches = self.shape_patches(&scenes);
         let recoloured = if self.recoloured > 0 {
             let scenes: Vec<Scene> = (0..self.recoloured)
-                .map(|_| super::recolour::recoloured(self.seed, rng))
+                .map(|_| {
+                    let scene = super::recolour::recoloured(self.seed, rng);
+                    // Drawn only when asked, so runs without it see the same scenes as before.
+                    let small = self.recoloured_small > 0.0
+                        && rng.random_bool(self.recoloured_small.min(1.0));
+                    if small {
+                        super::recolour::shrunk(scene, rng)
+                    } else {
+                        scene
+                    }
+                })
                 .collect();
             let pixels: Vec<f32> = scenes
                 .iter()

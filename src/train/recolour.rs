@@ -64,6 +64,19 @@ pub fn recoloured(seed: u64, rng: &mut ChaCha8Rng) -> Scene {
     scene
 }
 
+/// Largest side of a shrunk object, as a fraction of the scene's: held-out shapes are confused
+/// most below it (`tools/confusions.py`).
+pub const SMALL_SIDE: f32 = 0.25;
+
+/// `scene` with its object shrunk about its centre to a side drawn between the world's least
+/// and `SMALL_SIDE` (an object already smaller stays as it is), so it stays inside the picture.
+pub fn shrunk(mut scene: Scene, rng: &mut ChaCha8Rng) -> Scene {
+    for o in &mut scene.objects {
+        o.size = o.size.min(rng.random_range(world::MIN_SIZE..SMALL_SIDE));
+    }
+    scene
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -107,6 +120,24 @@ mod tests {
         assert_eq!(shapes.len(), world::SHAPES.len());
         let again = recoloured(4, &mut ChaCha8Rng::seed_from_u64(1));
         assert_eq!(again, recoloured(4, &mut ChaCha8Rng::seed_from_u64(1)));
+    }
+
+    #[test]
+    fn shrunk_objects_are_small_and_stay_where_they_were() {
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        for _ in 0..200 {
+            let scene = recoloured(4, &mut rng);
+            let before = scene.objects[0].clone();
+            let after = shrunk(scene, &mut rng).objects[0].clone();
+            assert!(after.size < SMALL_SIDE, "{}", after.size);
+            assert!(after.size == before.size || after.size >= world::MIN_SIZE);
+            assert!(after.size <= before.size);
+            assert_eq!(
+                (after.x, after.y, after.shape),
+                (before.x, before.y, before.shape)
+            );
+            assert_eq!(after.rgb, before.rgb);
+        }
     }
 
     #[test]
