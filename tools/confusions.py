@@ -3,10 +3,14 @@
 Draws validation scenes with `clipscope synth`, scores each description probe's truth and hard
 negatives with `clipscope score` (plain CLIP cosine, as `clipscope eval` ranks them), and counts
 the negatives that beat the truth: those with a colour the scene lacks, and those with the right
-colour on a shape the scene lacks, by object size and by which shape was taken for which.
+colour on a shape the scene lacks, by object size and by which shape was taken for which. With
+`--family spatial` it ranks the spatial probes with the model's DCSM scorer instead (the truth
+against its swapped negative, z-scored together as `clipscope eval` does) and counts the errors
+by relation and by the size of the smaller object.
 
     cargo build --release
     python3 tools/confusions.py --model assets/default-model --n 200 --seed 1000
+    python3 tools/confusions.py --model assets/default-model --n 300 --seed 1000 --family spatial
 
 Nothing here imports torch: the standard library, colour_prior.py's `cosines` and the clipscope binary.
 """
@@ -34,6 +38,7 @@ def main():
     ap.add_argument("--n", type=int, default=200)
     ap.add_argument("--seed", type=int, default=1000)
     ap.add_argument("--split", default="validation")
+    ap.add_argument("--family", default="description", choices=["description", "spatial"])
     args = ap.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -44,6 +49,8 @@ def main():
         )
         with open(os.path.join(tmp, "scenes.jsonl")) as f:
             scenes = [json.loads(line) for line in f]
+        if args.family == "spatial":
+            return spatial(args, scenes, tmp)
         probes = colour_wins = shape_wins = 0
         by_size = collections.Counter()
         sizes = collections.Counter()
@@ -84,6 +91,43 @@ def main():
         print(f"  {k}: {by_size[k]} of {sizes[k]}")
     for (a, b), n in confused.most_common():
         print(f"  {a} taken for {b}: {n} of {per_shape[a]} {a} probes")
+
+
+def size_class(size):
+    return "large (size >= 1/4)" if size >= 0.25 else "small (size < 1/4)"
+
+
+def scorer_scores(binary, model, image, prompts):
+    """The DCSM scorer's score of each prompt, the prompts z-scored together."""
+    cmd = [binary, "score", "--image", image, "--json"]
+    if model:
+        cmd += ["--model", model]
+    for p in prompts:
+        cmd += ["--prompt", p]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    return [p["dcsm_score"] for p in json.loads(out)["prompts"]]
+
+
+def spatial(args, scenes, folder):
+    right = collections.Counter()
+    total = collections.Counter()
+    for s in scenes:
+        for probe in s["probes"]:
+            if probe["family"] != "spatial":
+                continue
+            image = os.path.join(folder, s["file"])
+            truth, neg = scorer_scores(args.binary, args.model, image,
+                                       [probe["truth"], probe["negatives"][0]])
+            relation = next(w for w in ("left", "right", "above", "below")
+                            if w in probe["truth"].split())
+            smaller = size_class(min(o["size"] for o in s["scene"]["objects"]))
+            for key in ("all", relation, f"smaller object {smaller}"):
+                total[key] += 1
+                right[key] += truth > neg
+    print(f"{total['all']} spatial probes ({args.split}, seed {args.seed}, model "
+          f"{args.model or 'embedded'}), ranked by the DCSM scorer")
+    for key in sorted(total, key=lambda k: (k != "all", k)):
+        print(f"  {key}: {right[key]} of {total[key]} right ({right[key] / total[key]:.3f})")
 
 
 if __name__ == "__main__":

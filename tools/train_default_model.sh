@@ -134,6 +134,15 @@ WR2=(train-clip --init "$RUNS/clip-224wr/model.safetensors" --vision-width 256 -
   --recoloured 16 --freeze-text --checkpoint-every 25)
 stage clip-224wr2a "${WR2[@]}" --stop-at 250
 slice clip-224wr2a clip-224wr2 "${WR2[@]}"
+# 2j. Measured, not shipped (model card: "Small objects in new colours"): 600 more steps of 2i's
+#     losses from its weights, half of the recoloured objects shrunk to 1/12-1/4 of the side from
+#     step 125 on (as run: started without --recoloured-small, stopped at 125 and resumed with it).
+WR4=(train-clip --init "$RUNS/clip-224wr2/model.safetensors" --vision-width 256 --steps 600
+  --batch 64 --lr 1.5e-4 --seed 121 --image-size 224 --ground-weight 1 --negative-weight 1
+  --shape-words --vocabulary-weight 3 --patch-shape-weight 2 --recoloured-weight 3
+  --recoloured 16 --freeze-text --checkpoint-every 25)
+stage clip-224wr4a "${WR4[@]}" --stop-at 125
+slice clip-224wr4a clip-224wr4 "${WR4[@]}" --recoloured-small 0.5
 # 3. The DCSM scorer (the paper's CNN at its native 197 × 30): 400 steps on spatial contrasts,
 #    then 200 on every family (spatial, description and binding drawn twice as often), each image
 #    z-scored with its own pair of maps.
