@@ -33,14 +33,16 @@ COLOURS = {"red": (220, 30, 35), "green": (30, 170, 50), "blue": (35, 70, 220),
            "yellow": (240, 210, 30), "purple": (140, 40, 180), "orange": (245, 130, 20)}
 
 
-def cosines(binary, model, image, prompts):
+def prompt_scores(binary, model, image, prompts, field="clip_cosine"):
+    """`clipscope score --json`'s `field` of each prompt: the plain CLIP cosine unless told
+    (`dcsm_score`: the DCSM scorer's, the prompts z-scored together)."""
     cmd = [binary, "score", "--image", image, "--json"]
     if model:
         cmd += ["--model", model]
     for p in prompts:
         cmd += ["--prompt", p]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-    return [p["clip_cosine"] for p in json.loads(out)["prompts"]]
+    return [p[field] for p in json.loads(out)["prompts"]]
 
 
 def colourless(binary, model, n, seed, folder):
@@ -58,7 +60,7 @@ def colourless(binary, model, n, seed, folder):
             if not wrong or wrong[0] in present:
                 continue
             image = os.path.join(folder, scene["file"])
-            right, other = cosines(binary, model, image, [f"a {shape}", f"a {wrong[0]}"])
+            right, other = prompt_scores(binary, model, image, [f"a {shape}", f"a {wrong[0]}"])
             kind = "held-out pair" if (colour, shape) in HELD_OUT else "training pair"
             counts[kind][1] += 1
             counts[kind][0] += other >= right
@@ -77,7 +79,7 @@ def blobs(binary, model, folder):
             draw.ellipse((x - r, y - r, x + r, y + r), fill=rgb)
         path = os.path.join(folder, f"blob-{name}.png")
         image.save(path)
-        scores = cosines(binary, model, path, [f"a {s}" for s in SHAPES])
+        scores = prompt_scores(binary, model, path, [f"a {s}" for s in SHAPES])
         rank = sorted(scores, reverse=True).index(scores[0]) + 1
         best = SHAPES[scores.index(max(scores))]
         print(f"round {name} blob: 'a circle' ranks {rank} of 5 (top: {best})")
@@ -125,7 +127,7 @@ def outlines(binary, model, folder):
                         draw.polygon(points, fill=rgb)
                     path = os.path.join(folder, f"outline-{name}-{shape}-{r}-{angle}.png")
                     image.save(path)
-                    scores = cosines(binary, model, path, [f"a {s}" for s in SHAPES])
+                    scores = prompt_scores(binary, model, path, [f"a {s}" for s in SHAPES])
                     best = SHAPES[scores.index(max(scores))]
                     total += 1
                     right += best == shape

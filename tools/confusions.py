@@ -12,7 +12,8 @@ by relation and by the size of the smaller object.
     python3 tools/confusions.py --model assets/default-model --n 200 --seed 1000
     python3 tools/confusions.py --model assets/default-model --n 300 --seed 1000 --family spatial
 
-Nothing here imports torch: the standard library, colour_prior.py's `cosines` and the clipscope binary.
+Nothing here imports torch: the standard library, colour_prior.py's `prompt_scores` and the
+clipscope binary.
 """
 
 import argparse
@@ -22,7 +23,7 @@ import os
 import subprocess
 import tempfile
 
-from colour_prior import cosines
+from colour_prior import prompt_scores
 
 
 def words(caption):
@@ -56,31 +57,28 @@ def main():
         sizes = collections.Counter()
         confused = collections.Counter()
         per_shape = collections.Counter()
-        for s in scenes:
-            for probe in s["probes"]:
-                if probe["family"] != "description":
+        for s, probe in probes_of(scenes, "description"):
+            probes += 1
+            truth = probe["truth"]
+            colour, shape = words(truth)
+            obj = next(o for o in s["scene"]["objects"]
+                       if o["colour"] == colour and o["shape"] == shape)
+            big = size_class(obj["size"])
+            sizes[big] += 1
+            per_shape[shape] += 1
+            image = os.path.join(tmp, s["file"])
+            prompts = [truth] + probe["negatives"]
+            cos = dict(zip(prompts, prompt_scores(args.binary, args.model, image, prompts)))
+            for neg in probe["negatives"]:
+                if cos[neg] <= cos[truth]:
                     continue
-                probes += 1
-                truth = probe["truth"]
-                colour, shape = words(truth)
-                obj = next(o for o in s["scene"]["objects"]
-                           if o["colour"] == colour and o["shape"] == shape)
-                big = "large (size >= 1/4)" if obj["size"] >= 0.25 else "small (size < 1/4)"
-                sizes[big] += 1
-                per_shape[shape] += 1
-                image = os.path.join(tmp, s["file"])
-                prompts = [truth] + probe["negatives"]
-                cos = dict(zip(prompts, cosines(args.binary, args.model, image, prompts)))
-                for neg in probe["negatives"]:
-                    if cos[neg] <= cos[truth]:
-                        continue
-                    n_colour, n_shape = words(neg)
-                    if n_shape == shape:
-                        colour_wins += 1
-                    else:
-                        shape_wins += 1
-                        by_size[big] += 1
-                        confused[(shape, n_shape)] += 1
+                n_colour, n_shape = words(neg)
+                if n_shape == shape:
+                    colour_wins += 1
+                else:
+                    shape_wins += 1
+                    by_size[big] += 1
+                    confused[(shape, n_shape)] += 1
 
     print(f"{probes} description probes ({args.split}, seed {args.seed}, model "
           f"{args.model or 'embedded'})")
@@ -97,33 +95,27 @@ def size_class(size):
     return "large (size >= 1/4)" if size >= 0.25 else "small (size < 1/4)"
 
 
-def scorer_scores(binary, model, image, prompts):
-    """The DCSM scorer's score of each prompt, the prompts z-scored together."""
-    cmd = [binary, "score", "--image", image, "--json"]
-    if model:
-        cmd += ["--model", model]
-    for p in prompts:
-        cmd += ["--prompt", p]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-    return [p["dcsm_score"] for p in json.loads(out)["prompts"]]
+def probes_of(scenes, family):
+    """(scene, probe) for every probe of `family`."""
+    for s in scenes:
+        for probe in s["probes"]:
+            if probe["family"] == family:
+                yield s, probe
 
 
 def spatial(args, scenes, folder):
     right = collections.Counter()
     total = collections.Counter()
-    for s in scenes:
-        for probe in s["probes"]:
-            if probe["family"] != "spatial":
-                continue
-            image = os.path.join(folder, s["file"])
-            truth, neg = scorer_scores(args.binary, args.model, image,
-                                       [probe["truth"], probe["negatives"][0]])
-            relation = next(w for w in ("left", "right", "above", "below")
-                            if w in probe["truth"].split())
-            smaller = size_class(min(o["size"] for o in s["scene"]["objects"]))
-            for key in ("all", relation, f"smaller object {smaller}"):
-                total[key] += 1
-                right[key] += truth > neg
+    for s, probe in probes_of(scenes, "spatial"):
+        image = os.path.join(folder, s["file"])
+        truth, neg = prompt_scores(args.binary, args.model, image,
+                                   [probe["truth"], probe["negatives"][0]], field="dcsm_score")
+        relation = next(w for w in ("left", "right", "above", "below")
+                        if w in probe["truth"].split())
+        smaller = size_class(min(o["size"] for o in s["scene"]["objects"]))
+        for key in ("all", relation, f"smaller object {smaller}"):
+            total[key] += 1
+            right[key] += truth > neg
     print(f"{total['all']} spatial probes ({args.split}, seed {args.seed}, model "
           f"{args.model or 'embedded'}), ranked by the DCSM scorer")
     for key in sorted(total, key=lambda k: (k != "all", k)):
