@@ -23,12 +23,16 @@ pub fn keep_freed_blocks() {
 }
 
 /// For training, which frees and asks for blocks larger than 32 MiB every step: no block is
-/// mapped on its own (`M_MMAP_MAX` 0), and free heap is returned only past 1 GiB.
+/// mapped on its own (`M_MMAP_MAX` 0), and free heap is never returned (`M_TRIM_THRESHOLD` −1).
+/// A step of the default model's recipe peaks at about 4 GB; with trimming past 1 GiB, the heap
+/// gave back gigabytes at the end of each step and faulted them in (zero-filled) in the next:
+/// 1.64 M page faults in 3 steps, 28 % of `perf`'s samples in `clear_page_erms`. Never trimming:
+/// 1.17 M faults (nearly all in the first step), 5.4 → 5.1-5.2 s a step on an Intel Xeon 6/167.
 pub fn keep_all_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: as above; called before training starts.
     unsafe {
         libc::mallopt(libc::M_MMAP_MAX, 0);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, -1);
     }
 }

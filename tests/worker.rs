@@ -290,3 +290,79 @@ fn closing_while_busy_stops_promptly() {
     );
     assert!(start.elapsed() < Duration::from_secs(20));
 }
+
+#[test]
+fn maps_come_before_smartclip_whose_verdicts_follow_for_the_same_request() {
+    let worker = Worker::spawn(|| {});
+    worker.send(Job::LoadModel {
+        source: ModelSource::Embedded,
+    });
+    worker.send(score(1, 1, "a red circle"));
+    let events = until(&worker, is_results);
+    let Some(Event::Results(quick)) = events.last() else {
+        panic!()
+    };
+    assert!(quick.smartclip_pending);
+    assert!(quick.prompts.iter().all(|p| p.smartclip.is_none()));
+    let Event::Results(full) = next(&worker) else {
+        panic!("SmartCLIP's follow-up did not come next")
+    };
+    assert_eq!((full.image_id, full.generation), (1, 1));
+    assert!(!full.smartclip_pending);
+    // The same maps, now with SmartCLIP's verdicts, as the engine gives them in one call.
+    let engine = LoadedModel::embedded().unwrap();
+    let decoded = clipscope::io::preprocess::decode_file(&fixture("images/wide.png")).unwrap();
+    let encoded = engine.encode_decoded(&decoded).unwrap();
+    let prompts = ["a red circle".to_string(), "a blue square".to_string()];
+    let direct = engine
+        .score(&encoded, &engine.encode_prompts(&prompts).unwrap())
+        .unwrap();
+    for ((q, f), d) in quick.prompts.iter().zip(&full.prompts).zip(&direct) {
+        assert_eq!(q.dcsm.data, f.dcsm.data);
+        let (f, d) = (f.smartclip.as_ref().unwrap(), d.smartclip.as_ref().unwrap());
+        assert!(
+            (f.score - d.score).abs() < 1e-5,
+            "{} against {}",
+            f.score,
+            d.score
+        );
+        assert_eq!(f.mask_kept, d.mask_kept);
+    }
+    // An edit: the unchanged prompt's verdict comes with the maps, the edited one's after.
+    worker.send(score(1, 2, "a green star"));
+    let Event::Results(edited) = next(&worker) else {
+        panic!()
+    };
+    assert!(edited.smartclip_pending);
+    assert!(edited.prompts[0].smartclip.is_none());
+    let kept = edited.prompts[1].smartclip.as_ref().unwrap();
+    let before = full.prompts[1].smartclip.as_ref().unwrap();
+    assert_eq!(
+        (kept.score, kept.mask_kept),
+        (before.score, before.mask_kept)
+    );
+    let Event::Results(filled) = next(&worker) else {
+        panic!()
+    };
+    assert_eq!(filled.generation, 2);
+    assert!(!filled.smartclip_pending && filled.prompts[0].smartclip.is_some());
+    // Prompts already through SmartCLIP's pass need no follow-up.
+    worker.send(Job::Score {
+        image: image(1),
+        prompts: prompts.to_vec(),
+        generation: 3,
+        view: Default::default(),
+    });
+    let Event::Results(again) = next(&worker) else {
+        panic!()
+    };
+    assert!(!again.smartclip_pending && again.prompts.iter().all(|p| p.smartclip.is_some()));
+    assert!(
+        worker
+            .events()
+            .recv_timeout(Duration::from_millis(300))
+            .is_err(),
+        "a follow-up came for nothing"
+    );
+    worker.shutdown();
+}

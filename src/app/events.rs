@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use super::state::*;
 use super::ClipscopeApp;
-use crate::worker::{Event, ImageRef, Job};
+use crate::worker::{Event, ImageRef, Job, Results};
 
 impl ClipscopeApp {
     pub(super) fn notice(&mut self, text: String, error: bool) {
@@ -73,6 +73,7 @@ impl ClipscopeApp {
                     tracing::info!("first maps {ms:.0} ms after start");
                 }
                 let Some(request) = self.client.answered(r.generation) else {
+                    self.complete_smartclip(r);
                     return;
                 };
                 let newer = self
@@ -161,6 +162,19 @@ impl ClipscopeApp {
                     }
                 }
                 self.notice(message, true);
+            }
+        }
+    }
+
+    /// SmartCLIP's verdicts following results already shown (`Results::smartclip_pending`):
+    /// they replace those results if they are still the ones shown for the image.
+    fn complete_smartclip(&mut self, r: Results) {
+        if r.smartclip_pending {
+            return;
+        }
+        if let Some(s) = self.shown.get_mut(&r.image_id) {
+            if s.results.generation == r.generation && s.results.smartclip_pending {
+                s.results = Arc::new(r);
             }
         }
     }

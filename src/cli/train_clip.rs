@@ -41,6 +41,11 @@ pub struct TrainClipArgs {
     /// targets (0 = off).
     #[arg(long, default_value_t = 0.0)]
     pub vocabulary_weight: f64,
+    /// Weight of the per-object loss: every object of every scene ranks its own phrase ("a
+    /// purple cross") above its colour with each other shape ("a purple circle"), so a second or
+    /// third object is read as surely as the first (0 = off).
+    #[arg(long, default_value_t = 0.0)]
+    pub object_weight: f64,
     /// Weight of the composition loss: the 25 training colour-shape phrases' text embeddings
     /// asked to add up as colour + shape (e(red circle) − e(red star) = e(blue circle) −
     /// e(blue star) wherever all four are training pairs), so held-out pairs compose (0 = off).
@@ -136,6 +141,7 @@ pub fn run(args: &TrainClipArgs) -> Result<()> {
         negative_weight: args.negative_weight,
         shape_words: args.shape_words,
         vocabulary_weight: args.vocabulary_weight,
+        object_weight: args.object_weight,
         composition_weight: args.composition_weight,
         patch_shape_weight: args.patch_shape_weight,
         colour_field_weight: args.colour_field_weight,
@@ -174,7 +180,7 @@ pub fn run(args: &TrainClipArgs) -> Result<()> {
                 &bar,
                 format!(
                     "step {:>5}  loss {:.4}  clip {:.4}  token {:.4}  ground {:.4}  \
-                     negative {:.4}  vocabulary {:.4}  composition {:.4}  patch shape {:.4}  \
+                     negative {:.4}  vocabulary {:.4}  object {:.4}  composition {:.4}  patch shape {:.4}  \
                      colour field {:.4}  recoloured {:.4}  {:.0} s  \
                      (this step: data {:.2} s, forward {:.2} s, backward+update {:.2} s)",
                     r.step,
@@ -184,6 +190,7 @@ pub fn run(args: &TrainClipArgs) -> Result<()> {
                     r.ground_loss,
                     r.negative_loss,
                     r.vocabulary_loss,
+                    r.object_loss,
                     r.composition_loss,
                     r.patch_shape_loss,
                     r.colour_field_loss,

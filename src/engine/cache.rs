@@ -107,6 +107,43 @@ impl TextCache {
         out
     }
 
+    /// The cached prompts (each once, in order) whose entries lack SmartCLIP's part, with their
+    /// tokenisations.
+    pub fn lacking_smart(&self, prompts: &[String]) -> (Vec<String>, Vec<Tokenized>) {
+        let (mut names, mut tokenized): (Vec<String>, Vec<Tokenized>) = (Vec::new(), Vec::new());
+        for p in prompts {
+            if let Some(e) = self.entries.get(p) {
+                if e.smart.is_none() && !names.contains(p) {
+                    names.push(p.clone());
+                    tokenized.push(e.tokenized.clone());
+                }
+            }
+        }
+        (names, tokenized)
+    }
+
+    /// Adds SmartCLIP's part (row i of `smart` for `prompts[i]`) to cached entries.
+    pub fn set_smart(
+        &mut self,
+        prompts: &[String],
+        smart: &SmartPrompts,
+    ) -> Result<(), ModelError> {
+        for (i, p) in prompts.iter().enumerate() {
+            if let Some(e) = self.entries.get_mut(p) {
+                let part = (smart.logits.get(i)?, smart.texts.get(i)?);
+                let bytes = tensor_bytes(&part.0) + tensor_bytes(&part.1);
+                if let Some(old) = e.smart.replace(part) {
+                    let freed = tensor_bytes(&old.0) + tensor_bytes(&old.1);
+                    e.bytes -= freed;
+                    self.bytes -= freed;
+                }
+                e.bytes += bytes;
+                self.bytes += bytes;
+            }
+        }
+        Ok(())
+    }
+
     /// Remembers every prompt of a fresh encoding.
     pub fn insert(&mut self, prompts: &[String], enc: &EncodedPrompts) -> Result<(), ModelError> {
         for (i, p) in prompts.iter().enumerate() {
@@ -276,5 +313,32 @@ mod tests {
             without.columns.is_none(),
             "stale scorer columns were served"
         );
+    }
+
+    #[test]
+    fn smartclip_left_for_later_is_filled_in_as_an_unbroken_encoding_has_it() {
+        let model = LoadedModel::embedded().unwrap();
+        assert!(model.smartclip().is_some());
+        let prompts: Vec<String> = ["a red circle", "a blue star", "a red circle"]
+            .map(String::from)
+            .into();
+        let whole = model.encode_prompts(&prompts).unwrap();
+        let mut cache = TextCache::default();
+        let (quick, pending) = model
+            .encode_prompts_cached_quick(&prompts, &mut cache)
+            .unwrap();
+        assert!(pending && quick.smart.is_none());
+        let before = cache.bytes();
+        let done = model.encode_prompts_cached(&prompts, &mut cache).unwrap();
+        assert!(cache.bytes() > before, "SmartCLIP's part is not counted");
+        let (a, b) = (whole.smart.unwrap(), done.smart.unwrap());
+        assert!(max_diff(&a.logits, &b.logits) < 1e-5);
+        assert!(max_diff(&a.texts, &b.texts) < 1e-5);
+        // Once complete, a quick call has nothing left to do.
+        let (again, pending) = model
+            .encode_prompts_cached_quick(&prompts, &mut cache)
+            .unwrap();
+        assert!(!pending && again.smart.is_some());
+        assert_eq!(cache.lacking_smart(&prompts).0.len(), 0);
     }
 }

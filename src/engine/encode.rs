@@ -13,7 +13,7 @@ use crate::dcsm::{self, ScorerColumns};
 use crate::error::ModelError;
 use crate::io::preprocess::{self, Preprocessed};
 use crate::io::tokenizer::{self, Tokenized};
-use crate::smartclip;
+use crate::smartclip::{self, SmartPrompts};
 
 impl LoadedModel {
     /// Preprocesses an image the way this model expects.
@@ -80,18 +80,54 @@ impl LoadedModel {
         prompts: &[String],
         cache: &mut TextCache,
     ) -> Result<EncodedPrompts, ModelError> {
+        self.fill_cache(prompts, cache, true)?;
+        let out = cache.assemble(prompts);
+        cache.trim();
+        out
+    }
+
+    /// As `encode_prompts_cached`, without SmartCLIP's pass for prompts not encoded yet: on a
+    /// large model that pass (the whole context, 77 positions) costs several times the plain
+    /// one, and the maps do not need it. Returns the encodings and whether SmartCLIP's part is
+    /// still to come (`smart` is then `None`); `encode_prompts_cached` on the same prompts
+    /// then runs only the missing SmartCLIP passes.
+    pub fn encode_prompts_cached_quick(
+        &self,
+        prompts: &[String],
+        cache: &mut TextCache,
+    ) -> Result<(EncodedPrompts, bool), ModelError> {
+        self.fill_cache(prompts, cache, false)?;
+        let out = cache.assemble(prompts)?;
+        cache.trim();
+        let pending = self.smartclip.is_some() && out.smart.is_none();
+        Ok((out, pending))
+    }
+
+    /// Puts every prompt in `cache`, SmartCLIP's part too when `smart`.
+    fn fill_cache(
+        &self,
+        prompts: &[String],
+        cache: &mut TextCache,
+        smart: bool,
+    ) -> Result<(), ModelError> {
         if prompts.is_empty() {
             return Err(ModelError::Prompt("no prompts given".into()));
         }
         cache.bind(self.id);
         let misses = cache.misses(prompts);
         if !misses.is_empty() {
-            let fresh = self.encode_prompts(&misses)?;
+            let fresh = self.encode_prompts_with(&misses, smart)?;
             cache.insert(&misses, &fresh)?;
         }
-        let out = cache.assemble(prompts);
-        cache.trim();
-        out
+        if smart {
+            let (lacking, tokenized) = cache.lacking_smart(prompts);
+            if !lacking.is_empty() {
+                if let Some(s) = self.smart_prompts(&tokenized)? {
+                    cache.set_smart(&lacking, &s)?;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Runs the text tower on a batch of prompts (padded; the padding keys are masked, so every
@@ -99,6 +135,15 @@ impl LoadedModel {
     /// pass yields their padded columns; prompts longer than the scorer's columns get a second,
     /// truncated pass.
     pub fn encode_prompts(&self, prompts: &[String]) -> Result<EncodedPrompts, ModelError> {
+        self.encode_prompts_with(prompts, true)
+    }
+
+    /// `encode_prompts`, SmartCLIP's pass left out unless `smart`.
+    fn encode_prompts_with(
+        &self,
+        prompts: &[String],
+        smart: bool,
+    ) -> Result<EncodedPrompts, ModelError> {
         if prompts.is_empty() {
             return Err(ModelError::Prompt("no prompts given".into()));
         }
@@ -134,14 +179,9 @@ impl LoadedModel {
                 Some(self.scorer_columns(prompts, &tokenized, scorer_cols, c, pad)?)
             }
         };
-        let smart = match &self.smartclip {
-            Some(net) => Some(smartclip::encode_prompts(
-                net,
-                self.clip_for("SmartCLIP")?,
-                &tokenized,
-                TEXT_BATCH,
-            )?),
-            None => None,
+        let smart = match smart {
+            true => self.smart_prompts(&tokenized)?,
+            false => None,
         };
         Ok(EncodedPrompts {
             tokenized,
@@ -150,6 +190,20 @@ impl LoadedModel {
             columns,
             smart,
         })
+    }
+
+    /// SmartCLIP's mask logits and text embeddings of tokenised prompts (`None` without a mask
+    /// network).
+    fn smart_prompts(&self, tokenized: &[Tokenized]) -> Result<Option<SmartPrompts>, ModelError> {
+        match &self.smartclip {
+            Some(net) => Ok(Some(smartclip::encode_prompts(
+                net,
+                self.clip_for("SmartCLIP")?,
+                tokenized,
+                TEXT_BATCH,
+            )?)),
+            None => Ok(None),
+        }
     }
 
     /// (B, max(longest, min_width), D) text tokens of tokenised prompts padded with `pad`.

@@ -6,9 +6,25 @@ use super::{LoadedModel, ScoreKind};
 use crate::clip;
 use crate::dcsm;
 use crate::error::ModelError;
-use crate::smartclip;
+use crate::smartclip::{self, SmartScore};
 
 impl LoadedModel {
+    /// SmartCLIP's verdicts on the image, one per prompt; `None` without a mask network or
+    /// when the prompts were encoded without SmartCLIP's part (`encode_prompts_cached_quick`).
+    pub fn smartclip_scores(
+        &self,
+        image: &EncodedImage,
+        prompts: &EncodedPrompts,
+    ) -> Result<Option<Vec<SmartScore>>, ModelError> {
+        match (&self.smartclip, &prompts.smart) {
+            (Some(net), Some(smart)) => {
+                let cls = image.tokens.narrow(0, 0, 1)?;
+                Ok(Some(smartclip::scores(net, &cls, smart)?))
+            }
+            _ => Ok(None),
+        }
+    }
+
     /// DCSMs, pooled cosines and softmax probabilities of the prompts against the image.
     pub fn score(
         &self,
@@ -49,9 +65,8 @@ impl LoadedModel {
                 smartclip: None,
             });
         }
-        if let (Some(net), Some(smart)) = (&self.smartclip, &prompts.smart) {
-            let cls = image.tokens.narrow(0, 0, 1)?;
-            for (s, v) in out.iter_mut().zip(smartclip::scores(net, &cls, smart)?) {
+        if let Some(verdicts) = self.smartclip_scores(image, prompts)? {
+            for (s, v) in out.iter_mut().zip(verdicts) {
                 s.smartclip = Some(v);
             }
         }

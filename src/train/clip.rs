@@ -8,7 +8,7 @@ use std::path::Path;
 
 use super::data;
 use super::losses::{
-    composition_loss, ground_loss, negative_loss, token_level_loss, vocabulary_loss,
+    composition_loss, ground_loss, negative_loss, object_loss, token_level_loss, vocabulary_loss,
 };
 use super::optim::AdamW;
 use crate::clip::config::{Activation, ClipConfig, TextConfig, VisionConfig};
@@ -70,6 +70,9 @@ pub struct Options {
     /// Weight of the vocabulary loss: every image classified among the 25 training colour-shape
     /// phrases and among the 5 shape words (0: off, and no vocabulary captions are encoded).
     pub vocabulary_weight: f64,
+    /// Weight of the per-object loss (`losses::object_loss`): every object's phrase ranked above
+    /// its colour with the other shapes (0: off). It encodes the vocabulary.
+    pub object_weight: f64,
     /// Weight of the composition loss: the training colour-shape phrases' text embeddings asked
     /// to be colour + shape (`losses::composition_loss`; 0: off). It encodes the vocabulary.
     pub composition_weight: f64,
@@ -114,6 +117,7 @@ pub struct StepReport {
     pub negative_loss: f32,
     pub ground_loss: f32,
     pub vocabulary_loss: f32,
+    pub object_loss: f32,
     pub composition_loss: f32,
     pub patch_shape_loss: f32,
     pub colour_field_loss: f32,
@@ -133,6 +137,7 @@ struct Losses {
     negative: Tensor,
     ground: Tensor,
     vocabulary: Tensor,
+    object: Tensor,
     composition: Tensor,
     patch_shape: Tensor,
     colour_field: Tensor,
@@ -176,13 +181,21 @@ fn losses(model: &Clip, batch: &data::Batch, options: &Weights) -> Result<Losses
         Tensor::zeros((), DType::F32, img.device())?
     };
     let ground = ground_loss(&patches, &words, batch, &scale)?;
-    let vocabulary = match &batch.vocabulary_mask {
+    let (vocabulary, object) = match &batch.vocabulary_mask {
         Some(mask) => {
             let v = mask.dim(1)?;
             let vocab_logits = all_logits.narrow(1, batch.vocabulary_start, v)?;
-            vocabulary_loss(&vocab_logits, mask, data::VOCABULARY_PAIRS)?
+            let object = match options.object > 0.0 {
+                true => object_loss(&vocab_logits, &data::object_ranks(&batch.scenes))?,
+                false => Tensor::zeros((), DType::F32, img.device())?,
+            };
+            let vocabulary = vocabulary_loss(&vocab_logits, mask, data::VOCABULARY_PAIRS)?;
+            (vocabulary, object)
         }
-        None => Tensor::zeros((), DType::F32, img.device())?,
+        None => (
+            Tensor::zeros((), DType::F32, img.device())?,
+            Tensor::zeros((), DType::F32, img.device())?,
+        ),
     };
     let composition = if options.composition > 0.0 && batch.vocabulary_mask.is_some() {
         let phrases = pooled_txt.narrow(0, batch.vocabulary_start, data::VOCABULARY_PAIRS)?;
@@ -203,6 +216,7 @@ fn losses(model: &Clip, batch: &data::Batch, options: &Weights) -> Result<Losses
         + (&negative * options.negative)?)?;
     let total =
         ((total + (&vocabulary * options.vocabulary)?)? + (&composition * options.composition)?)?;
+    let total = (total + (&object * options.object)?)?;
     let dense = ((&patch_shape * options.patch_shape)? + (&colour_field * options.colour_field)?)?;
     let total = ((total + dense)? + (&recoloured * options.recoloured)?)?;
     Ok(Losses {
@@ -212,6 +226,7 @@ fn losses(model: &Clip, batch: &data::Batch, options: &Weights) -> Result<Losses
         negative,
         ground,
         vocabulary,
+        object,
         composition,
         patch_shape,
         colour_field,
@@ -225,6 +240,7 @@ pub(super) struct Weights {
     pub(super) ground: f64,
     pub(super) negative: f64,
     pub(super) vocabulary: f64,
+    pub(super) object: f64,
     pub(super) composition: f64,
     pub(super) patch_shape: f64,
     pub(super) colour_field: f64,
@@ -271,6 +287,7 @@ pub fn train(
     let mut batcher = data::Batcher::new(&options.config, options.seed)?;
     batcher.shape_words = options.shape_words;
     batcher.vocabulary = options.vocabulary_weight > 0.0
+        || options.object_weight > 0.0
         || options.composition_weight > 0.0
         || options.patch_shape_weight > 0.0
         || options.colour_field_weight > 0.0
@@ -287,6 +304,7 @@ pub fn train(
         ground: options.ground_weight,
         negative: options.negative_weight,
         vocabulary: options.vocabulary_weight,
+        object: options.object_weight,
         composition: options.composition_weight,
         patch_shape: options.patch_shape_weight,
         colour_field: options.colour_field_weight,
@@ -313,6 +331,7 @@ pub fn train(
             negative_loss: l.negative.to_scalar()?,
             ground_loss: l.ground.to_scalar()?,
             vocabulary_loss: l.vocabulary.to_scalar()?,
+            object_loss: l.object.to_scalar()?,
             composition_loss: l.composition.to_scalar()?,
             patch_shape_loss: l.patch_shape.to_scalar()?,
             colour_field_loss: l.colour_field.to_scalar()?,
@@ -383,6 +402,7 @@ pub fn validation_loss(
         ground: 0.0,
         negative: 0.0,
         vocabulary: 0.0,
+        object: 0.0,
         composition: 0.0,
         patch_shape: 0.0,
         colour_field: 0.0,

@@ -96,6 +96,32 @@ pub fn vocabulary() -> Vec<String> {
         .collect()
 }
 
+/// The per-object ranking of `losses::object_loss`: for every object of every scene whose
+/// colour-shape pair is in the vocabulary, (image, the pair's column, the columns it is ranked
+/// against: its colour with every other shape in the vocabulary, leaving out shapes the scene
+/// also holds in that colour, which are true too). Objects with no rival are skipped.
+pub fn object_ranks(scenes: &[Scene]) -> Vec<(u32, u32, Vec<u32>)> {
+    let pairs: Vec<_> = training_pairs().collect();
+    let column = |c, s| pairs.iter().position(|&p| p == (c, s)).map(|i| i as u32);
+    let mut out = Vec::new();
+    for (image, scene) in scenes.iter().enumerate() {
+        for o in &scene.objects {
+            let Some(own) = column(o.colour, o.shape) else {
+                continue;
+            };
+            let rivals: Vec<u32> = world::SHAPES
+                .iter()
+                .filter(|&&s| s != o.shape && !scene.has(o.colour, s))
+                .filter_map(|&s| column(o.colour, s))
+                .collect();
+            if !rivals.is_empty() {
+                out.push((image as u32, own, rivals));
+            }
+        }
+    }
+    out
+}
+
 /// Whether each vocabulary caption is true of the scene, in `vocabulary()`'s order.
 fn vocabulary_truth(scene: &Scene) -> Vec<bool> {
     let pairs = training_pairs().map(|(c, s)| scene.has(c, s));
@@ -353,6 +379,34 @@ mod tests {
         assert!(mask
             .iter()
             .all(|row| row.contains(&0.0) && row.contains(&-1e4)));
+    }
+
+    #[test]
+    fn each_object_is_ranked_against_shapes_its_colour_lacks_in_the_scene() {
+        let captions = vocabulary();
+        let mut seen = 0;
+        for i in 0..50 {
+            let scene = world::scene(4, Split::Train, i);
+            for (image, own, rivals) in object_ranks(std::slice::from_ref(&scene)) {
+                assert_eq!(image, 0);
+                let own = &captions[own as usize];
+                let o = scene.objects.iter().find(|o| o.phrase() == *own).unwrap();
+                for r in &rivals {
+                    let rival = &captions[*r as usize];
+                    assert!((*r as usize) < VOCABULARY_PAIRS, "{rival}");
+                    let same_colour = world::SHAPES
+                        .iter()
+                        .any(|&s| s != o.shape && *rival == world::phrase(None, o.colour, s));
+                    assert!(same_colour, "{own} against {rival}");
+                    assert!(
+                        !scene.objects.iter().any(|x| x.phrase() == *rival),
+                        "{rival}"
+                    );
+                }
+                seen += 1;
+            }
+        }
+        assert!(seen > 50, "{seen} objects ranked");
     }
 
     #[test]

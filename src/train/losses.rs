@@ -19,6 +19,34 @@ pub(super) fn vocabulary_loss(logits: &Tensor, mask: &Tensor, pairs: usize) -> R
     (part(0, pairs)? + part(pairs, v - pairs)?)? * 0.5
 }
 
+/// The per-object loss: every object of every scene (`data::object_ranks`) asks its image's
+/// pooled embedding to rank its own phrase ("a purple cross") above its colour with each other
+/// shape ("a purple circle", …): a cross-entropy over those phrases' columns of the (B, V)
+/// vocabulary logits, averaged over the objects. The vocabulary loss is satisfied once the mass
+/// sits on any one true phrase, so a second or third object could go unread; here each counts.
+pub(super) fn object_loss(logits: &Tensor, ranks: &[(u32, u32, Vec<u32>)]) -> Result<Tensor> {
+    let device = logits.device();
+    if ranks.is_empty() {
+        return Tensor::zeros((), DType::F32, device);
+    }
+    let v = logits.dim(1)?;
+    let rows: Vec<u32> = ranks.iter().map(|r| r.0).collect();
+    let mut outside = vec![-1e4f32; ranks.len() * v];
+    let mut targets = Vec::with_capacity(ranks.len());
+    for (i, (_, own, rivals)) in ranks.iter().enumerate() {
+        for &c in rivals.iter().chain(std::iter::once(own)) {
+            outside[i * v + c as usize] = 0.0;
+        }
+        targets.push(*own);
+    }
+    let n = ranks.len();
+    let picked = logits
+        .contiguous()?
+        .index_select(&Tensor::from_vec(rows, n, device)?, 0)?;
+    let masked = (picked + Tensor::from_vec(outside, (n, v), device)?)?;
+    cross_entropy(&masked, &Tensor::from_vec(targets, n, device)?)
+}
+
 /// The composition loss: the pooled text embeddings (unit length) of the training colour-shape
 /// phrases, `phrases` (P, D) in `data::vocabulary()`'s order, asked to be additive in colour and
 /// shape: for every parallelogram of `quads`, `|e(c,s) − e(c,s') − e(c',s) + e(c',s')|²`,
@@ -174,6 +202,28 @@ pub(super) fn log_sum_exp(x: &Tensor) -> Result<Tensor> {
 mod tests {
     use super::*;
     use candle_core::Device;
+
+    #[test]
+    fn each_object_is_ranked_against_its_colour_with_other_shapes_only() {
+        let dev = Device::Cpu;
+        // Image 0: its own phrase (column 1) against columns 0 and 2; column 3 belongs to no
+        // ranking and is ignored however high it scores.
+        let ranks = vec![(0u32, 1u32, vec![0u32, 2])];
+        let good = Tensor::new(&[[0f32, 9.0, 0.0, 50.0]], &dev).unwrap();
+        let bad = Tensor::new(&[[9f32, 0.0, 0.0, -50.0]], &dev).unwrap();
+        let low = object_loss(&good, &ranks)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        let high = object_loss(&bad, &ranks)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(low < 1e-3, "{low}");
+        assert!(high > 8.0, "{high}");
+        let none = object_loss(&good, &[]).unwrap().to_scalar::<f32>().unwrap();
+        assert_eq!(none, 0.0);
+    }
 
     #[test]
     fn composition_is_free_for_additive_phrases_and_costs_otherwise() {

@@ -121,6 +121,15 @@ struct State {
     text: TextCache,
     /// The vision states of the last non-plain view.
     dense: Option<views::DenseEntry>,
+    /// Results sent with SmartCLIP's verdicts still to come.
+    follow_up: Option<FollowUp>,
+}
+
+/// The second half of a `Score` answered without SmartCLIP: its prompts and what was sent.
+struct FollowUp {
+    image: ImageRef,
+    prompts: Vec<String>,
+    results: Results,
 }
 
 impl State {
@@ -168,6 +177,20 @@ fn serve(jobs: &Receiver<Job>, out: &Outbox, stop: &AtomicBool) {
     loop {
         if stop.load(Ordering::SeqCst) {
             return;
+        }
+        pending.extend(jobs.try_iter());
+        if let Some(f) = state.follow_up.take() {
+            // A newer request for the image brings its own SmartCLIP verdicts.
+            let superseded = pending
+                .iter()
+                .any(|j| matches!(j, Job::Score { image, .. } if image.id == f.image.id));
+            if !superseded {
+                let outcome = catch_unwind(AssertUnwindSafe(|| follow_up(&mut state, f, out)));
+                if outcome.is_err() {
+                    tracing::warn!("SmartCLIP's follow-up panicked; its maps stand");
+                }
+            }
+            continue;
         }
         if pending.is_empty() {
             match jobs.recv() {
@@ -293,8 +316,18 @@ fn handle(state: &mut State, job: Job, out: &Outbox) {
                 let start = Instant::now();
                 let model = state.model.as_ref().ok_or_else(no_model)?;
                 let entry = state.cache.get(&image.id).ok_or_else(no_model)?;
-                let encoded = model.encode_prompts_cached(&prompts, &mut state.text)?;
+                let (encoded, pending) =
+                    model.encode_prompts_cached_quick(&prompts, &mut state.text)?;
                 let mut scores = model.score(&entry.encoded, &encoded)?;
+                if pending {
+                    ready_smartclip(
+                        model,
+                        &entry.encoded,
+                        &prompts,
+                        &mut state.text,
+                        &mut scores,
+                    )?;
+                }
                 let (mut map_grid, mut map_region) = views::plain(&entry.encoded);
                 if !view.is_plain() {
                     let maps = views::apply(
@@ -316,10 +349,18 @@ fn handle(state: &mut State, job: Job, out: &Outbox) {
                     view,
                     map_grid,
                     map_region,
+                    smartclip_pending: pending,
                 })
             });
             match result {
                 Ok(r) => {
+                    if r.smartclip_pending {
+                        state.follow_up = Some(FollowUp {
+                            image: image.clone(),
+                            prompts,
+                            results: r.clone(),
+                        });
+                    }
                     tracing::debug!(
                         image = r.image_id,
                         prompts = r.prompts.len(),
@@ -335,6 +376,62 @@ fn handle(state: &mut State, job: Job, out: &Outbox) {
         Job::Forget { image_id } => state.forget_image(image_id),
         #[cfg(any(test, feature = "test-hooks"))]
         Job::Panic => panic!("a test asked the worker to panic"),
+    }
+}
+
+/// Fills in, on results sent before SmartCLIP's pass, the verdicts of the prompts whose
+/// SmartCLIP part is cached already (no text pass runs): after an edit only the edited prompt
+/// waits for the follow-up.
+fn ready_smartclip(
+    model: &LoadedModel,
+    image: &EncodedImage,
+    prompts: &[String],
+    text: &mut TextCache,
+    scores: &mut [crate::engine::PromptScore],
+) -> Result<(), ModelError> {
+    let (lacking, _) = text.lacking_smart(prompts);
+    let ready: Vec<usize> = (0..prompts.len())
+        .filter(|&i| !lacking.contains(&prompts[i]))
+        .collect();
+    if ready.is_empty() {
+        return Ok(());
+    }
+    let names: Vec<String> = ready.iter().map(|&i| prompts[i].clone()).collect();
+    let encoded = model.encode_prompts_cached(&names, text)?;
+    if let Some(verdicts) = model.smartclip_scores(image, &encoded)? {
+        for (&i, v) in ready.iter().zip(verdicts) {
+            scores[i].smartclip = Some(v);
+        }
+    }
+    Ok(())
+}
+
+/// Sends `f`'s results again with SmartCLIP's verdicts, after its full-context text pass.
+fn follow_up(state: &mut State, f: FollowUp, out: &Outbox) {
+    let FollowUp {
+        image,
+        prompts,
+        mut results,
+    } = f;
+    let start = Instant::now();
+    // The image may have been forgotten since: then nobody waits for its verdicts.
+    let (Some(model), Some(entry)) = (state.model.as_ref(), state.cache.get(&image.id)) else {
+        return;
+    };
+    let verdicts = model
+        .encode_prompts_cached(&prompts, &mut state.text)
+        .and_then(|encoded| model.smartclip_scores(&entry.encoded, &encoded));
+    match verdicts {
+        Ok(Some(v)) => {
+            for (s, v) in results.prompts.iter_mut().zip(v) {
+                s.smartclip = Some(v);
+            }
+            results.smartclip_pending = false;
+            tracing::debug!(image = image.id, "SmartCLIP in {:.1} ms", elapsed_ms(start));
+            out.send(Event::Results(results));
+        }
+        Ok(None) => {}
+        Err(e) => out.error(Some(image.id), Some(results.generation), one_line(&e)),
     }
 }
 

@@ -110,6 +110,11 @@ pub struct Results {
     /// Their patch grid (rows, cols) and the part of the image they cover, in original pixels.
     pub map_grid: (usize, usize),
     pub map_region: CropRect,
+    /// SmartCLIP's verdicts are still to come: the maps were sent without waiting for its
+    /// full-context text pass over new prompts. The same results with `smartclip` filled in
+    /// follow (same image and generation, this `false`) unless a newer `Score` for the image
+    /// supersedes them.
+    pub smartclip_pending: bool,
 }
 
 /// What the worker reports.
