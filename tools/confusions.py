@@ -6,11 +6,12 @@ the negatives that beat the truth: those with a colour the scene lacks, and thos
 colour on a shape the scene lacks, by object size and by which shape was taken for which. With
 `--family spatial` it ranks the spatial probes with the model's DCSM scorer instead (the truth
 against its swapped negative, z-scored together as `clipscope eval` does) and counts the errors
-by relation and by the size of the smaller object.
+by relation and by the size of the smaller object; `--maps` also splits them by whether both
+shape words' maps peak on their objects and reads each relation off the two peaks' positions.
 
     cargo build --release
     python3 tools/confusions.py --model assets/default-model --n 200 --seed 1000
-    python3 tools/confusions.py --model assets/default-model --n 300 --seed 1000 --family spatial
+    python3 tools/confusions.py --model assets/default-model --n 300 --seed 1000 --family spatial --maps
 
 Nothing here imports torch: the standard library, colour_prior.py's `prompt_scores` and the
 clipscope binary.
@@ -40,6 +41,9 @@ def main():
     ap.add_argument("--seed", type=int, default=1000)
     ap.add_argument("--split", default="validation")
     ap.add_argument("--family", default="description", choices=["description", "spatial"])
+    ap.add_argument("--maps", action="store_true",
+                    help="with --family spatial: also split the probes by whether both shape "
+                         "words' maps peak on their objects (`clipscope map` on the truth)")
     args = ap.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -113,13 +117,55 @@ def spatial(args, scenes, folder):
         relation = next(w for w in ("left", "right", "above", "below")
                         if w in probe["truth"].split())
         smaller = size_class(min(o["size"] for o in s["scene"]["objects"]))
-        for key in ("all", relation, f"smaller object {smaller}"):
+        keys = ["all", relation, f"smaller object {smaller}"]
+        if args.maps:
+            peaks, read = peak_reading(args, image, probe["truth"], relation, s["scene"], folder)
+            where = ("both shape words peak on their objects" if peaks
+                     else "a shape word peaks off its object")
+            keys.append(where)
+            # The two peaks' positions compared, instead of the scorer: what the map itself says.
+            for key in ("peaks compared, all", f"peaks compared, {where}"):
+                total[key] += 1
+                right[key] += read
+        for key in keys:
             total[key] += 1
             right[key] += truth > neg
     print(f"{total['all']} spatial probes ({args.split}, seed {args.seed}, model "
           f"{args.model or 'embedded'}), ranked by the DCSM scorer")
     for key in sorted(total, key=lambda k: (k != "all", k)):
         print(f"  {key}: {right[key]} of {total[key]} right ({right[key] / total[key]:.3f})")
+
+
+def peak_reading(args, image, caption, relation, scene, folder):
+    """(whether each object's shape word in `caption` has its map's highest patch on the object,
+    the patch centre within the object's square grown by half a patch, as strict localisation
+    asks; whether the first shape word's peak stands in `relation` to the second's)."""
+    out = os.path.join(folder, "map")
+    cmd = [args.binary, "map", "--image", image, "--prompt", caption, "--out", out]
+    if args.model:
+        cmd += ["--model", args.model]
+    subprocess.run(cmd, check=True, capture_output=True)
+    with open(os.path.join(out, "map.json")) as f:
+        doc = json.load(f)
+    prompt = doc["prompts"][0]
+    side = doc["grid"][1]
+    patches = prompt["dcsm"][1:]  # row 0 is the CLS token
+    labels = prompt["labels"]
+    on, peaks = True, []
+    for o in scene["objects"]:
+        # The object's shape word: the one its colour word stands just before ("a small red
+        # circle"), so two objects of one shape find their own words.
+        column = next(i for i, w in enumerate(labels)
+                      if w == o["shape"] and o["colour"] in labels[max(i - 2, 0):i])
+        values = [row[column] for row in patches]
+        py, px = divmod(max(range(len(values)), key=values.__getitem__), side)
+        half = o["size"] / 2 + 0.5 / side
+        on &= abs((px + 0.5) / side - o["x"]) <= half and abs((py + 0.5) / side - o["y"]) <= half
+        peaks.append((column, px, py))
+    # In caption order: the first object named, then the second.
+    (_, ax, ay), (_, bx, by) = sorted(peaks)
+    read = {"left": ax < bx, "right": ax > bx, "above": ay < by, "below": ay > by}[relation]
+    return on, read
 
 
 if __name__ == "__main__":

@@ -143,6 +143,13 @@ WR4=(train-clip --init "$RUNS/clip-224wr2/model.safetensors" --vision-width 256 
   --recoloured 16 --freeze-text --checkpoint-every 25)
 stage clip-224wr4a "${WR4[@]}" --stop-at 125
 slice clip-224wr4a clip-224wr4 "${WR4[@]}" --recoloured-small 0.5
+# 2k. 800 more steps of 2i's losses from its weights with the per-object loss added (every
+#     object's phrase ranked above its colour with the other shapes; model card: "Every object
+#     asked for").
+stage clip-224wo train-clip --init "$RUNS/clip-224wr2/model.safetensors" --vision-width 256 \
+  --steps 800 --batch 64 --lr 1.5e-4 --seed 131 --image-size 224 --ground-weight 1 \
+  --negative-weight 1 --shape-words --vocabulary-weight 3 --object-weight 3 \
+  --patch-shape-weight 2 --recoloured-weight 3 --recoloured 16 --freeze-text --checkpoint-every 25
 # 3. The DCSM scorer (the paper's CNN at its native 197 × 30): 400 steps on spatial contrasts,
 #    then 200 on every family (spatial, description and binding drawn twice as often), each image
 #    z-scored with its own pair of maps.
