@@ -17,5 +17,6 @@ pub mod io;
 pub mod render;
 pub mod smartclip;
 pub mod train;
+mod transpose;
 pub mod worker;
 pub mod world;

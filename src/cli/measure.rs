@@ -40,7 +40,8 @@ pub struct Row {
     pub value_mb: Option<f64>,
 }
 
-/// Times `f` after warm-up runs.
+/// Times `f` after warm-up runs. Each result is dropped after its time is taken, so a load's time
+/// does not include freeing the model it built (the PyTorch side frees the previous model untimed).
 pub(super) fn time<T>(
     model: &str,
     measure: &str,
@@ -54,8 +55,9 @@ pub(super) fn time<T>(
     let mut ms = Vec::with_capacity(runs);
     for _ in 0..runs.max(1) {
         let start = Instant::now();
-        std::hint::black_box(f()?);
+        let out = std::hint::black_box(f()?);
         ms.push(start.elapsed().as_secs_f64() * 1e3);
+        drop(out);
     }
     ms.sort_by(f64::total_cmp);
     let q = |p: f64| ms[((ms.len() - 1) as f64 * p).round() as usize];

@@ -93,15 +93,13 @@ impl Attention {
                 .ok_or_else(|| candle_core::Error::Msg("missing bias".into()))?;
             // Each part's (in, dim) transpose, joined side by side: a view's when the file reader
             // handed the weight out transposed (`kept_transposed`), else transposed here.
-            let ts = parts
-                .iter()
-                .map(|p| transpose::transposed(&p.weight))
-                .collect::<Result<Vec<_>>>()?;
-            Qkv::from_transposed(
-                &Tensor::cat(&ts, 1)?,
-                &Tensor::cat(&biases, 0)?,
-                scale(head_dim),
-            )?
+            let [q, k, v] = &parts;
+            let ts = [
+                transpose::transposed(&q.weight)?,
+                transpose::transposed(&k.weight)?,
+                transpose::transposed(&v.weight)?,
+            ];
+            Qkv::from_transposed_parts(&ts, &biases, scale(head_dim))?
         };
         Ok(Self {
             qkv,

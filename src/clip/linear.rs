@@ -152,6 +152,22 @@ impl Qkv {
         }))
     }
 
+    /// From the (in, dim) transposes of the q, k and v weights, contiguous, and their biases:
+    /// joined and scaled in one pass (`transpose::joined_scaled`).
+    pub(super) fn from_transposed_parts(
+        weights_t: &[Tensor; 3],
+        biases: &[Tensor],
+        scale: f64,
+    ) -> Result<Self> {
+        let dim = weights_t[0].dim(1)?;
+        let factors = Self::factors(dim, scale, &weights_t[0])?;
+        Ok(Self::Fused(Dense {
+            weight: transpose::joined_scaled(weights_t, &[scale as f32, 1.0, 1.0])?,
+            bias: Some(Tensor::cat(biases, 0)?.mul(&factors)?),
+            transposed: true,
+        }))
+    }
+
     /// The attention scale for the query's `dim` outputs, then 1 for the key's and value's.
     fn factors(dim: usize, scale: f64, like: &Tensor) -> Result<Tensor> {
         Tensor::cat(

@@ -1,15 +1,11 @@
-//! A cache-blocked, multi-threaded transpose of 2-D f32 weights, done once per layer at load.
+//! The transpose of a 2-D f32 weight tensor, done once per layer at load (`crate::transpose`).
 //!
 //! candle's `t().contiguous()` walks the source with a stride, one element at a time on one
 //! thread; for ViT-B/16's 85 M linear weights that was most of a model's load time (`perf`:
-//! `copy_strided_src_` 39 % of a load-and-score run). Here 32 × 32 tiles keep both sides in cache
-//! and rayon splits the output rows.
+//! `copy_strided_src_` 39 % of a load-and-score run).
 
 use candle_core::{DType, Result, Storage, Tensor};
 use rayon::prelude::*;
-
-/// Tile side: 32 × 32 f32 is 4 KiB per side, well inside L1.
-const TILE: usize = 32;
 
 /// Below this many elements the plain strided copy is as fast and not worth a thread.
 const SMALL: usize = 1 << 14;
@@ -28,63 +24,77 @@ pub(crate) fn transposed(x: &Tensor) -> Result<Tensor> {
         };
         let start = layout.start_offset();
         let src = &cpu.as_slice::<f32>()?[start..start + rows * cols];
-        transpose_slice(src, rows, cols)
+        let mut out: Vec<f32> = Vec::with_capacity(rows * cols);
+        crate::transpose::transpose_into(
+            src,
+            rows,
+            cols,
+            &mut out.spare_capacity_mut()[..rows * cols],
+        );
+        // SAFETY: transpose_into writes all rows × cols values.
+        unsafe { out.set_len(rows * cols) };
+        out
     };
     Tensor::from_vec(out, (cols, rows), x.device())
 }
 
-/// Side of the blocks moved through registers: 8 × 8 f32 are 8 loads of 8 contiguous values.
-const BLOCK: usize = 8;
+/// Below this many values the row-by-row join runs on one thread.
+const PARALLEL_JOIN: usize = 1 << 18;
 
-/// `src` (rows × cols, row-major) → (cols × rows, row-major), written straight into fresh
-/// memory (no zero-fill first: at B/16 that fill was a tenth of a load). Within each thread's
-/// TILE output rows, 8 × 8 blocks are read row by row and written column by column (a third
-/// faster than one element at a time down a column).
-fn transpose_slice(src: &[f32], rows: usize, cols: usize) -> Vec<f32> {
-    let n = rows * cols;
+/// Contiguous (rows, c_i) f32 tensors side by side, part i times `factors[i]`, as one contiguous
+/// (rows, Σ c_i) tensor: `Tensor::cat(parts, 1)` and a broadcast multiply in one pass over fresh
+/// memory (the two took two passes and an intermediate the size of the result). Other dtypes
+/// and layouts go through candle.
+pub(crate) fn joined_scaled(parts: &[Tensor], factors: &[f32]) -> Result<Tensor> {
+    let plain = parts
+        .iter()
+        .all(|p| p.dtype() == DType::F32 && p.is_contiguous() && p.rank() == 2);
+    let rows = parts.first().map(|p| p.dim(0)).transpose()?.unwrap_or(0);
+    if !plain || parts.len() != factors.len() || parts.iter().any(|p| p.dims()[0] != rows) {
+        let scaled = parts
+            .iter()
+            .zip(factors)
+            .map(|(p, &f)| p.affine(f64::from(f), 0.0))
+            .collect::<Result<Vec<_>>>()?;
+        return Tensor::cat(&scaled, 1);
+    }
+    let guards: Vec<_> = parts.iter().map(|p| p.storage_and_layout()).collect();
+    let mut slices = Vec::with_capacity(parts.len());
+    for (storage, layout) in &guards {
+        let Storage::Cpu(cpu) = &**storage else {
+            return Err(candle_core::Error::Msg(
+                "joined_scaled: not a CPU tensor".into(),
+            ));
+        };
+        let len = layout.shape().elem_count();
+        let start = layout.start_offset();
+        slices.push(&cpu.as_slice::<f32>()?[start..start + len]);
+    }
+    let widths: Vec<usize> = parts.iter().map(|p| p.dims()[1]).collect();
+    let width: usize = widths.iter().sum();
+    let n = rows * width;
     let mut out: Vec<f32> = Vec::with_capacity(n);
-    // Each chunk is TILE output rows (= TILE source columns), all source rows.
-    out.spare_capacity_mut()[..n]
-        .par_chunks_mut(TILE * rows)
-        .enumerate()
-        .for_each(|(tile, chunk)| {
-            let c0 = tile * TILE;
-            let width = chunk.len() / rows;
-            let mut r = 0;
-            while r + BLOCK <= rows {
-                let mut c = 0;
-                while c + BLOCK <= width {
-                    let mut block = [[0f32; BLOCK]; BLOCK];
-                    for (i, row) in block.iter_mut().enumerate() {
-                        let s = (r + i) * cols + c0 + c;
-                        row.copy_from_slice(&src[s..s + BLOCK]);
-                    }
-                    for j in 0..BLOCK {
-                        let o = (c + j) * rows + r;
-                        for (dst, row) in chunk[o..o + BLOCK].iter_mut().zip(&block) {
-                            dst.write(row[j]);
-                        }
-                    }
-                    c += BLOCK;
-                }
-                for c in c..width {
-                    for i in r..r + BLOCK {
-                        chunk[c * rows + i].write(src[i * cols + c0 + c]);
-                    }
-                }
-                r += BLOCK;
+    let fill = |(r, row): (usize, &mut [std::mem::MaybeUninit<f32>])| {
+        let mut at = 0;
+        for ((src, &w), &f) in slices.iter().zip(&widths).zip(factors) {
+            for (dst, &v) in row[at..at + w].iter_mut().zip(&src[r * w..(r + 1) * w]) {
+                dst.write(v * f);
             }
-            for r in r..rows {
-                for c in 0..width {
-                    chunk[c * rows + r].write(src[r * cols + c0 + c]);
-                }
-            }
-        });
-    // SAFETY: the chunks tile 0..n (TILE output rows of `rows` each, the last shorter), and
-    // every element of every chunk was written above: rows 0..r in 8-blocks (columns in
-    // 8-blocks, then one at a time), rows r..rows one at a time, each over all `width` columns.
+            at += w;
+        }
+    };
+    if width > 0 {
+        let chunks = &mut out.spare_capacity_mut()[..n];
+        if n >= PARALLEL_JOIN {
+            chunks.par_chunks_mut(width).enumerate().for_each(fill);
+        } else {
+            chunks.chunks_mut(width).enumerate().for_each(fill);
+        }
+    }
+    // SAFETY: every output row's `width` values were written, part by part.
     unsafe { out.set_len(n) };
-    out
+    drop(guards);
+    Tensor::from_vec(out, (rows, width), parts[0].device())
 }
 
 #[cfg(test)]
@@ -103,6 +113,33 @@ mod tests {
                 ours.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
                 theirs.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
                 "{r}×{c}"
+            );
+        }
+    }
+
+    #[test]
+    fn joined_scaled_equals_cat_of_scaled_parts() {
+        // Large enough for the threads, and small; a part that is a view with an offset.
+        for rows in [3, 700] {
+            let a = Tensor::randn(0f32, 1.0, (rows, 512), &Device::Cpu).unwrap();
+            let b = Tensor::randn(0f32, 1.0, (rows, 7), &Device::Cpu).unwrap();
+            let wide = Tensor::randn(0f32, 1.0, (rows * 2, 300), &Device::Cpu).unwrap();
+            let c = wide.narrow(0, rows, rows).unwrap();
+            let parts = [a, b, c];
+            let ours = joined_scaled(&parts, &[0.125, 1.0, -2.0]).unwrap();
+            let theirs = Tensor::cat(
+                &[
+                    (&parts[0] * 0.125).unwrap(),
+                    parts[1].clone(),
+                    (&parts[2] * -2.0).unwrap(),
+                ],
+                1,
+            )
+            .unwrap();
+            assert_eq!(
+                ours.to_vec2::<f32>().unwrap(),
+                theirs.to_vec2::<f32>().unwrap(),
+                "{rows} rows"
             );
         }
     }

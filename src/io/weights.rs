@@ -3,8 +3,9 @@
 //!
 //! candle's memory-mapped loader keeps every page it has touched resident until the model is
 //! built, so a model's peak memory was its weights twice over (the map and the tensors). Here each
-//! tensor is read with one positioned read and converted; the file's pages stay in the page cache
-//! and out of the process's resident set.
+//! tensor is read with one positioned read and converted, or, for a weight read as its transpose,
+//! mapped only while it is transposed; the file's pages stay in the page cache and out of the
+//! process's resident set.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -62,7 +63,7 @@ pub fn var_builder(
 }
 
 /// As `var_builder`, with every 2-D f32 weight whose name `transposed` picks handed out as a
-/// transposed view of its contiguous transpose, read band by band (`read_transposed`).
+/// transposed view of its contiguous transpose (`read_transposed`).
 pub fn var_builder_transposing(
     path: &Path,
     dtype: DType,
@@ -156,38 +157,40 @@ impl FileWeights {
     }
 }
 
-/// Bytes of the band of rows `read_transposed` reads at a time, about a core's L2.
-const BAND_BYTES: usize = 1 << 20;
-
 /// The (rows, cols) little-endian f32 matrix at byte `at` of `file` as its contiguous transpose
-/// (cols × rows values), read a band of rows at a time into a small buffer and written out
-/// column by column, so the weight crosses memory once, where reading it whole and then
-/// transposing it into a second buffer took it through memory three times.
+/// (cols × rows values). The tensor's bytes are mapped from the page cache for the time of the
+/// transpose and written out once (`crate::transpose`), without a copy in between; where
+/// the file cannot be mapped or the data is not 4-byte aligned, they are read into a buffer first.
 fn read_transposed(file: &File, at: u64, rows: usize, cols: usize) -> std::io::Result<Vec<f32>> {
     let n = rows * cols;
-    if n == 0 {
-        return Ok(Vec::new());
-    }
-    let band = (BAND_BYTES / 4 / cols).clamp(1, rows);
-    let mut scratch = vec![0f32; band * cols];
     let mut out: Vec<f32> = Vec::with_capacity(n);
+    if n == 0 {
+        return Ok(out);
+    }
+    let page = 4096;
+    let skip = (at % page) as usize;
+    let options = {
+        let mut o = memmap2::MmapOptions::new();
+        o.offset(at - skip as u64).len(skip + n * 4).populate();
+        o
+    };
+    // SAFETY: the map is private and read-only, and lives only for this function. Another
+    // process truncating the file meanwhile could fault the read (as with any mapped file);
+    // clipscope writes model files whole, under a new name, and renames them into place.
+    let mapped = unsafe { options.map(file) };
     let columns = &mut out.spare_capacity_mut()[..n];
-    for r0 in (0..rows).step_by(band) {
-        let b = band.min(rows - r0);
-        let buf = &mut scratch[..b * cols];
-        read_exact_at(
-            file,
-            bytemuck::cast_slice_mut(buf),
-            at + (r0 * cols * 4) as u64,
-        )?;
-        for (c, column) in columns.chunks_exact_mut(rows).enumerate() {
-            for (i, value) in column[r0..r0 + b].iter_mut().enumerate() {
-                value.write(buf[i * cols + c]);
-            }
+    let aligned = mapped
+        .as_ref()
+        .ok()
+        .and_then(|map| bytemuck::try_cast_slice::<u8, f32>(&map[skip..skip + n * 4]).ok());
+    match aligned {
+        Some(src) => crate::transpose::transpose_into(src, rows, cols, columns),
+        None => {
+            let src = read_f32s(file, at, n)?;
+            crate::transpose::transpose_into(&src, rows, cols, columns);
         }
     }
-    // SAFETY: the bands cover rows 0..rows, and each wrote its rows r0..r0 + b of every one of
-    // the `cols` output rows: all n values.
+    // SAFETY: transpose_into wrote all n values.
     unsafe { out.set_len(n) };
     Ok(out)
 }
@@ -285,11 +288,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn picked_weights_come_out_as_views_of_their_transpose_band_by_band() {
+    fn picked_weights_come_out_as_views_of_their_transpose() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("w.safetensors");
-        // 700 × 500 f32 is 1.4 MB: two bands. Then one row, one column, and an f16 weight,
-        // which is read the plain way.
+        // 700 × 500 f32 is 1.4 MB, transposed on two threads. Then one row, one column, and an
+        // f16 weight, which is read the plain way.
         let shapes = [
             ("big.weight", (700, 500)),
             ("row.weight", (1, 9)),
@@ -322,6 +325,30 @@ mod tests {
         assert_eq!(
             got.to_vec2::<f32>().unwrap(),
             want.to_vec2::<f32>().unwrap()
+        );
+    }
+
+    #[test]
+    fn weights_not_4_byte_aligned_in_the_file_are_read_and_transposed_too() {
+        // A header padded so that the data starts at an odd byte: the mapped bytes cannot be
+        // viewed as f32s, so the reader copies them first.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.safetensors");
+        let values: Vec<f32> = (0..6).map(|i| i as f32 - 2.5).collect();
+        let mut header = r#"{"w":{"dtype":"F32","shape":[2,3],"data_offsets":[0,24]}}"#.to_string();
+        while (8 + header.len()) % 4 != 1 {
+            header.push(' ');
+        }
+        let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+        bytes.extend_from_slice(header.as_bytes());
+        bytes.extend_from_slice(bytemuck::cast_slice(&values));
+        std::fs::write(&path, &bytes).unwrap();
+        let vb = var_builder_transposing(&path, DType::F32, &Device::Cpu, |_| true).unwrap();
+        let got = vb.get((2, 3), "w").unwrap();
+        assert_eq!(got.stride(), [1, 2]);
+        assert_eq!(
+            got.to_vec2::<f32>().unwrap(),
+            [[-2.5, -1.5, -0.5], [0.5, 1.5, 2.5]]
         );
     }
 
