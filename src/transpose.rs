@@ -15,12 +15,26 @@ const PARALLEL_MIN: usize = 1 << 18;
 /// before moving on, a whole 128-byte run of each output row.
 const ROW_BLOCK: usize = 32;
 
+/// The transpose of `src` (`rows` × `cols`, row-major): `cols` × `rows` values, written straight
+/// into fresh memory (no zero-fill first).
+///
+/// # Panics
+/// If `src` does not hold `rows * cols` values.
+pub(crate) fn transposed(src: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let n = rows * cols;
+    let mut out = Vec::with_capacity(n);
+    transpose_into(src, rows, cols, &mut out.spare_capacity_mut()[..n]);
+    // SAFETY: transpose_into writes all n values.
+    unsafe { out.set_len(n) };
+    out
+}
+
 /// Writes the transpose of `src` (`rows` × `cols`, row-major) into `out` (`cols` × `rows`):
 /// `out[c * rows + r] = src[r * cols + c]`. Every value of `out` is written.
 ///
 /// # Panics
 /// If `src` or `out` does not hold `rows * cols` values.
-pub(crate) fn transpose_into(src: &[f32], rows: usize, cols: usize, out: &mut [MaybeUninit<f32>]) {
+fn transpose_into(src: &[f32], rows: usize, cols: usize, out: &mut [MaybeUninit<f32>]) {
     assert_eq!(src.len(), rows * cols, "source is not rows × cols");
     assert_eq!(out.len(), rows * cols, "output is not cols × rows");
     if rows * cols >= PARALLEL_MIN && cols >= 16 {
@@ -153,17 +167,9 @@ mod avx {
 mod tests {
     use super::*;
 
-    fn transposed(rows: usize, cols: usize) -> (Vec<f32>, Vec<f32>) {
+    fn transposed_of(rows: usize, cols: usize) -> (Vec<f32>, Vec<f32>) {
         let src: Vec<f32> = (0..rows * cols).map(|i| i as f32 * 0.5 - 3.0).collect();
-        let mut out = Vec::with_capacity(rows * cols);
-        transpose_into(
-            &src,
-            rows,
-            cols,
-            &mut out.spare_capacity_mut()[..rows * cols],
-        );
-        // SAFETY: transpose_into writes every value.
-        unsafe { out.set_len(rows * cols) };
+        let out = transposed(&src, rows, cols);
         (src, out)
     }
 
@@ -183,7 +189,7 @@ mod tests {
             (768, 520),
             (44, 9000),
         ] {
-            let (src, out) = transposed(rows, cols);
+            let (src, out) = transposed_of(rows, cols);
             for r in 0..rows {
                 for c in 0..cols {
                     assert_eq!(

@@ -24,16 +24,7 @@ pub(crate) fn transposed(x: &Tensor) -> Result<Tensor> {
         };
         let start = layout.start_offset();
         let src = &cpu.as_slice::<f32>()?[start..start + rows * cols];
-        let mut out: Vec<f32> = Vec::with_capacity(rows * cols);
-        crate::transpose::transpose_into(
-            src,
-            rows,
-            cols,
-            &mut out.spare_capacity_mut()[..rows * cols],
-        );
-        // SAFETY: transpose_into writes all rows × cols values.
-        unsafe { out.set_len(rows * cols) };
-        out
+        crate::transpose::transposed(src, rows, cols)
     };
     Tensor::from_vec(out, (cols, rows), x.device())
 }

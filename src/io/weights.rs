@@ -163,9 +163,8 @@ impl FileWeights {
 /// the file cannot be mapped or the data is not 4-byte aligned, they are read into a buffer first.
 fn read_transposed(file: &File, at: u64, rows: usize, cols: usize) -> std::io::Result<Vec<f32>> {
     let n = rows * cols;
-    let mut out: Vec<f32> = Vec::with_capacity(n);
     if n == 0 {
-        return Ok(out);
+        return Ok(Vec::new());
     }
     let page = 4096;
     let skip = (at % page) as usize;
@@ -178,21 +177,14 @@ fn read_transposed(file: &File, at: u64, rows: usize, cols: usize) -> std::io::R
     // process truncating the file meanwhile could fault the read (as with any mapped file);
     // clipscope writes model files whole, under a new name, and renames them into place.
     let mapped = unsafe { options.map(file) };
-    let columns = &mut out.spare_capacity_mut()[..n];
     let aligned = mapped
         .as_ref()
         .ok()
         .and_then(|map| bytemuck::try_cast_slice::<u8, f32>(&map[skip..skip + n * 4]).ok());
-    match aligned {
-        Some(src) => crate::transpose::transpose_into(src, rows, cols, columns),
-        None => {
-            let src = read_f32s(file, at, n)?;
-            crate::transpose::transpose_into(&src, rows, cols, columns);
-        }
-    }
-    // SAFETY: transpose_into wrote all n values.
-    unsafe { out.set_len(n) };
-    Ok(out)
+    Ok(match aligned {
+        Some(src) => crate::transpose::transposed(src, rows, cols),
+        None => crate::transpose::transposed(&read_f32s(file, at, n)?, rows, cols),
+    })
 }
 
 /// `n` little-endian f32s read from `file` at byte `at`, into memory that is not zero-filled
