@@ -1,5 +1,7 @@
 //! The background thread that owns the model and answers jobs over crossbeam channels.
 
+mod follow;
+mod images;
 pub mod protocol;
 mod views;
 
@@ -15,12 +17,9 @@ pub use protocol::*;
 
 use crate::engine::{elapsed_ms, EncodedImage, LoadedModel, ModelError, TextCache};
 use crate::error::one_line;
+use follow::{follow_up, ready_smartclip, FollowUp};
+use images::ensure_encoded;
 
-/// Bytes of encoded images kept at once (about 160 ViT-B/16 images), the least recently used
-/// evicted first.
-const IMAGE_BUDGET: usize = 256 << 20;
-/// Longest side of the display copy sent with `ImageReady`.
-const PREVIEW_SIDE: u32 = 1024;
 /// Longest side of the gallery's copy (its thumbnails are 104 points, twice that on HiDPI).
 pub const THUMBNAIL_SIDE: u32 = 208;
 
@@ -123,13 +122,6 @@ struct State {
     dense: Option<views::DenseEntry>,
     /// Results sent with SmartCLIP's verdicts still to come.
     follow_up: Option<FollowUp>,
-}
-
-/// The second half of a `Score` answered without SmartCLIP: its prompts and what was sent.
-struct FollowUp {
-    image: ImageRef,
-    prompts: Vec<String>,
-    results: Results,
 }
 
 impl State {
@@ -379,115 +371,8 @@ fn handle(state: &mut State, job: Job, out: &Outbox) {
     }
 }
 
-/// Fills in, on results sent before SmartCLIP's pass, the verdicts of the prompts whose
-/// SmartCLIP part is cached already (no text pass runs): after an edit only the edited prompt
-/// waits for the follow-up.
-fn ready_smartclip(
-    model: &LoadedModel,
-    image: &EncodedImage,
-    prompts: &[String],
-    text: &mut TextCache,
-    scores: &mut [crate::engine::PromptScore],
-) -> Result<(), ModelError> {
-    let (lacking, _) = text.lacking_smart(prompts);
-    let ready: Vec<usize> = (0..prompts.len())
-        .filter(|&i| !lacking.contains(&prompts[i]))
-        .collect();
-    if ready.is_empty() {
-        return Ok(());
-    }
-    let names: Vec<String> = ready.iter().map(|&i| prompts[i].clone()).collect();
-    let encoded = model.encode_prompts_cached(&names, text)?;
-    if let Some(verdicts) = model.smartclip_scores(image, &encoded)? {
-        for (&i, v) in ready.iter().zip(verdicts) {
-            scores[i].smartclip = Some(v);
-        }
-    }
-    Ok(())
-}
-
-/// Sends `f`'s results again with SmartCLIP's verdicts, after its full-context text pass.
-fn follow_up(state: &mut State, f: FollowUp, out: &Outbox) {
-    let FollowUp {
-        image,
-        prompts,
-        mut results,
-    } = f;
-    let start = Instant::now();
-    // The image may have been forgotten since: then nobody waits for its verdicts.
-    let (Some(model), Some(entry)) = (state.model.as_ref(), state.cache.get(&image.id)) else {
-        return;
-    };
-    let verdicts = model
-        .encode_prompts_cached(&prompts, &mut state.text)
-        .and_then(|encoded| model.smartclip_scores(&entry.encoded, &encoded));
-    match verdicts {
-        Ok(Some(v)) => {
-            for (s, v) in results.prompts.iter_mut().zip(v) {
-                s.smartclip = Some(v);
-            }
-            results.smartclip_pending = false;
-            tracing::debug!(image = image.id, "SmartCLIP in {:.1} ms", elapsed_ms(start));
-            out.send(Event::Results(results));
-        }
-        Ok(None) => {}
-        Err(e) => out.error(Some(image.id), Some(results.generation), one_line(&e)),
-    }
-}
-
 fn no_model() -> ModelError {
     ModelError::Config("no model is loaded".into())
-}
-
-/// Encodes `image` unless cached; returns whether it was cached. Announces new images.
-fn ensure_encoded(state: &mut State, image: &ImageRef, out: &Outbox) -> Result<bool, ModelError> {
-    let model = state.model.as_ref().ok_or_else(no_model)?;
-    if state.cache.contains_key(&image.id) {
-        state.order.retain(|i| *i != image.id);
-        state.order.push_back(image.id);
-        return Ok(true);
-    }
-    let start = Instant::now();
-    let decoded = views::decode(&image.input)?;
-    let encoded = model.encode_decoded(&decoded)?;
-    tracing::debug!(image = image.id, "encoded in {:.1} ms", elapsed_ms(start));
-    let preview = scaled_copy(&decoded.image, PREVIEW_SIDE);
-    let thumbnail = scaled_copy(&decoded.image, THUMBNAIL_SIDE);
-    out.send(Event::ImageReady(ImageInfo {
-        id: image.id,
-        preview: Arc::new(preview),
-        thumbnail: Arc::new(thumbnail),
-        original: encoded.original,
-        crop: encoded.crop,
-        grid: encoded.grid,
-        encode_ms: elapsed_ms(start),
-    }));
-    state.cache_bytes += encoded.bytes();
-    state.cache.insert(image.id, Cached { encoded });
-    state.order.push_back(image.id);
-    // The image just encoded stays, whatever its size.
-    while state.cache_bytes > IMAGE_BUDGET && state.order.len() > 1 {
-        if let Some(old) = state.order.front().copied() {
-            state.forget_image(old);
-        }
-    }
-    Ok(false)
-}
-
-/// The image as RGBA, scaled down to `side` on its longest side if it is larger.
-fn scaled_copy(image: &image::DynamicImage, side: u32) -> Preview {
-    let (w, h) = (image.width(), image.height());
-    let small = if w.max(h) > side {
-        image.resize(side, side, image::imageops::FilterType::Triangle)
-    } else {
-        image.clone()
-    };
-    let rgba = small.to_rgba8();
-    Preview {
-        width: rgba.width(),
-        height: rgba.height(),
-        rgba: rgba.into_raw(),
-    }
 }
 
 #[cfg(test)]
