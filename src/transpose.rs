@@ -1,5 +1,6 @@
-//! The transpose of a row-major f32 matrix into fresh memory: 8×8 tiles in AVX registers where the
-//! CPU has AVX, the output's rows split over two threads for large matrices.
+//! The transpose of a row-major f32 matrix into fresh memory (`alloc::f32_capacity`: 2 MiB pages):
+//! 8×8 tiles in AVX registers where the CPU has AVX, the output's rows split over two threads for
+//! large matrices.
 //!
 //! A leaf on plain slices, for `io` (every `Linear` weight read from a file, 490 MB at ViT-B/16)
 //! and `clip` (weights handed in untransposed). Element by element, the file reader's transpose
@@ -22,7 +23,7 @@ const ROW_BLOCK: usize = 32;
 /// If `src` does not hold `rows * cols` values.
 pub(crate) fn transposed(src: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     let n = rows * cols;
-    let mut out = Vec::with_capacity(n);
+    let mut out = crate::alloc::f32_capacity(n);
     transpose_into(src, rows, cols, &mut out.spare_capacity_mut()[..n]);
     // SAFETY: transpose_into writes all n values.
     unsafe { out.set_len(n) };

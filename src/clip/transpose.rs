@@ -64,7 +64,7 @@ pub(crate) fn joined_scaled(parts: &[Tensor], factors: &[f32]) -> Result<Tensor>
     let widths: Vec<usize> = parts.iter().map(|p| p.dims()[1]).collect();
     let width: usize = widths.iter().sum();
     let n = rows * width;
-    let mut out: Vec<f32> = Vec::with_capacity(n);
+    let mut out: Vec<f32> = crate::alloc::f32_capacity(n);
     let fill = |(r, row): (usize, &mut [std::mem::MaybeUninit<f32>])| {
         let mut at = 0;
         for ((src, &w), &f) in slices.iter().zip(&widths).zip(factors) {

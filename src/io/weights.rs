@@ -38,6 +38,8 @@ pub(crate) struct FileWeights {
     /// Names of the 2-D f32 weights to read as the transpose of a contiguous (cols, rows)
     /// buffer (`read_transposed`): a layer that keeps its weight transposed then has nothing to do.
     transposed: fn(&str) -> bool,
+    /// The heap grows in long steps while the weights are read (`alloc::LoadPad`).
+    _pad: crate::alloc::LoadPad,
 }
 
 fn dtype_of(name: &str) -> Option<DType> {
@@ -125,6 +127,7 @@ impl FileWeights {
             data_start,
             entries,
             transposed: |_| false,
+            _pad: crate::alloc::LoadPad::new(),
         })
     }
 
@@ -192,7 +195,7 @@ fn read_transposed(file: &File, at: u64, rows: usize, cols: usize) -> std::io::R
 #[cfg(unix)]
 fn read_f32s(file: &File, at: u64, n: usize) -> std::io::Result<Vec<f32>> {
     use std::os::fd::AsRawFd;
-    let mut values: Vec<f32> = Vec::with_capacity(n);
+    let mut values: Vec<f32> = crate::alloc::f32_capacity(n);
     let want = n * 4;
     let mut done = 0usize;
     while done < want {
