@@ -12,7 +12,7 @@
 //! transparent huge pages are set to `madvise` (as on many distributions). `f32_capacity` hands out
 //! those buffers advised as 2 MiB pages, and `LoadPad` grows the heap in large steps while a load
 //! runs, so that most weights land in one advised stretch: a B/16 load here took 156-161 ms
-//! without either and 90-96 ms with both (`clipscope bench --models vit-b16`, AMD EPYC 26/2), and
+//! without either and 90-111 ms with both (`clipscope bench --models vit-b16`, AMD EPYC 26/2), and
 //! one `clipscope score` run took 69 k page faults instead of 168 k.
 
 use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
