@@ -61,6 +61,9 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import floors  # noqa: E402  (tools/floors.py, beside this script)
+
 # Never reach for the hub (model folders are local) and keep stderr quiet.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
@@ -72,6 +75,8 @@ TOKENIZER_JSON = REPO / "assets" / "clip-tokenizer" / "tokenizer.json"
 BENCH_MODELS = REPO / "target" / "bench-models"
 DEFAULT_CANDLE_BIN = REPO / "target" / "release" / "clipscope"
 ALL_MODELS = ("vit-b32", "vit-b16", "default", "siglip-b16")
+# CLIP vision towers, whose FLOPs tools/floors.py counts (SigLIP's pooling head is not counted).
+FLOOR_MODELS = ("vit-b32", "vit-b16", "default")
 
 PROMPTS = (
     "a photo of a dog",
@@ -752,7 +757,7 @@ def candle_machine(doc: dict | None) -> dict | None:
     and its `machine` block if it has one)."""
     if not doc:
         return None
-    keys = ("tool", "version", "threads", "cpu", "cpu_family_model", "isa", "gemm_kernel")
+    keys = ("tool", "version", "threads", "cpu", "cpu_family_model", "isa", "gemm_kernel", "few_rows_kernel")
     out = {k: doc[k] for k in keys if k in doc}
     if isinstance(doc.get("machine"), dict):
         out.update(doc["machine"])
@@ -976,6 +981,11 @@ def print_table(doc: dict) -> None:
         for m, n in ((r.get("pytorch") or {}).get("notes") or {}).items():
             if n.get("rss_after_imports_mb") is not None:
                 base.setdefault(m, []).append(n["rss_after_imports_mb"])
+    if doc.get("floors"):
+        print()
+        print("compute floor (tools/floors.py):")
+        for line in floors.describe(doc["floors"]):
+            print("  " + line)
     if base:
         print("pytorch RSS after `import torch, transformers`, before any model: "
               + ", ".join(f"{m} {statistics.median(v):.0f} MB" for m, v in base.items()))
@@ -1199,6 +1209,10 @@ def main(argv=None) -> int:
             d = step(rec, "pytorch", name, lambda: run_pytorch_model(name, args.threads, args.runs, args.warmup, env))
             if d:
                 torch_docs.append(d)
+            if name in FLOOR_MODELS:  # the compute floor, measured in the same stretch of time
+                f = step(rec, "floors", name, lambda: floors.run(model_dir(name) / "config.json", args.threads, env))
+                if f:
+                    rec.setdefault("floors", {})[name] = f
         rec["candle"] = merge_docs(candle_docs) if binary else fixed_candle
         rec["pytorch"] = merge_docs(torch_docs)
         rec["comparison"] = comparison(rec["candle"], rec["pytorch"])
@@ -1206,6 +1220,7 @@ def main(argv=None) -> int:
         if rec["candle"] and machine.get("candle") is None:
             machine["candle"] = candle_machine(rec["candle"])
         doc["summary"] = summarize(doc["repeats"])
+        doc["floors"] = floors.summarize(doc["repeats"], doc["summary"])
         doc["loadavg_end"] = loadavg()
         if out_path:
             write_json(out_path, doc)

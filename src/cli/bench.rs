@@ -52,6 +52,8 @@ struct Report {
     isa: String,
     /// The matrix-product kernels gemm dispatches to on this CPU.
     gemm_kernel: String,
+    /// Which kernel takes products of at most 128 rows, as measured at start-up (`clip::skinny`).
+    few_rows_kernel: String,
     results: Vec<Row>,
 }
 
@@ -104,17 +106,29 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         cpu_family_model: machine::cpu_family_model(),
         isa: machine::isa_level().into(),
         gemm_kernel: machine::gemm_kernel().into(),
+        few_rows_kernel: few_rows_kernel(),
         results,
     };
     println!(
-        "cpu: {} (family/model {}), {}, gemm kernels: {}",
-        report.cpu, report.cpu_family_model, report.isa, report.gemm_kernel
+        "cpu: {} (family/model {}), {}, gemm kernels: {}; products of ≤ 128 rows: {}",
+        report.cpu, report.cpu_family_model, report.isa, report.gemm_kernel, report.few_rows_kernel
     );
     if let Some(path) = &args.json {
         crate::atomic::write(path, serde_json::to_string_pretty(&report)?.as_bytes())
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
     Ok(())
+}
+
+/// The start-up measurement that picked the kernel for products of few rows, as one phrase.
+fn few_rows_kernel() -> String {
+    let (ours, gemm) = crate::clip::skinny::measured();
+    let pick = if crate::clip::skinny::chosen() {
+        "streamed"
+    } else {
+        "gemm"
+    };
+    format!("{pick} (32×512×2048: streamed {ours:.2} ms, gemm {gemm:.2} ms)")
 }
 
 fn print_table(rows: &[Row]) {

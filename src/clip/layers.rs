@@ -65,7 +65,7 @@ struct Attention {
     out: Dense,
     heads: usize,
     head_dim: usize,
-    /// Picks the softmax with a backward pass (candle's fused one has none).
+    /// Whether this layer is trained (its projections are then the variables themselves).
     train: bool,
 }
 
@@ -117,11 +117,9 @@ impl Attention {
         if let Some(mask) = mask {
             weights = weights.broadcast_add(mask)?;
         }
-        let weights = if self.train {
-            train_ops::softmax_last_dim(&weights)?
-        } else {
-            candle_nn::ops::softmax_last_dim(&weights)?
-        };
+        // One pass with a vectorised exp (candle's runs libm's per value); its backward pass
+        // is recorded only where something tracks gradients, so inference pays nothing for it.
+        let weights = train_ops::softmax_last_dim(&weights)?;
         let attended = weights.matmul(&v)?.transpose(1, 2)?.reshape((b, t, dim))?;
         self.out.forward(&attended)
     }

@@ -90,6 +90,13 @@ impl Dense {
             .ok_or_else(|| candle_core::Error::Msg("empty shape".into()))?;
         let rows: usize = lead.iter().product();
         let x = xs.reshape((rows, *last))?;
+        if self.transposed {
+            if let Some(out) = super::skinny::matmul(&x, &self.weight, self.bias.as_ref())? {
+                let mut shape = lead.to_vec();
+                shape.push(self.weight.dim(1)?);
+                return out.reshape(shape);
+            }
+        }
         let (mut out, out_dim) = if self.transposed {
             (x.matmul(&self.weight)?, self.weight.dim(1)?)
         } else {

@@ -4,12 +4,14 @@ use candle_core::{DType, Device, IndexOp, Module, Result, Tensor, D};
 use candle_nn::{Embedding, VarBuilder};
 
 pub mod config;
+mod exp;
 pub mod interpolate;
 mod layers;
 mod limits;
 mod linear;
 mod quick_gelu;
 pub mod siglip;
+pub mod skinny;
 pub mod sources;
 pub mod train_ops;
 mod transpose;

@@ -28,11 +28,7 @@ impl CustomOp1 for QuickGelu {
         let mut out = vec![0f32; src.len()];
         out.par_chunks_mut(CHUNK)
             .zip(src.par_chunks(CHUNK))
-            .for_each(|(o, s)| {
-                for (o, &x) in o.iter_mut().zip(s) {
-                    *o = x / (1.0 + (-1.702 * x).exp());
-                }
-            });
+            .for_each(|(o, s)| super::exp::quick_gelu(s, o));
         Ok((CpuStorage::F32(out), layout.shape().clone()))
     }
 }

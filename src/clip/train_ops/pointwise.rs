@@ -4,6 +4,7 @@ use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tenso
 use rayon::prelude::*;
 
 use super::{data, last_dim, CHUNK, MIN_ROWS};
+use crate::clip::exp;
 
 /// Softmax over the last dimension.
 struct Softmax;
@@ -20,16 +21,7 @@ impl CustomOp1 for Softmax {
         out.par_chunks_mut(n)
             .zip(x.par_chunks(n))
             .with_min_len(MIN_ROWS)
-            .for_each(|(o, x)| {
-                let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                let mut sum = 0.0;
-                for (o, &v) in o.iter_mut().zip(x) {
-                    *o = (v - max).exp();
-                    sum += *o;
-                }
-                let inv = 1.0 / sum;
-                o.iter_mut().for_each(|v| *v *= inv);
-            });
+            .for_each(|(o, x)| exp::softmax_row(x, o));
         Ok((CpuStorage::F32(out), l.shape().clone()))
     }
 
@@ -109,12 +101,7 @@ impl CustomOp2 for QuickGeluGrad {
         let mut out = vec![0f32; x.len()];
         out.par_chunks_mut(CHUNK)
             .zip(x.par_chunks(CHUNK).zip(g.par_chunks(CHUNK)))
-            .for_each(|(o, (x, g))| {
-                for ((o, &x), &g) in o.iter_mut().zip(x).zip(g) {
-                    let s = 1.0 / (1.0 + (-1.702 * x).exp());
-                    *o = g * (s + 1.702 * x * s * (1.0 - s));
-                }
-            });
+            .for_each(|(o, (x, g))| exp::quick_gelu_grad(x, g, o));
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
 }
