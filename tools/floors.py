@@ -47,8 +47,8 @@ def matmul_peak_gflops(threads: int) -> dict:
 
 
 def vision_products(config: dict) -> list[tuple[int, int, int, int]]:
-    """(m, k, n, count) of one image's per-layer matrix products (q, k, v fused as PyTorch
-    runs them apart: three m x d x d; the output projection; the MLP's two)."""
+    """(m, k, n, count) of one image's per-layer matrix products as PyTorch runs them: q, k,
+    v and the output projection (four m x d x d), then the MLP's two."""
     v = config["vision_config"]
     patch = v.get("patch_size", 32)
     d = v.get("hidden_size", 768)

@@ -29,7 +29,7 @@ const P: [f32; 6] = [
 
 /// e^x, within 2 ulp where the result is a normal f32; 0 below `LOW`, NaN for NaN.
 #[inline(always)]
-pub(crate) fn exp(x: f32) -> f32 {
+fn exp(x: f32) -> f32 {
     let c = x.clamp(LOW, HIGH);
     let n = (c * LOG2E + 0.5).floor();
     let r = c - n * C1 - n * C2;

@@ -15,7 +15,8 @@ use rayon::prelude::*;
 
 /// At most this many rows take this path.
 pub(super) const MAX_ROWS: usize = 128;
-/// Output columns per parallel task; widths that are not a multiple take gemm's path.
+/// Output columns per parallel task; widths that are not a multiple take gemm's path. Every
+/// tile width (`VECS` × 1, 4, 8 or 16 lanes) divides it, so a task is whole tiles.
 const BLOCK: usize = 128;
 /// Rows per register tile.
 const ROWS: usize = 6;
@@ -47,17 +48,8 @@ pub(super) fn matmul(x: &Tensor, w: &Tensor, bias: Option<&Tensor>) -> Result<Op
     };
     let xv = &xc.as_slice::<f32>()?[xl.start_offset()..][..m * k];
     let wv = &wc.as_slice::<f32>()?[wl.start_offset()..][..k * n];
-    let out = match bias {
-        None => product(xv, wv, None, m, k),
-        Some(b) => {
-            let (bs, bl) = b.storage_and_layout();
-            let Storage::Cpu(bc) = &*bs else {
-                return Ok(None);
-            };
-            let bv = &bc.as_slice::<f32>()?[bl.start_offset()..][..n];
-            product(xv, wv, Some(bv), m, k)
-        }
-    };
+    let bias = bias.map(Tensor::to_vec1::<f32>).transpose()?;
+    let out = product(xv, wv, bias.as_deref(), m, k);
     Tensor::from_vec(out, (m, n), x.device()).map(Some)
 }
 
@@ -178,19 +170,6 @@ impl WithSimd for Block<'_> {
                 g += rows;
             }
             col += width;
-        }
-        if col < BLOCK {
-            // A width with no room for a whole tile (SIMD narrower than BLOCK / VECS allows
-            // for): plain loops.
-            for i in 0..m {
-                for j in col..BLOCK {
-                    let mut s = self.bias.map_or(0.0, |b| b[j]);
-                    for t in 0..self.k {
-                        s += self.x[i * self.k + t] * self.w[t * self.n + self.start + j];
-                    }
-                    self.out[i * BLOCK + j] = s;
-                }
-            }
         }
     }
 }
