@@ -106,6 +106,11 @@ pub struct TrainClipArgs {
     /// (the same function, more capacity).
     #[arg(long, default_value_t = 128)]
     pub vision_width: usize,
+    /// Token dropping: only this many patches of each image go through the vision tower in a
+    /// step, every patch on an object first, then background ones at random (0: all). A step
+    /// costs about its share of tokens; inference always sees every patch.
+    #[arg(long, default_value_t = 0)]
+    pub keep_tokens: usize,
 }
 
 pub fn run(args: &TrainClipArgs) -> Result<()> {
@@ -154,6 +159,7 @@ pub fn run(args: &TrainClipArgs) -> Result<()> {
         resume,
         stop_at: args.stop_at,
         freeze_text: args.freeze_text,
+        keep_tokens: args.keep_tokens,
     };
     let end = args.stop_at.unwrap_or(args.steps).min(args.steps);
     let bar = progress_bar(args.steps);

@@ -107,11 +107,21 @@ impl VisionTower {
         })
     }
 
-    /// (B, 3, S, S) pixels → (B, 1 + grid², hidden) after `post_layernorm`.
-    fn forward(&self, pixels: &Tensor) -> Result<Tensor> {
+    /// (B, 3, S, S) pixels → (B, 1 + grid², hidden) after `post_layernorm`; with `rows`, only
+    /// those rows of the (B · (1 + grid²), hidden) embedded tokens go through the encoder, the
+    /// same number for each image (token dropping in training: the rest are never seen).
+    fn forward(&self, pixels: &Tensor, rows: Option<&Tensor>) -> Result<Tensor> {
+        let mut tokens = self.embed(pixels)?;
+        if let Some(rows) = rows {
+            let (b, n, h) = tokens.dims3()?;
+            tokens = tokens
+                .reshape((b * n, h))?
+                .index_select(rows, 0)?
+                .reshape((b, rows.dim(0)? / b.max(1), h))?;
+        }
         let hidden = self
             .encoder
-            .forward(&self.pre_norm.forward(&self.embed(pixels)?)?, None)?;
+            .forward(&self.pre_norm.forward(&tokens)?, None)?;
         self.post_norm.forward(&hidden)
     }
 
@@ -270,7 +280,14 @@ impl Clip {
     /// then the patches in row-major order.
     pub fn image_tokens(&self, pixels: &Tensor) -> Result<Tensor> {
         self.visual_projection
-            .forward(&self.vision.forward(pixels)?)
+            .forward(&self.vision.forward(pixels, None)?)
+    }
+
+    /// As `image_tokens`, for the kept `rows` of the (B · (1 + patches)) embedded tokens alone
+    /// (`train::keep::Kept::rows`): (B, rows / B, projection_dim), in the order of `rows`.
+    pub fn image_tokens_kept(&self, pixels: &Tensor, rows: &Tensor) -> Result<Tensor> {
+        self.visual_projection
+            .forward(&self.vision.forward(pixels, Some(rows))?)
     }
 
     /// (B, T) ids → (B, T, projection_dim): every position, projected.

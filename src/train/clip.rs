@@ -105,6 +105,9 @@ pub struct Options {
     /// the logit scale) learns, so the words keep what they meant (held-out colour-shape pairs
     /// included) while the image side learns to see shapes.
     pub freeze_text: bool,
+    /// Patches of each image that go through the vision tower in training (`keep::Kept`: those
+    /// on objects first, then background at random; 0: all of them). Inference sees every patch.
+    pub keep_tokens: usize,
 }
 
 /// One step's numbers, for progress reports.
@@ -148,8 +151,16 @@ struct Losses {
 /// of the batch, hard negatives included; captions (true ones only) with every image.
 fn losses(model: &Clip, batch: &data::Batch, options: &Weights) -> Result<Losses> {
     let b = batch.scenes.len();
-    let img = model.image_tokens(&batch.pixels)?; // (B, 1+P, D)
+    let img = match &batch.kept {
+        Some(rows) => model.image_tokens_kept(&batch.pixels, rows)?, // (B, 1+K, D)
+        None => model.image_tokens(&batch.pixels)?,                  // (B, 1+P, D)
+    };
     let all_txt = model.text_tokens(&batch.ids)?; // (B + M, T, D)
+                                                  // A frozen text side is never updated, so backpropagation need not reach into it.
+    let all_txt = match options.frozen_text {
+        true => all_txt.detach(),
+        false => all_txt,
+    };
     let (n, t, d) = all_txt.dims3()?;
     let flat_index: Vec<u32> = batch
         .eos
@@ -247,6 +258,8 @@ pub(super) struct Weights {
     pub(super) recoloured: f64,
     /// `data::composition_quads()`, computed once.
     pub(super) quads: Vec<[u32; 4]>,
+    /// The text side is frozen (`Options::freeze_text`): no gradient flows into it.
+    pub(super) frozen_text: bool,
 }
 
 /// What a progress callback sees after each step: the numbers, and the state to checkpoint.
@@ -299,6 +312,7 @@ pub fn train(
         batcher.recoloured = options.recoloured;
         batcher.recoloured_small = options.recoloured_small;
     }
+    batcher.keep_tokens = options.keep_tokens;
     let weights = Weights {
         token: options.token_weight,
         ground: options.ground_weight,
@@ -310,6 +324,7 @@ pub fn train(
         colour_field: options.colour_field_weight,
         recoloured: options.recoloured_weight,
         quads: data::composition_quads(),
+        frozen_text: options.freeze_text,
     };
     let end = options.stop_at.unwrap_or(options.steps).min(options.steps);
     for step in opt.steps..end {
@@ -408,6 +423,7 @@ pub fn validation_loss(
         colour_field: 0.0,
         recoloured: 0.0,
         quads: Vec::new(),
+        frozen_text: false,
     };
     Ok(losses(model, &batch, &weights)?.total.to_scalar()?)
 }

@@ -1,8 +1,10 @@
 //! Batches of shapes-world scenes as model input: pixels, padded caption ids, EOS positions.
 
 use candle_core::{Device, Result, Tensor};
-use rand::Rng;
+use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+
+use super::keep::Kept;
 
 use crate::engine::{preprocess, ClipConfig, ClipTokenizer, PreprocessConfig};
 use crate::io::tokenizer::{self, Tokenized};
@@ -39,6 +41,10 @@ pub struct Batch {
     /// One-object scenes in off-palette colours (`recolour::recoloured`), `None` when the
     /// batcher draws none.
     pub recoloured: Option<Recoloured>,
+    /// With token dropping (`Batcher::keep_tokens`), the rows of the embedded image tokens that
+    /// go through the vision tower (`keep::Kept::rows`); `ground` and `shape_patches` number
+    /// the kept patches then.
+    pub kept: Option<Tensor>,
 }
 
 /// Scenes of one object in a colour no object has, with the labels of the shape losses.
@@ -49,7 +55,12 @@ pub struct Recoloured {
     pub shapes: Vec<(u32, u32)>,
     /// Dense labels as `Batch::shape_patches`.
     pub patches: Vec<(u32, u32)>,
+    /// Kept token rows, as `Batch::kept`.
+    pub kept: Option<Tensor>,
 }
+
+/// Mixed into the seed of the generator that picks the kept tokens.
+const KEEP_SALT: u64 = 0x6b65_6570_746f_6b73;
 
 /// How many vocabulary captions name a colour-shape pair (the rest name a shape alone).
 pub const VOCABULARY_PAIRS: usize =
@@ -183,6 +194,8 @@ pub struct Batcher {
     pub recoloured: usize,
     /// Share of them shrunk to a small object (`recolour::shrunk`).
     pub recoloured_small: f64,
+    /// Patches of each image that go through the vision tower (`keep::Kept`; 0: all of them).
+    pub keep_tokens: usize,
     pub device: Device,
 }
 
@@ -199,6 +212,7 @@ impl Batcher {
             fields: 0,
             recoloured: 0,
             recoloured_small: 0.0,
+            keep_tokens: 0,
             device: Device::Cpu,
         })
     }
@@ -251,7 +265,7 @@ impl Batcher {
         let pixels = Tensor::from_vec(pixels, (size, 3, side, side), &self.device)?;
         let (ids, eos, word_mask, tokenized) =
             pad_captions(&self.tokenizer, &captions, self.context, &self.device)?;
-        let ground = scenes
+        let mut ground: Vec<(usize, super::ground::Target)> = scenes
             .iter()
             .zip(&tokenized)
             .enumerate()
@@ -279,7 +293,15 @@ impl Batcher {
         } else {
             None
         };
-        let shape_patches = self.shape_patches(&scenes);
+        let mut shape_patches = self.shape_patches(&scenes);
+        // Token dropping draws from its own generator, so the scenes and captions of a run are
+        // the same with it as without.
+        let mut keep_rng = ChaCha8Rng::seed_from_u64(self.seed ^ KEEP_SALT ^ start);
+        let kept = self.kept(&scenes, &mut keep_rng);
+        if let Some(k) = &kept {
+            ground = k.targets(ground);
+            shape_patches = k.labels(&shape_patches);
+        }
         let recoloured = if self.recoloured > 0 {
             let scenes: Vec<Scene> = (0..self.recoloured)
                 .map(|_| {
@@ -302,12 +324,18 @@ impl Batcher {
                 let first = s.objects.first()?;
                 world::SHAPES.iter().position(|&x| x == first.shape)
             };
+            let kept = self.kept(&scenes, &mut keep_rng);
+            let patches = match &kept {
+                Some(k) => k.labels(&self.shape_patches(&scenes)),
+                None => self.shape_patches(&scenes),
+            };
             Some(Recoloured {
                 pixels: Tensor::from_vec(pixels, (scenes.len(), 3, side, side), &self.device)?,
                 shapes: (scenes.iter().enumerate())
                     .filter_map(|(i, s)| Some((i as u32, shape(s)? as u32)))
                     .collect(),
-                patches: self.shape_patches(&scenes),
+                patches,
+                kept: self.rows(kept.as_ref())?,
             })
         } else {
             None
@@ -326,7 +354,19 @@ impl Batcher {
             shape_patches,
             fields,
             recoloured,
+            kept: self.rows(kept.as_ref())?,
         })
+    }
+
+    /// The patches each scene keeps under token dropping (`None` without it).
+    fn kept(&self, scenes: &[Scene], rng: &mut ChaCha8Rng) -> Option<Kept> {
+        Kept::draw(scenes, self.grid, self.keep_tokens, rng)
+    }
+
+    /// `Kept::rows` as a tensor.
+    fn rows(&self, kept: Option<&Kept>) -> Result<Option<Tensor>> {
+        kept.map(|k| Tensor::new(k.rows(), &self.device))
+            .transpose()
     }
 
     /// `ground::shape_labels` of every scene, each patch numbered across the batch.

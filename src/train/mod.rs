@@ -6,6 +6,7 @@ pub mod dcsm;
 pub mod fields;
 pub mod ground;
 pub mod grow;
+pub mod keep;
 mod losses;
 pub mod optim;
 pub mod recolour;

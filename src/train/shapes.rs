@@ -20,8 +20,11 @@ pub(super) fn shape_losses(
     scale: &Tensor,
 ) -> Result<(Tensor, Tensor, Tensor)> {
     let zero = || Tensor::zeros((), DType::F32, patches.device());
-    let split = |pixels: &Tensor| -> Result<(Tensor, Tensor)> {
-        let tokens = model.image_tokens(pixels)?;
+    let split = |pixels: &Tensor, rows: Option<&Tensor>| -> Result<(Tensor, Tensor)> {
+        let tokens = match rows {
+            Some(rows) => model.image_tokens_kept(pixels, rows)?,
+            None => model.image_tokens(pixels)?,
+        };
         let on = l2_normalize(&tokens.narrow(1, 1, tokens.dim(1)? - 1)?.contiguous()?)?;
         Ok((l2_normalize(&tokens.narrow(1, 0, 1)?.contiguous()?)?, on))
     };
@@ -32,14 +35,14 @@ pub(super) fn shape_losses(
     };
     let colour_field = match &batch.fields {
         Some(fields) if options.colour_field > 0.0 => {
-            let (pooled, on) = split(fields)?;
+            let (pooled, on) = split(fields, None)?;
             colour_field_loss(&pooled.squeeze(1)?, &on, shapes, scale)?
         }
         _ => zero()?,
     };
     let recoloured = match &batch.recoloured {
         Some(r) if options.recoloured > 0.0 => {
-            let (pooled, on) = split(&r.pixels)?;
+            let (pooled, on) = split(&r.pixels, r.kept.as_ref())?;
             let whole = patch_shape_loss(&pooled, shapes, &r.shapes, scale)?;
             ((whole + patch_shape_loss(&on, shapes, &r.patches, scale)?)? * 0.5)?
         }
