@@ -1,10 +1,11 @@
 //! Batches of shapes-world scenes as model input: pixels, padded caption ids, EOS positions.
 
 use candle_core::{Device, Result, Tensor};
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use super::keep::Kept;
+pub use super::recolour::Recoloured;
 
 use crate::engine::{preprocess, ClipConfig, ClipTokenizer, PreprocessConfig};
 use crate::io::tokenizer::{self, Tokenized};
@@ -44,18 +45,6 @@ pub struct Batch {
     /// With token dropping (`Batcher::keep_tokens`), the rows of the embedded image tokens that
     /// go through the vision tower (`keep::Kept::rows`); `ground` and `shape_patches` number
     /// the kept patches then.
-    pub kept: Option<Tensor>,
-}
-
-/// Scenes of one object in a colour no object has, with the labels of the shape losses.
-pub struct Recoloured {
-    /// (R, 3, S, S) normalised pixels.
-    pub pixels: Tensor,
-    /// (image, index in `SHAPES`) of each scene's one object.
-    pub shapes: Vec<(u32, u32)>,
-    /// Dense labels as `Batch::shape_patches`.
-    pub patches: Vec<(u32, u32)>,
-    /// Kept token rows, as `Batch::kept`.
     pub kept: Option<Tensor>,
 }
 
@@ -302,43 +291,9 @@ impl Batcher {
             ground = k.targets(ground);
             shape_patches = k.labels(&shape_patches);
         }
-        let recoloured = if self.recoloured > 0 {
-            let scenes: Vec<Scene> = (0..self.recoloured)
-                .map(|_| {
-                    let scene = super::recolour::recoloured(self.seed, rng);
-                    // Drawn only when asked, so runs without it see the same scenes as before.
-                    let small = self.recoloured_small > 0.0
-                        && rng.random_bool(self.recoloured_small.min(1.0));
-                    if small {
-                        super::recolour::shrunk(scene, rng)
-                    } else {
-                        scene
-                    }
-                })
-                .collect();
-            let pixels: Vec<f32> = scenes
-                .iter()
-                .flat_map(|s| scene_pixels(s, &self.pre))
-                .collect();
-            let shape = |s: &Scene| {
-                let first = s.objects.first()?;
-                world::SHAPES.iter().position(|&x| x == first.shape)
-            };
-            let kept = self.kept(&scenes, &mut keep_rng);
-            let patches = match &kept {
-                Some(k) => k.labels(&self.shape_patches(&scenes)),
-                None => self.shape_patches(&scenes),
-            };
-            Some(Recoloured {
-                pixels: Tensor::from_vec(pixels, (scenes.len(), 3, side, side), &self.device)?,
-                shapes: (scenes.iter().enumerate())
-                    .filter_map(|(i, s)| Some((i as u32, shape(s)? as u32)))
-                    .collect(),
-                patches,
-                kept: self.rows(kept.as_ref())?,
-            })
-        } else {
-            None
+        let recoloured = match self.recoloured > 0 {
+            true => Some(self.recoloured_part(rng, &mut keep_rng)?),
+            false => None,
         };
         Ok(Batch {
             pixels,
@@ -359,18 +314,18 @@ impl Batcher {
     }
 
     /// The patches each scene keeps under token dropping (`None` without it).
-    fn kept(&self, scenes: &[Scene], rng: &mut ChaCha8Rng) -> Option<Kept> {
+    pub(super) fn kept(&self, scenes: &[Scene], rng: &mut ChaCha8Rng) -> Option<Kept> {
         Kept::draw(scenes, self.grid, self.keep_tokens, rng)
     }
 
     /// `Kept::rows` as a tensor.
-    fn rows(&self, kept: Option<&Kept>) -> Result<Option<Tensor>> {
+    pub(super) fn rows(&self, kept: Option<&Kept>) -> Result<Option<Tensor>> {
         kept.map(|k| Tensor::new(k.rows(), &self.device))
             .transpose()
     }
 
     /// `ground::shape_labels` of every scene, each patch numbered across the batch.
-    fn shape_patches(&self, scenes: &[Scene]) -> Vec<(u32, u32)> {
+    pub(super) fn shape_patches(&self, scenes: &[Scene]) -> Vec<(u32, u32)> {
         let per_image = self.grid * self.grid;
         (scenes.iter().enumerate())
             .flat_map(|(i, scene)| {

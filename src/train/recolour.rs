@@ -7,14 +7,74 @@
 //! name it and nothing in it is a held-out pair; asked for its shape, the model can only read
 //! the outline.
 
+use candle_core::{Result, Tensor};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
+use super::data::{scene_pixels, Batcher};
 use crate::world::{self, Scene, Split, COLOURS};
 
 /// Least distance in degrees of hue between a recoloured object and any object colour (whose
 /// ±18-level jitter moves its hue by up to 17°).
 pub const MARGIN: f32 = 30.0;
+
+/// Scenes of one object in a colour no object has, with the labels of the shape losses.
+pub struct Recoloured {
+    /// (R, 3, S, S) normalised pixels.
+    pub pixels: Tensor,
+    /// (image, index in `SHAPES`) of each scene's one object.
+    pub shapes: Vec<(u32, u32)>,
+    /// Dense labels as `Batch::shape_patches`.
+    pub patches: Vec<(u32, u32)>,
+    /// Kept token rows, as `Batch::kept`.
+    pub kept: Option<Tensor>,
+}
+
+impl Batcher {
+    /// `self.recoloured` recoloured scenes, a share of them shrunk (`recoloured_small`), as a
+    /// batch's part; `keep_rng` picks their kept tokens under token dropping.
+    pub(super) fn recoloured_part(
+        &self,
+        rng: &mut ChaCha8Rng,
+        keep_rng: &mut ChaCha8Rng,
+    ) -> Result<Recoloured> {
+        let scenes: Vec<Scene> = (0..self.recoloured)
+            .map(|_| {
+                let scene = recoloured(self.seed, rng);
+                // Drawn only when asked, so runs without it see the same scenes as before.
+                let small =
+                    self.recoloured_small > 0.0 && rng.random_bool(self.recoloured_small.min(1.0));
+                if small {
+                    shrunk(scene, rng)
+                } else {
+                    scene
+                }
+            })
+            .collect();
+        let pixels: Vec<f32> = scenes
+            .iter()
+            .flat_map(|s| scene_pixels(s, &self.pre))
+            .collect();
+        let shape = |s: &Scene| {
+            let first = s.objects.first()?;
+            world::SHAPES.iter().position(|&x| x == first.shape)
+        };
+        let kept = self.kept(&scenes, keep_rng);
+        let patches = match &kept {
+            Some(k) => k.labels(&self.shape_patches(&scenes)),
+            None => self.shape_patches(&scenes),
+        };
+        let side = self.pre.crop as usize;
+        Ok(Recoloured {
+            pixels: Tensor::from_vec(pixels, (scenes.len(), 3, side, side), &self.device)?,
+            shapes: (scenes.iter().enumerate())
+                .filter_map(|(i, s)| Some((i as u32, shape(s)? as u32)))
+                .collect(),
+            patches,
+            kept: self.rows(kept.as_ref())?,
+        })
+    }
+}
 
 /// Hue in degrees of an RGB colour (0 for greys).
 pub fn hue(rgb: [u8; 3]) -> f32 {
