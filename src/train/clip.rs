@@ -155,8 +155,8 @@ fn losses(model: &Clip, batch: &data::Batch, options: &Weights) -> Result<Losses
         Some(rows) => model.image_tokens_kept(&batch.pixels, rows)?, // (B, 1+K, D)
         None => model.image_tokens(&batch.pixels)?,                  // (B, 1+P, D)
     };
-    let all_txt = model.text_tokens(&batch.ids)?; // (B + M, T, D)
-                                                  // A frozen text side is never updated, so backpropagation need not reach into it.
+    // (B + M, T, D); a frozen text side is never updated, so backpropagation need not reach it.
+    let all_txt = model.text_tokens(&batch.ids)?;
     let all_txt = match options.frozen_text {
         true => all_txt.detach(),
         false => all_txt,
