@@ -292,7 +292,7 @@ fn closing_while_busy_stops_promptly() {
 }
 
 #[test]
-fn maps_come_before_smartclip_whose_verdicts_follow_for_the_same_request() {
+fn maps_come_before_the_verdicts_which_follow_for_the_same_request() {
     let worker = Worker::spawn(|| {});
     worker.send(Job::LoadModel {
         source: ModelSource::Embedded,
@@ -302,14 +302,18 @@ fn maps_come_before_smartclip_whose_verdicts_follow_for_the_same_request() {
     let Some(Event::Results(quick)) = events.last() else {
         panic!()
     };
-    assert!(quick.smartclip_pending);
-    assert!(quick.prompts.iter().all(|p| p.smartclip.is_none()));
+    assert!(quick.verdicts_pending);
+    assert!(quick
+        .prompts
+        .iter()
+        .all(|p| p.smartclip.is_none() && p.dcsm_scores.is_empty()));
     let Event::Results(full) = next(&worker) else {
-        panic!("SmartCLIP's follow-up did not come next")
+        panic!("the verdicts' follow-up did not come next")
     };
     assert_eq!((full.image_id, full.generation), (1, 1));
-    assert!(!full.smartclip_pending);
-    // The same maps, now with SmartCLIP's verdicts, as the engine gives them in one call.
+    assert!(!full.verdicts_pending);
+    // The same maps, now with the scorer's and SmartCLIP's verdicts, as the engine gives them
+    // in one call.
     let engine = LoadedModel::embedded().unwrap();
     let decoded = clipscope::io::preprocess::decode_file(&fixture("images/wide.png")).unwrap();
     let encoded = engine.encode_decoded(&decoded).unwrap();
@@ -319,6 +323,9 @@ fn maps_come_before_smartclip_whose_verdicts_follow_for_the_same_request() {
         .unwrap();
     for ((q, f), d) in quick.prompts.iter().zip(&full.prompts).zip(&direct) {
         assert_eq!(q.dcsm.data, f.dcsm.data);
+        let (fs, ds) = (f.dcsm_score().unwrap(), d.dcsm_score().unwrap());
+        assert!((fs - ds).abs() < 1e-4, "scorer {fs} against {ds}");
+        assert_eq!(f.functional.len(), d.functional.len());
         let (f, d) = (f.smartclip.as_ref().unwrap(), d.smartclip.as_ref().unwrap());
         assert!(
             (f.score - d.score).abs() < 1e-5,
@@ -333,8 +340,10 @@ fn maps_come_before_smartclip_whose_verdicts_follow_for_the_same_request() {
     let Event::Results(edited) = next(&worker) else {
         panic!()
     };
-    assert!(edited.smartclip_pending);
+    assert!(edited.verdicts_pending);
     assert!(edited.prompts[0].smartclip.is_none());
+    // The scorer z-scores every prompt's map together: no verdict of it stands after an edit.
+    assert!(edited.prompts.iter().all(|p| p.dcsm_scores.is_empty()));
     let kept = edited.prompts[1].smartclip.as_ref().unwrap();
     let before = full.prompts[1].smartclip.as_ref().unwrap();
     assert_eq!(
@@ -345,7 +354,15 @@ fn maps_come_before_smartclip_whose_verdicts_follow_for_the_same_request() {
         panic!()
     };
     assert_eq!(filled.generation, 2);
-    assert!(!filled.smartclip_pending && filled.prompts[0].smartclip.is_some());
+    assert!(!filled.verdicts_pending && filled.prompts[0].smartclip.is_some());
+    let edited_prompts = ["a green star".to_string(), prompts[1].clone()];
+    let direct = engine
+        .score(&encoded, &engine.encode_prompts(&edited_prompts).unwrap())
+        .unwrap();
+    for (f, d) in filled.prompts.iter().zip(&direct) {
+        let (f, d) = (f.dcsm_score().unwrap(), d.dcsm_score().unwrap());
+        assert!((f - d).abs() < 1e-4, "scorer {f} against {d}");
+    }
     // Prompts already through SmartCLIP's pass need no follow-up.
     worker.send(Job::Score {
         image: image(1),
@@ -356,7 +373,7 @@ fn maps_come_before_smartclip_whose_verdicts_follow_for_the_same_request() {
     let Event::Results(again) = next(&worker) else {
         panic!()
     };
-    assert!(!again.smartclip_pending && again.prompts.iter().all(|p| p.smartclip.is_some()));
+    assert!(!again.verdicts_pending && again.prompts.iter().all(|p| p.smartclip.is_some()));
     assert!(
         worker
             .events()

@@ -73,7 +73,7 @@ impl ClipscopeApp {
                     tracing::info!("first maps {ms:.0} ms after start");
                 }
                 let Some(request) = self.client.answered(r.generation) else {
-                    self.complete_smartclip(r);
+                    self.complete_verdicts(r);
                     return;
                 };
                 let newer = self
@@ -166,14 +166,14 @@ impl ClipscopeApp {
         }
     }
 
-    /// SmartCLIP's verdicts following results already shown (`Results::smartclip_pending`):
+    /// Verdicts following results already shown (`Results::verdicts_pending`):
     /// they replace those results if they are still the ones shown for the image.
-    fn complete_smartclip(&mut self, r: Results) {
-        if r.smartclip_pending {
+    fn complete_verdicts(&mut self, r: Results) {
+        if r.verdicts_pending {
             return;
         }
         if let Some(s) = self.shown.get_mut(&r.image_id) {
-            if s.results.generation == r.generation && s.results.smartclip_pending {
+            if s.results.generation == r.generation && s.results.verdicts_pending {
                 s.results = Arc::new(r);
             }
         }

@@ -27,6 +27,10 @@ pub fn show(app: &ClipscopeApp, ui: &mut egui::Ui) -> Commands {
         return out;
     }
     let Some(a) = mine.smartclip.clone() else {
+        if app.verdicts_pending() {
+            ui.weak("SmartCLIP's mask for this prompt follows in a moment…");
+            return out;
+        }
         ui.label("This model has no SmartCLIP mask network (the embedded model and converted SmartCLIP checkpoints have one).");
         return out;
     };

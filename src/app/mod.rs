@@ -211,6 +211,12 @@ impl ClipscopeApp {
         self.gallery.current.and_then(|id| self.shown.get(&id))
     }
 
+    /// Whether the shown results' verdicts (DCSM scorer, SmartCLIP) are still on their way.
+    pub fn verdicts_pending(&self) -> bool {
+        self.current_shown()
+            .is_some_and(|s| s.results.verdicts_pending)
+    }
+
     /// The score of prompt `index` (an index into `self.prompts`), if scored.
     /// The view the maps are asked in: the saved one, or the plain view for a model whose
     /// family has only that (SigLIP), so the saved view survives a switch of models.

@@ -57,9 +57,9 @@ pub fn show(app: &mut ClipscopeApp, ui: &mut egui::Ui) {
                 .collect(),
         },
     ];
-    let scorer = app
-        .score_of(0)
-        .and_then(|s| s.dcsm_scores.first().map(|d| d.scorer));
+    // The model's heads, not the scores: right after an edit their verdicts are on their way.
+    let info = app.model.info.as_ref();
+    let scorer = info.and_then(|i| i.scorer);
     if let Some(scorer) = scorer {
         series.push(Series {
             name: format!("DCSM score ({scorer})"),
@@ -69,7 +69,7 @@ pub fn show(app: &mut ClipscopeApp, ui: &mut egui::Ui) {
                 .collect(),
         });
     }
-    if app.score_of(0).is_some_and(|s| s.smartclip.is_some()) {
+    if info.is_some_and(|i| i.smartclip) {
         series.push(Series {
             name: "SmartCLIP score".into(),
             help: "cosine of the image embedding, masked to the prompt's own dimensions, with the \
@@ -95,6 +95,7 @@ pub fn show(app: &mut ClipscopeApp, ui: &mut egui::Ui) {
         .on_disabled_hover_text(SIGLIP_HEADS);
     }
     let selected = app.selection.prompt;
+    let pending = app.verdicts_pending();
     for s in series {
         ui.label(&s.name).on_hover_text(s.help);
         if s.help == DCSM_HELP {
@@ -139,7 +140,10 @@ pub fn show(app: &mut ClipscopeApp, ui: &mut egui::Ui) {
             .values
             .iter()
             .enumerate()
-            .filter_map(|(i, v)| v.map(|v| format!("{}: {v:.4}", i + 1)))
+            .filter_map(|(i, v)| match v {
+                Some(v) => Some(format!("{}: {v:.4}", i + 1)),
+                None => pending.then(|| format!("{}: …", i + 1)),
+            })
             .collect();
         ui.small(text.join("   "));
     }

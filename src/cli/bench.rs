@@ -284,7 +284,8 @@ fn bench_model(name: &str, args: &BenchArgs) -> Result<Vec<Row>> {
         model.set_smartclip(net)?;
     }
     // What the app waits for on an edit before it draws the maps: one prompt of eight
-    // changed, the other seven cached, SmartCLIP's pass left for later as the worker does.
+    // changed, the other seven cached, the scorer's columns and SmartCLIP's pass left for the
+    // follow-up as the worker does.
     let mut edit = prompts.clone();
     let mut serial = 0;
     let mut cache = crate::engine::TextCache::default();
@@ -294,18 +295,16 @@ fn bench_model(name: &str, args: &BenchArgs) -> Result<Vec<Row>> {
         let (p, _) = model.encode_prompts_cached_quick(&edit, &mut cache)?;
         Ok(model.score(&image, &p)?)
     })?);
-    if shipped_mask {
-        // Up to the worker's follow-up: SmartCLIP's full-context pass over the edited prompt
-        // and its eight verdicts, which the app shows a moment after the maps.
-        rows.push(time(name, "prompt_edit_1_of_8_smartclip", w, n, || {
-            serial += 1;
-            edit[7] = format!("{} {serial}", PROMPTS[7]);
-            let (p, _) = model.encode_prompts_cached_quick(&edit, &mut cache)?;
-            let maps = model.score(&image, &p)?;
-            let p = model.encode_prompts_cached(&edit, &mut cache)?;
-            Ok((maps, model.smartclip_scores(&image, &p)?))
-        })?);
-    }
+    // Up to the worker's follow-up: the scorer's columns and SmartCLIP's full-context pass over
+    // the edited prompt and every verdict, which the app shows a moment after the maps.
+    rows.push(time(name, "prompt_edit_1_of_8_verdicts", w, n, || {
+        serial += 1;
+        edit[7] = format!("{} {serial}", PROMPTS[7]);
+        let (p, _) = model.encode_prompts_cached_quick(&edit, &mut cache)?;
+        let maps = model.score(&image, &p)?;
+        let p = model.encode_prompts_cached(&edit, &mut cache)?;
+        Ok((maps, model.score(&image, &p)?))
+    })?);
     if !shipped_scorer {
         eprintln!("{name}: random DCSM scorer ({r}×{c})");
     }

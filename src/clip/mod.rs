@@ -13,6 +13,7 @@ mod quick_gelu;
 pub mod siglip;
 pub mod skinny;
 pub mod sources;
+mod text_kv;
 pub mod train_ops;
 mod transpose;
 
@@ -23,6 +24,7 @@ use layers::{Encoder, EncoderSizes, Norm};
 pub use linear::kept_transposed;
 use linear::Dense;
 pub use sources::MapSource;
+pub use text_kv::TextKv;
 
 impl EncoderSizes {
     pub(super) fn vision(c: &VisionConfig) -> Self {

@@ -6,6 +6,7 @@ use candle_core::Tensor;
 use std::collections::{BTreeMap, HashMap};
 
 use super::types::{tensor_bytes, EncodedPrompts};
+use crate::clip::TextKv;
 use crate::dcsm::ScorerColumns;
 use crate::error::ModelError;
 use crate::io::tokenizer::Tokenized;
@@ -14,6 +15,16 @@ use crate::smartclip::SmartPrompts;
 /// Bytes of encodings a default cache keeps (about 600 prompts of a ViT-B/16, 4,000 of the
 /// default model).
 pub const DEFAULT_BUDGET: usize = 128 << 20;
+
+/// A part of a prompt's encoding that a quick pass leaves for later
+/// (`LoadedModel::encode_prompts_cached_quick`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    /// The DCSM scorers' columns (the prompt padded to the scorer's width).
+    Columns,
+    /// SmartCLIP's mask logits and text embedding (the whole context).
+    Smart,
+}
 
 /// One prompt's share of an `EncodedPrompts`.
 #[derive(Debug, Clone)]
@@ -25,6 +36,8 @@ struct Entry {
     /// Scorer columns: tokens, word starts, normalised (columns, D).
     columns: Option<(Tokenized, Vec<usize>, Tensor)>,
     smart: Option<(Tensor, Tensor)>,
+    /// The quick pass's keys and values, kept until the scorer's columns are made from them.
+    kept: Option<TextKv>,
     /// Bytes of the entry's tensors.
     bytes: usize,
     /// When it was last asked for (a tick of the cache's clock).
@@ -107,19 +120,45 @@ impl TextCache {
         out
     }
 
-    /// The cached prompts (each once, in order) whose entries lack SmartCLIP's part, with their
+    /// The cached prompts (each once, in order) whose entries lack `part`, with their
     /// tokenisations.
-    pub fn lacking_smart(&self, prompts: &[String]) -> (Vec<String>, Vec<Tokenized>) {
+    pub fn lacking(&self, prompts: &[String], part: Part) -> (Vec<String>, Vec<Tokenized>) {
         let (mut names, mut tokenized): (Vec<String>, Vec<Tokenized>) = (Vec::new(), Vec::new());
         for p in prompts {
             if let Some(e) = self.entries.get(p) {
-                if e.smart.is_none() && !names.contains(p) {
+                let missing = match part {
+                    Part::Columns => e.columns.is_none(),
+                    Part::Smart => e.smart.is_none(),
+                };
+                if missing && !names.contains(p) {
                     names.push(p.clone());
                     tokenized.push(e.tokenized.clone());
                 }
             }
         }
         (names, tokenized)
+    }
+
+    /// Adds the scorers' columns (row i of `columns` for `prompts[i]`) to cached entries.
+    pub fn set_columns(
+        &mut self,
+        prompts: &[String],
+        columns: &ScorerColumns,
+    ) -> Result<(), ModelError> {
+        for (i, p) in prompts.iter().enumerate() {
+            let part = (
+                columns.tokenized[i].clone(),
+                columns.word_starts[i].clone(),
+                columns.normalized.get(i)?,
+            );
+            self.replace(p, |e| {
+                let bytes = tensor_bytes(&part.2);
+                let freed = e.columns.replace(part).map_or(0, |o| tensor_bytes(&o.2))
+                    + e.kept.take().map_or(0, |k| k.bytes());
+                (freed, bytes)
+            });
+        }
+        Ok(())
     }
 
     /// Adds SmartCLIP's part (row i of `smart` for `prompts[i]`) to cached entries.
@@ -129,19 +168,43 @@ impl TextCache {
         smart: &SmartPrompts,
     ) -> Result<(), ModelError> {
         for (i, p) in prompts.iter().enumerate() {
-            if let Some(e) = self.entries.get_mut(p) {
-                let part = (smart.logits.get(i)?, smart.texts.get(i)?);
+            let part = (smart.logits.get(i)?, smart.texts.get(i)?);
+            self.replace(p, |e| {
                 let bytes = tensor_bytes(&part.0) + tensor_bytes(&part.1);
-                if let Some(old) = e.smart.replace(part) {
-                    let freed = tensor_bytes(&old.0) + tensor_bytes(&old.1);
-                    e.bytes -= freed;
-                    self.bytes -= freed;
-                }
-                e.bytes += bytes;
-                self.bytes += bytes;
-            }
+                let freed = e
+                    .smart
+                    .replace(part)
+                    .map_or(0, |o| tensor_bytes(&o.0) + tensor_bytes(&o.1));
+                (freed, bytes)
+            });
         }
         Ok(())
+    }
+
+    /// Keeps a quick pass's keys and values (`kept[i]` for `prompts[i]`; none when `kept` is
+    /// empty) until the scorer's columns are made from them.
+    pub fn set_kept(&mut self, prompts: &[String], kept: Vec<TextKv>) {
+        for (p, kv) in prompts.iter().zip(kept) {
+            self.replace(p, |e| {
+                let bytes = kv.bytes();
+                (e.kept.replace(kv).map_or(0, |o| o.bytes()), bytes)
+            });
+        }
+    }
+
+    /// A cached prompt's own projected tokens and the keys and values its quick pass kept.
+    pub fn kept(&self, prompt: &str) -> Option<(&Tensor, &TextKv)> {
+        let e = self.entries.get(prompt)?;
+        Some((&e.tokens, e.kept.as_ref()?))
+    }
+
+    /// Sets a part of `prompt`'s entry, if cached: `set` returns the bytes it freed and added.
+    fn replace(&mut self, prompt: &str, set: impl FnOnce(&mut Entry) -> (usize, usize)) {
+        if let Some(e) = self.entries.get_mut(prompt) {
+            let (freed, added) = set(e);
+            e.bytes = e.bytes + added - freed;
+            self.bytes = self.bytes + added - freed;
+        }
     }
 
     /// Remembers every prompt of a fresh encoding.
@@ -174,6 +237,7 @@ impl TextCache {
                 pooled,
                 columns,
                 smart,
+                kept: None,
                 bytes,
                 used: self.clock,
             };
@@ -248,97 +312,5 @@ impl TextCache {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::engine::LoadedModel;
-
-    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap()
-    }
-
-    #[test]
-    fn the_least_recently_used_prompts_are_evicted_never_the_ones_in_use() {
-        let model = LoadedModel::embedded().unwrap();
-        let kept = vec!["a red circle".to_string()];
-        let one = model.encode_prompts(&kept).unwrap();
-        let mut probe = TextCache::default();
-        probe.bind(1);
-        probe.insert(&kept, &one).unwrap();
-        // Room for about ten prompts.
-        let mut cache = TextCache::new(probe.bytes() * 10);
-        model.encode_prompts_cached(&kept, &mut cache).unwrap();
-        for i in 0..40 {
-            let batch = vec![format!("a blue square {i}"), kept[0].clone()];
-            let enc = model.encode_prompts_cached(&batch, &mut cache).unwrap();
-            assert_eq!(enc.tokens.len(), 2);
-            assert!(
-                cache.bytes() <= probe.bytes() * 12,
-                "{} bytes",
-                cache.bytes()
-            );
-        }
-        // The prompt asked for on every call survived; the oldest of the others did not.
-        assert!(cache.contains(&kept[0]));
-        assert!(!cache.contains("a blue square 0"));
-        assert!(cache.contains("a blue square 39"));
-        assert!(cache.len() <= 12, "{} prompts kept", cache.len());
-        // What comes back equals a fresh pass.
-        let b = model.encode_prompts_cached(&kept, &mut cache).unwrap();
-        let fresh = model.encode_prompts(&kept).unwrap();
-        assert!(max_diff(&b.tokens[0], &fresh.tokens[0]) < 1e-6);
-        assert_eq!(one.tokenized[0], b.tokenized[0]);
-        assert_eq!(
-            b.columns.unwrap().normalized.dims(),
-            fresh.columns.unwrap().normalized.dims()
-        );
-    }
-
-    #[test]
-    fn a_cache_of_another_model_is_emptied_before_use() {
-        let mut model = LoadedModel::embedded().unwrap();
-        let prompts = vec!["a red circle".to_string()];
-        let mut cache = TextCache::default();
-        let with_heads = model.encode_prompts_cached(&prompts, &mut cache).unwrap();
-        assert!(with_heads.columns.is_some());
-        model.take_scorers();
-        let without = model.encode_prompts_cached(&prompts, &mut cache).unwrap();
-        assert!(
-            without.columns.is_none(),
-            "stale scorer columns were served"
-        );
-    }
-
-    #[test]
-    fn smartclip_left_for_later_is_filled_in_as_an_unbroken_encoding_has_it() {
-        let model = LoadedModel::embedded().unwrap();
-        assert!(model.smartclip().is_some());
-        let prompts: Vec<String> = ["a red circle", "a blue star", "a red circle"]
-            .map(String::from)
-            .into();
-        let whole = model.encode_prompts(&prompts).unwrap();
-        let mut cache = TextCache::default();
-        let (quick, pending) = model
-            .encode_prompts_cached_quick(&prompts, &mut cache)
-            .unwrap();
-        assert!(pending && quick.smart.is_none());
-        let before = cache.bytes();
-        let done = model.encode_prompts_cached(&prompts, &mut cache).unwrap();
-        assert!(cache.bytes() > before, "SmartCLIP's part is not counted");
-        let (a, b) = (whole.smart.unwrap(), done.smart.unwrap());
-        assert!(max_diff(&a.logits, &b.logits) < 1e-5);
-        assert!(max_diff(&a.texts, &b.texts) < 1e-5);
-        // Once complete, a quick call has nothing left to do.
-        let (again, pending) = model
-            .encode_prompts_cached_quick(&prompts, &mut cache)
-            .unwrap();
-        assert!(!pending && again.smart.is_some());
-        assert_eq!(cache.lacking_smart(&prompts).0.len(), 0);
-    }
-}
+#[path = "cache_tests.rs"]
+mod tests;

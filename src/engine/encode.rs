@@ -3,10 +3,10 @@
 
 use candle_core::Tensor;
 
-use super::cache::TextCache;
+use super::cache::{Part, TextCache};
 use super::types::{EncodedImage, EncodedPrompts};
 use super::{LoadedModel, TEXT_BATCH};
-use crate::clip;
+use crate::clip::{self, TextKv};
 use crate::dcsm::columns::paper_rewrite;
 use crate::dcsm::scorer::{word_token_starts, ColumnMode};
 use crate::dcsm::{self, ScorerColumns};
@@ -86,11 +86,12 @@ impl LoadedModel {
         out
     }
 
-    /// As `encode_prompts_cached`, without SmartCLIP's pass for prompts not encoded yet: on a
-    /// large model that pass (the whole context, 77 positions) costs several times the plain
-    /// one, and the maps do not need it. Returns the encodings and whether SmartCLIP's part is
-    /// still to come (`smart` is then `None`); `encode_prompts_cached` on the same prompts
-    /// then runs only the missing SmartCLIP passes.
+    /// As `encode_prompts_cached`, leaving for later what the maps do not need for prompts not
+    /// encoded yet: the DCSM scorers' columns (the prompt padded to the scorer's 30 or so
+    /// tokens, where the maps need only its own) and SmartCLIP's pass (the whole context, 77
+    /// positions). Returns the encodings and whether a part is still to come (`columns` or
+    /// `smart` is then `None`); `encode_prompts_cached` on the same prompts then runs only the
+    /// missing passes.
     pub fn encode_prompts_cached_quick(
         &self,
         prompts: &[String],
@@ -99,16 +100,18 @@ impl LoadedModel {
         self.fill_cache(prompts, cache, false)?;
         let out = cache.assemble(prompts)?;
         cache.trim();
-        let pending = self.smartclip.is_some() && out.smart.is_none();
+        let pending = (!self.scorers.is_empty() && out.columns.is_none())
+            || (self.smartclip.is_some() && out.smart.is_none());
         Ok((out, pending))
     }
 
-    /// Puts every prompt in `cache`, SmartCLIP's part too when `smart`.
+    /// Puts every prompt in `cache`, with the scorers' columns and SmartCLIP's part when
+    /// `full`.
     fn fill_cache(
         &self,
         prompts: &[String],
         cache: &mut TextCache,
-        smart: bool,
+        full: bool,
     ) -> Result<(), ModelError> {
         if prompts.is_empty() {
             return Err(ModelError::Prompt("no prompts given".into()));
@@ -116,15 +119,41 @@ impl LoadedModel {
         cache.bind(self.id);
         let misses = cache.misses(prompts);
         if !misses.is_empty() {
-            let fresh = self.encode_prompts_with(&misses, smart)?;
+            let (fresh, kept) = self.encode_prompts_with(&misses, full)?;
             cache.insert(&misses, &fresh)?;
+            cache.set_kept(&misses, kept);
         }
-        if smart {
-            let (lacking, tokenized) = cache.lacking_smart(prompts);
+        if !full {
+            return Ok(());
+        }
+        if let Some(s) = self.scorers.first() {
+            let (lacking, tokenized) = cache.lacking(prompts, Part::Columns);
             if !lacking.is_empty() {
-                if let Some(s) = self.smart_prompts(&tokenized)? {
-                    cache.set_smart(&lacking, &s)?;
+                let (columns, pad) = (s.config.columns, s.config.pad_id);
+                let paper = s.config.mode == ColumnMode::Paper;
+                // The quick pass's rows and keys, continued over the padding positions, where the
+                // scorer reads the prompt as it is (a prompt too long or rewritten gets a pass).
+                let mut shared = Vec::with_capacity(lacking.len());
+                for (p, t) in lacking.iter().zip(&tokenized) {
+                    let read_as_is = t.full_len <= columns && !(paper && paper_rewrite(p) != *p);
+                    shared.push(match cache.kept(p) {
+                        Some((tokens, kv)) if read_as_is && kv.len() == t.ids.len() => {
+                            let padding = self
+                                .clip_for("the scorer's columns")?
+                                .text_padding(kv, pad, columns)?;
+                            Some(Tensor::cat(&[tokens, &padding], 0)?)
+                        }
+                        _ => None,
+                    });
                 }
+                let c = self.scorer_columns(&lacking, &tokenized, shared, columns, pad)?;
+                cache.set_columns(&lacking, &c)?;
+            }
+        }
+        let (lacking, tokenized) = cache.lacking(prompts, Part::Smart);
+        if !lacking.is_empty() {
+            if let Some(s) = self.smart_prompts(&tokenized)? {
+                cache.set_smart(&lacking, &s)?;
             }
         }
         Ok(())
@@ -135,15 +164,17 @@ impl LoadedModel {
     /// pass yields their padded columns; prompts longer than the scorer's columns get a second,
     /// truncated pass.
     pub fn encode_prompts(&self, prompts: &[String]) -> Result<EncodedPrompts, ModelError> {
-        self.encode_prompts_with(prompts, true)
+        Ok(self.encode_prompts_with(prompts, true)?.0)
     }
 
-    /// `encode_prompts`, SmartCLIP's pass left out unless `smart`.
+    /// `encode_prompts`, the scorers' columns and SmartCLIP's pass left out unless `full`: the
+    /// text pass then pads only to the longest prompt and, where the model has a scorer, keeps
+    /// each prompt's keys and values for its padding positions later (`Clip::text_padding`).
     fn encode_prompts_with(
         &self,
         prompts: &[String],
-        smart: bool,
-    ) -> Result<EncodedPrompts, ModelError> {
+        full: bool,
+    ) -> Result<(EncodedPrompts, Vec<TextKv>), ModelError> {
         if prompts.is_empty() {
             return Err(ModelError::Prompt("no prompts given".into()));
         }
@@ -152,19 +183,32 @@ impl LoadedModel {
             .map(|p| self.tokenize(p))
             .collect::<Result<Vec<_>, _>>()?;
         if let Some(siglip) = self.siglip() {
-            return self.encode_prompts_siglip(siglip, tokenized);
+            return Ok((self.encode_prompts_siglip(siglip, tokenized)?, Vec::new()));
         }
         let scorer_cfg = self
             .scorers
             .first()
+            .filter(|_| full)
             .map(|s| (s.config.columns, s.config.pad_id));
         let (columns, pad) = scorer_cfg.unwrap_or((0, self.tokenizer.eos_id()));
         // Batches of bounded size keep peak memory flat for a thousand prompts at once.
         let mut tokens = Vec::with_capacity(tokenized.len());
         let mut pooled = Vec::with_capacity(tokenized.len());
         let mut scorer_cols: Vec<Option<Tensor>> = Vec::with_capacity(tokenized.len());
+        let keep = !full && !self.scorers.is_empty();
+        let mut kept = Vec::new();
         for chunk in tokenized.chunks(TEXT_BATCH) {
-            let all = self.text_pass(chunk, pad, columns)?;
+            let all = if keep {
+                let ids = tokenizer::pad_ids(chunk, pad, 0, &self.device)?;
+                let lengths: Vec<usize> = chunk.iter().map(|t| t.ids.len()).collect();
+                let (all, kv) = self
+                    .clip_for("the text pass")?
+                    .text_tokens_keeping(&ids, &lengths)?;
+                kept.extend(kv);
+                all
+            } else {
+                self.text_pass(chunk, pad, columns)?
+            };
             for (b, t) in chunk.iter().enumerate() {
                 let row = all.get(b)?;
                 tokens.push(row.narrow(0, 0, t.ids.len())?);
@@ -179,17 +223,18 @@ impl LoadedModel {
                 Some(self.scorer_columns(prompts, &tokenized, scorer_cols, c, pad)?)
             }
         };
-        let smart = match smart {
+        let smart = match full {
             true => self.smart_prompts(&tokenized)?,
             false => None,
         };
-        Ok(EncodedPrompts {
+        let encoded = EncodedPrompts {
             tokenized,
             tokens,
             pooled,
             columns,
             smart,
-        })
+        };
+        Ok((encoded, kept))
     }
 
     /// SmartCLIP's mask logits and text embeddings of tokenised prompts (`None` without a mask

@@ -24,7 +24,7 @@ pub use crate::io::tokenizer::{self, ClipTokenizer, Tokenized, Word};
 
 pub use crate::dcsm::{ScorerColumns, ScorerScore};
 pub use crate::smartclip::{SmartPrompts, SmartScore};
-pub use cache::TextCache;
+pub use cache::{Part, TextCache};
 pub use types::{EncodedImage, EncodedPrompts, Family, PromptScore, ScoreKind};
 pub use view::{DenseImage, Layout, MapView, ViewMaps};
 

@@ -1,30 +1,42 @@
-//! SmartCLIP's verdicts that follow the maps: results sent before SmartCLIP's full-context text
-//! pass, and the same results sent again with every verdict.
+//! The verdicts that follow the maps: results sent before the DCSM scorers' columns and
+//! SmartCLIP's full-context text pass, and the same results sent again with every verdict.
 
 use std::time::Instant;
 
 use super::protocol::{ImageRef, Results};
 use super::{one_line, Event, Outbox, State};
-use crate::engine::{elapsed_ms, EncodedImage, LoadedModel, ModelError, TextCache};
+use crate::engine::{
+    elapsed_ms, EncodedImage, LoadedModel, ModelError, Part, PromptScore, TextCache,
+};
 
-/// The second half of a `Score` answered without SmartCLIP: its prompts and what was sent.
+/// The second half of a `Score` answered before its verdicts: its prompts and what was sent.
 pub(super) struct FollowUp {
     pub(super) image: ImageRef,
     pub(super) prompts: Vec<String>,
     pub(super) results: Results,
 }
 
-/// Fills in, on results sent before SmartCLIP's pass, the verdicts of the prompts whose
+/// Copies the verdicts (the scorers' scores, their functional-word columns and text, and
+/// SmartCLIP's) from `from` into `to`, leaving the maps and CLIP's scores as they are.
+fn copy_verdicts(to: &mut PromptScore, from: PromptScore) {
+    to.dcsm_scores = from.dcsm_scores;
+    to.functional = from.functional;
+    to.dcsm_text = from.dcsm_text;
+    to.smartclip = from.smartclip;
+}
+
+/// Fills in, on results sent before the verdicts, SmartCLIP's verdicts of the prompts whose
 /// SmartCLIP part is cached already (no text pass runs): after an edit only the edited prompt
-/// waits for the follow-up.
+/// waits for its own. The scorers' verdicts all wait for the follow-up, since each depends on
+/// every prompt scored with it (the maps are z-scored together).
 pub(super) fn ready_smartclip(
     model: &LoadedModel,
     image: &EncodedImage,
     prompts: &[String],
     text: &mut TextCache,
-    scores: &mut [crate::engine::PromptScore],
+    scores: &mut [PromptScore],
 ) -> Result<(), ModelError> {
-    let (lacking, _) = text.lacking_smart(prompts);
+    let (lacking, _) = text.lacking(prompts, Part::Smart);
     let ready: Vec<usize> = (0..prompts.len())
         .filter(|&i| !lacking.contains(&prompts[i]))
         .collect();
@@ -32,7 +44,7 @@ pub(super) fn ready_smartclip(
         return Ok(());
     }
     let names: Vec<String> = ready.iter().map(|&i| prompts[i].clone()).collect();
-    let encoded = model.encode_prompts_cached(&names, text)?;
+    let encoded = model.encode_prompts_cached_quick(&names, text)?.0;
     if let Some(verdicts) = model.smartclip_scores(image, &encoded)? {
         for (&i, v) in ready.iter().zip(verdicts) {
             scores[i].smartclip = Some(v);
@@ -41,7 +53,7 @@ pub(super) fn ready_smartclip(
     Ok(())
 }
 
-/// Sends `f`'s results again with SmartCLIP's verdicts, after its full-context text pass.
+/// Sends `f`'s results again with every verdict, after the text passes they wait for.
 pub(super) fn follow_up(state: &mut State, f: FollowUp, out: &Outbox) {
     let FollowUp {
         image,
@@ -55,17 +67,16 @@ pub(super) fn follow_up(state: &mut State, f: FollowUp, out: &Outbox) {
     };
     let verdicts = model
         .encode_prompts_cached(&prompts, &mut state.text)
-        .and_then(|encoded| model.smartclip_scores(&entry.encoded, &encoded));
+        .and_then(|encoded| model.score(&entry.encoded, &encoded));
     match verdicts {
-        Ok(Some(v)) => {
-            for (s, v) in results.prompts.iter_mut().zip(v) {
-                s.smartclip = Some(v);
+        Ok(scores) => {
+            for (to, from) in results.prompts.iter_mut().zip(scores) {
+                copy_verdicts(to, from);
             }
-            results.smartclip_pending = false;
-            tracing::debug!(image = image.id, "SmartCLIP in {:.1} ms", elapsed_ms(start));
+            results.verdicts_pending = false;
+            tracing::debug!(image = image.id, "verdicts in {:.1} ms", elapsed_ms(start));
             out.send(Event::Results(results));
         }
-        Ok(None) => {}
         Err(e) => out.error(Some(image.id), Some(results.generation), one_line(&e)),
     }
 }

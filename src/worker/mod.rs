@@ -283,6 +283,8 @@ fn handle(state: &mut State, job: Job, out: &Outbox) {
                         context: c.text.max_position_embeddings,
                         vision_layers: c.vision.num_hidden_layers,
                         pipeline: model.pipeline(),
+                        scorer: model.scorers().first().map(|s| s.label()),
+                        smartclip: model.smartclip().is_some(),
                         load_ms: elapsed_ms(start),
                     }));
                     state.model = Some(model);
@@ -341,12 +343,12 @@ fn handle(state: &mut State, job: Job, out: &Outbox) {
                     view,
                     map_grid,
                     map_region,
-                    smartclip_pending: pending,
+                    verdicts_pending: pending,
                 })
             });
             match result {
                 Ok(r) => {
-                    if r.smartclip_pending {
+                    if r.verdicts_pending {
                         state.follow_up = Some(FollowUp {
                             image: image.clone(),
                             prompts,

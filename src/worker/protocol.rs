@@ -78,6 +78,10 @@ pub struct ModelInfo {
     pub vision_layers: usize,
     /// The reference conventions it follows around the maths (preprocessing, text clean-up).
     pub pipeline: Pipeline,
+    /// The label of the DCSM scorer whose verdicts are shown, if the model has one.
+    pub scorer: Option<&'static str>,
+    /// Whether the model has a SmartCLIP mask network.
+    pub smartclip: bool,
     pub load_ms: f64,
 }
 
@@ -110,11 +114,11 @@ pub struct Results {
     /// Their patch grid (rows, cols) and the part of the image they cover, in original pixels.
     pub map_grid: (usize, usize),
     pub map_region: CropRect,
-    /// SmartCLIP's verdicts are still to come: the maps were sent without waiting for its
-    /// full-context text pass over new prompts. The same results with `smartclip` filled in
-    /// follow (same image and generation, this `false`) unless a newer `Score` for the image
-    /// supersedes them.
-    pub smartclip_pending: bool,
+    /// Verdicts are still to come: the maps and CLIP's scores were sent without waiting for
+    /// the DCSM scorers' columns and SmartCLIP's full-context text pass over new prompts. The
+    /// same results with `dcsm_scores` and `smartclip` filled in follow (same image and
+    /// generation, this `false`) unless a newer `Score` for the image supersedes them.
+    pub verdicts_pending: bool,
 }
 
 /// What the worker reports.

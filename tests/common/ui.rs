@@ -83,13 +83,13 @@ pub fn harness_of(app: ClipscopeApp) -> H {
 pub fn settle(h: &mut H) {
     loop {
         h.step();
-        // SmartCLIP's verdicts on shown results may still be on their way.
-        let smartclip_due = h
+        // Verdicts on shown results may still be on their way.
+        let verdicts_due = h
             .state()
             .current_shown()
-            .is_some_and(|s| s.results.smartclip_pending);
+            .is_some_and(|s| s.results.verdicts_pending);
         if !h.state().busy()
-            && !smartclip_due
+            && !verdicts_due
             && h.state()
                 .gallery
                 .images
