@@ -355,6 +355,8 @@ fn maps_come_before_the_verdicts_which_follow_for_the_same_request() {
     };
     assert_eq!(filled.generation, 2);
     assert!(!filled.verdicts_pending && filled.prompts[0].smartclip.is_some());
+    #[cfg(feature = "gui")]
+    the_app_shows_earlier_verdicts_until_an_edits_own_come(&full, &edited, &filled);
     let edited_prompts = ["a green star".to_string(), prompts[1].clone()];
     let direct = engine
         .score(&encoded, &engine.encode_prompts(&edited_prompts).unwrap())
@@ -382,4 +384,32 @@ fn maps_come_before_the_verdicts_which_follow_for_the_same_request() {
         "a follow-up came for nothing"
     );
     worker.shutdown();
+}
+
+/// The app shows each slot's earlier verdicts while an edit's own are on their way (`full` then
+/// `edited`, pending), and its own once they come (`filled`).
+#[cfg(feature = "gui")]
+fn the_app_shows_earlier_verdicts_until_an_edits_own_come(
+    full: &clipscope::worker::Results,
+    edited: &clipscope::worker::Results,
+    filled: &clipscope::worker::Results,
+) {
+    use clipscope::app::state::Shown;
+    let verdicts = |s: &Shown, i: usize| {
+        let v = s.verdicts_of(i).unwrap();
+        (v.dcsm, v.smartclip)
+    };
+    let before = Shown::new(full.clone(), vec![0, 1], None);
+    let waiting = Shown::new(edited.clone(), vec![0, 1], Some(&before));
+    for i in 0..2 {
+        assert_eq!(verdicts(&waiting, i).0, full.prompts[i].dcsm_score());
+    }
+    let own = edited.prompts[1].smartclip.as_ref().map(|s| s.score);
+    let earlier = full.prompts[0].smartclip.as_ref().map(|s| s.score);
+    assert_eq!(verdicts(&waiting, 1).1, own);
+    assert_eq!(verdicts(&waiting, 0).1, earlier);
+    let done = Shown::new(filled.clone(), vec![0, 1], Some(&waiting));
+    assert!(done.stale.is_empty());
+    assert_eq!(verdicts(&done, 0).0, filled.prompts[0].dcsm_score());
+    assert_ne!(verdicts(&done, 0).0, verdicts(&waiting, 0).0);
 }

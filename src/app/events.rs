@@ -76,6 +76,7 @@ impl ClipscopeApp {
                     self.complete_verdicts(r);
                     return;
                 };
+                let image_id = r.image_id;
                 let newer = self
                     .shown
                     .get(&r.image_id)
@@ -111,13 +112,8 @@ impl ClipscopeApp {
                         }
                     }
                     self.textures.clear();
-                    self.shown.insert(
-                        r.image_id,
-                        Shown {
-                            results: Arc::new(r),
-                            prompt_index: request.prompt_index,
-                        },
-                    );
+                    let shown = Shown::new(r, request.prompt_index, self.shown.get(&image_id));
+                    self.shown.insert(image_id, shown);
                 }
             }
             Event::ModelFailed { source, message } => {
@@ -175,6 +171,7 @@ impl ClipscopeApp {
         if let Some(s) = self.shown.get_mut(&r.image_id) {
             if s.results.generation == r.generation && s.results.verdicts_pending {
                 s.results = Arc::new(r);
+                s.stale.clear();
             }
         }
     }

@@ -17,6 +17,8 @@ struct Series {
     name: String,
     help: &'static str,
     values: Vec<Option<f64>>,
+    /// A verdict (scorer, SmartCLIP): greyed while the shown results' verdicts are on their way.
+    verdict: bool,
 }
 
 /// How to read DCSM scores.
@@ -48,6 +50,7 @@ pub fn show(app: &mut ClipscopeApp, ui: &mut egui::Ui) {
             values: (0..n)
                 .map(|i| app.score_of(i).map(|s| f64::from(s.clip_cosine)))
                 .collect(),
+            verdict: false,
         },
         Series {
             name: probability.into(),
@@ -55,6 +58,7 @@ pub fn show(app: &mut ClipscopeApp, ui: &mut egui::Ui) {
             values: (0..n)
                 .map(|i| app.score_of(i).map(|s| f64::from(s.clip_prob)))
                 .collect(),
+            verdict: false,
         },
     ];
     // The model's heads, not the scores: right after an edit their verdicts are on their way.
@@ -65,8 +69,9 @@ pub fn show(app: &mut ClipscopeApp, ui: &mut egui::Ui) {
             name: format!("DCSM score ({scorer})"),
             help: DCSM_HELP,
             values: (0..n)
-                .map(|i| app.score_of(i).and_then(|s| s.dcsm_score()).map(f64::from))
+                .map(|i| verdicts(app, i).and_then(|v| v.dcsm).map(f64::from))
                 .collect(),
+            verdict: true,
         });
     }
     if info.is_some_and(|i| i.smartclip) {
@@ -75,12 +80,9 @@ pub fn show(app: &mut ClipscopeApp, ui: &mut egui::Ui) {
             help: "cosine of the image embedding, masked to the prompt's own dimensions, with the \
                    text embedding",
             values: (0..n)
-                .map(|i| {
-                    app.score_of(i)
-                        .and_then(|s| s.smartclip.as_ref())
-                        .map(|s| f64::from(s.score))
-                })
+                .map(|i| verdicts(app, i).and_then(|v| v.smartclip).map(f64::from))
                 .collect(),
+            verdict: true,
         });
     }
     if app.current_shown().is_none() {
@@ -97,7 +99,12 @@ pub fn show(app: &mut ClipscopeApp, ui: &mut egui::Ui) {
     let selected = app.selection.prompt;
     let pending = app.verdicts_pending();
     for s in series {
-        ui.label(&s.name).on_hover_text(s.help);
+        let stale = s.verdict && pending;
+        let name = match stale {
+            true => format!("{} (updating…)", s.name),
+            false => s.name.clone(),
+        };
+        ui.label(name).on_hover_text(s.help);
         if s.help == DCSM_HELP {
             ui.small("z-scored over these prompts together: relative, not absolute");
         }
@@ -112,7 +119,9 @@ pub fn show(app: &mut ClipscopeApp, ui: &mut egui::Ui) {
                         i + 1,
                         app.prompts[i]
                     ));
-                    if i == selected {
+                    if stale {
+                        bar.fill(egui::Color32::from_gray(120))
+                    } else if i == selected {
                         bar.fill(egui::Color32::from_rgb(200, 60, 50))
                     } else {
                         bar.fill(egui::Color32::from_rgb(90, 120, 170))
@@ -126,6 +135,9 @@ pub fn show(app: &mut ClipscopeApp, ui: &mut egui::Ui) {
             .allow_drag(false)
             .allow_scroll(false)
             .include_y(0.0)
+            // Every prompt's slot, scored or not, so a missing bar never shifts the others.
+            .include_x(0.5)
+            .include_x(n as f64 + 0.5)
             .x_axis_formatter(|m, _| {
                 if m.value.fract() == 0.0 && m.value >= 1.0 {
                     format!("{}", m.value)
@@ -140,11 +152,13 @@ pub fn show(app: &mut ClipscopeApp, ui: &mut egui::Ui) {
             .values
             .iter()
             .enumerate()
-            .filter_map(|(i, v)| match v {
-                Some(v) => Some(format!("{}: {v:.4}", i + 1)),
-                None => pending.then(|| format!("{}: …", i + 1)),
-            })
+            .filter_map(|(i, v)| v.map(|v| format!("{}: {v:.4}", i + 1)))
             .collect();
         ui.small(text.join("   "));
     }
+}
+
+/// The verdicts prompt `i` shows: its own, or the stale ones while they are on their way.
+fn verdicts(app: &ClipscopeApp, i: usize) -> Option<crate::app::state::StaleVerdicts> {
+    app.current_shown()?.verdicts_of(i)
 }

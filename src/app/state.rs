@@ -143,6 +143,48 @@ pub struct Shown {
     pub results: Arc<Results>,
     /// `results.prompts[i]` scores `prompts[prompt_index[i]]`.
     pub prompt_index: Vec<usize>,
+    /// While `results.verdicts_pending`: the DCSM scorer's and SmartCLIP's scores shown before
+    /// for the same prompt slots, drawn greyed until the new ones come, so an edit moves the
+    /// bars instead of blanking them.
+    pub stale: Vec<StaleVerdicts>,
+}
+
+/// The verdicts a prompt slot showed before an edit (`Shown::stale`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StaleVerdicts {
+    pub dcsm: Option<f32>,
+    pub smartclip: Option<f32>,
+}
+
+impl Shown {
+    /// `results` for the prompts at `prompt_index`, replacing `before` (what the image showed):
+    /// while the verdicts are on their way, each slot keeps the verdicts it showed.
+    pub fn new(results: Results, prompt_index: Vec<usize>, before: Option<&Shown>) -> Self {
+        let stale = match (results.verdicts_pending, before) {
+            (true, Some(old)) => prompt_index
+                .iter()
+                .map(|&i| old.verdicts_of(i).unwrap_or_default())
+                .collect(),
+            _ => Vec::new(),
+        };
+        Self {
+            results: Arc::new(results),
+            prompt_index,
+            stale,
+        }
+    }
+
+    /// What prompt `index` (into the app's prompts) shows for each verdict: its own, else,
+    /// while they are on their way, the stale one.
+    pub fn verdicts_of(&self, index: usize) -> Option<StaleVerdicts> {
+        let pos = self.prompt_index.iter().position(|i| *i == index)?;
+        let own = self.results.prompts.get(pos)?;
+        let stale = self.stale.get(pos).copied().unwrap_or_default();
+        Some(StaleVerdicts {
+            dcsm: own.dcsm_score().or(stale.dcsm),
+            smartclip: own.smartclip.as_ref().map(|s| s.score).or(stale.smartclip),
+        })
+    }
 }
 
 /// A scoring request in flight.
