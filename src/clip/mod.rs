@@ -190,10 +190,7 @@ impl TextTower {
     /// transformers), so a padding position sees only the real tokens.
     fn forward(&self, ids: &Tensor, lengths: Option<&[usize]>) -> Result<Tensor> {
         let (b, t) = ids.dims2()?;
-        let x = self
-            .token_embedding
-            .forward(ids)?
-            .broadcast_add(&self.position_embedding.narrow(0, 0, t)?.unsqueeze(0)?)?;
+        let x = self.embed(ids, 0)?;
         let mask = match lengths {
             Some(lengths) if lengths.len() == b => padded_causal_mask(t, lengths, x.device())?,
             Some(lengths) => candle_core::bail!("{} lengths for {b} sequences", lengths.len()),
@@ -201,6 +198,15 @@ impl TextTower {
         };
         self.final_norm
             .forward(&self.encoder.forward(&x, Some(&mask))?)
+    }
+
+    /// (B, T) ids at positions `start..start + T` → (B, T, hidden): token plus position
+    /// embeddings.
+    fn embed(&self, ids: &Tensor, start: usize) -> Result<Tensor> {
+        let t = ids.dims2()?.1;
+        self.token_embedding
+            .forward(ids)?
+            .broadcast_add(&self.position_embedding.narrow(0, start, t)?.unsqueeze(0)?)
     }
 }
 

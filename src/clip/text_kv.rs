@@ -50,10 +50,7 @@ impl Clip {
             candle_core::bail!("{} lengths for {b} sequences", lengths.len());
         }
         let text = &self.text;
-        let mut x = text
-            .token_embedding
-            .forward(ids)?
-            .broadcast_add(&text.position_embedding.narrow(0, 0, t)?.unsqueeze(0)?)?;
+        let mut x = text.embed(ids, 0)?;
         let mask = padded_causal_mask(t, lengths, x.device())?;
         let mut kept: Vec<Vec<(Tensor, Tensor)>> = vec![Vec::new(); b];
         for layer in text.encoder.layers() {
@@ -87,10 +84,7 @@ impl Clip {
         let n = width - len;
         let device = text.position_embedding.device();
         let ids = Tensor::from_vec(vec![pad; n], (1, n), device)?;
-        let mut x = text
-            .token_embedding
-            .forward(&ids)?
-            .broadcast_add(&text.position_embedding.narrow(0, len, n)?.unsqueeze(0)?)?;
+        let mut x = text.embed(&ids, len)?;
         for (layer, (k, v)) in text.encoder.layers().iter().zip(&kv.layers) {
             // Every padding position sees every kept key and none of the other padding ones.
             let (q, _, _) = layer.qkv(&x)?;
