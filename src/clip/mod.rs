@@ -335,6 +335,14 @@ impl Clip {
     }
 }
 
+/// The largest absolute difference between two tensors of one shape (for tests).
+#[cfg(test)]
+pub(crate) fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+    (a - b)
+        .and_then(|d| d.abs()?.max_all()?.to_scalar::<f32>())
+        .expect("tensors of one shape")
+}
+
 /// Row-wise L2 normalisation over the last dimension.
 pub fn l2_normalize(xs: &Tensor) -> Result<Tensor> {
     let norm = xs.sqr()?.sum_keepdim(D::Minus1)?.sqrt()?;

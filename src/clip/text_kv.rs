@@ -102,7 +102,7 @@ impl Clip {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clip::ClipConfig;
+    use crate::clip::{max_diff, ClipConfig};
     use candle_core::{DType, Device};
     use candle_nn::VarBuilder;
 
@@ -144,25 +144,11 @@ mod tests {
                 0,
             )
             .unwrap();
-            let diff = (rows - whole.get(i).unwrap())
-                .unwrap()
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap();
+            let diff = max_diff(&rows, &whole.get(i).unwrap());
             assert!(diff < 1e-5, "prompt {i}: {diff}");
             // Another pad id gives other rows: the padding positions are really computed.
             let other = clip.text_padding(&kv[i], pad + 1, width).unwrap();
-            let moved = (other - clip.text_padding(&kv[i], pad, width).unwrap())
-                .unwrap()
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap();
+            let moved = max_diff(&other, &clip.text_padding(&kv[i], pad, width).unwrap());
             assert!(moved > 1e-4);
         }
         assert!(clip.text_padding(&kv[0], pad, 4).is_err());

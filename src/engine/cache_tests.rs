@@ -2,18 +2,8 @@
 //! pass has them.
 
 use super::*;
+use crate::clip::max_diff;
 use crate::engine::LoadedModel;
-
-fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
-}
 
 #[test]
 fn the_least_recently_used_prompts_are_evicted_never_the_ones_in_use() {

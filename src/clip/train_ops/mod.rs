@@ -39,20 +39,8 @@ pub(super) fn last_dim(op: &str, l: &Layout) -> Result<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clip::max_diff;
     use candle_core::{Device, Tensor, Var};
-
-    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap()
-    }
 
     /// Values and gradients (of a weighted sum, so every output matters differently) of the
     /// fused op and the composed one agree.
