@@ -115,9 +115,9 @@ fn embedded_model_recognises_shapes_drawn_by_another_renderer() {
 
 /// What the shipped model must keep reaching on these scenes. Measured: description 0.888 (71/80
 /// validation) and 0.896 (43/48 independent), below the 0.95 the model is meant to reach (see the
-/// model card's failure analysis); localisation 0.955 (147/154) and 0.969 (94/97). A seeded
+/// model card's failure analysis); localisation 0.968 (149/154) and 0.959 (93/97). A seeded
 /// random model of the same shape: description 0.20 (16/80), localisation 0.47 (73/154). The
-/// previous model (128 wide): 0.850 and 0.875, localisation 0.948 and 0.948.
+/// previous release (stage 2i): 71/80 and 43/48, localisation 147/154 and 94/97.
 const MIN_DESCRIPTION: f64 = 0.82;
 const MIN_LOCALISATION: f64 = 0.93;
 
@@ -130,9 +130,9 @@ fn embedded_scorer_reads_spatial_relations_that_clip_cannot() {
     eprintln!("spatial: clip {clip:?}, dcsm {dcsm:?}");
     assert!(dcsm.total >= 60, "{dcsm:?}");
     // Plain CLIP's pooled cosine is near chance on "A above B" vs "B above A"; the scorer reads
-    // the relation off the dense map. Measured: CLIP 0.485 (49/101), the shipped scorer 0.931
-    // (94/101; on the previous, 128-wide model 0.921 against CLIP's 0.446); the goal of 0.95 is
-    // not met on every split yet (model card).
+    // the relation off the dense map. Measured: CLIP 0.485 (49/101), the shipped scorer 0.941
+    // (95/101; on the previous release 0.931); the goal of 0.95 is not met on every split yet
+    // (model card).
     assert!(clip.accuracy().unwrap() < 0.7, "{clip:?}");
     assert!(dcsm.accuracy().unwrap() >= 0.88, "{dcsm:?}");
     assert!(
