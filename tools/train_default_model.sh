@@ -155,28 +155,26 @@ stage clip-224wo train-clip --init "$RUNS/clip-224wr2/model.safetensors" --visio
 #     background ones at random, 64 in all, go through the vision tower; a step 2.5-3.2 s instead
 #     of 7.7-8.6 on an AMD EPYC 25/1). 2i's losses from its weights on a 1,300-step schedule: to step
 #     1,200 with dropping, the last 100 with every token (model card: "Token dropping").
-KEEP=(train-clip --init "$RUNS/clip-224wr2/model.safetensors" --vision-width 256 --steps 1300
-  --batch 64 --lr 1.5e-4 --seed 141 --image-size 224 --ground-weight 1 --negative-weight 1
-  --shape-words --vocabulary-weight 3 --patch-shape-weight 2 --recoloured-weight 3
-  --recoloured 16 --freeze-text --checkpoint-every 25)
+# Stage 2i's losses and options, shared by the token-dropping stages 2l, 2m and 2n.
+LOSSES_2I=(--vision-width 256 --batch 64 --image-size 224 --ground-weight 1 --negative-weight 1
+  --shape-words --vocabulary-weight 3 --patch-shape-weight 2 --recoloured-weight 3 --recoloured 16
+  --freeze-text --checkpoint-every 25)
+KEEP=(train-clip --init "$RUNS/clip-224wr2/model.safetensors" --steps 1300 --lr 1.5e-4 --seed 141
+  "${LOSSES_2I[@]}")
 stage clip-224k "${KEEP[@]}" --keep-tokens 64 --stop-at 1200
 slice clip-224k clip-224k2 "${KEEP[@]}"
 # 2m. 2l's end trained on with the same losses on a new 1,400-step schedule at lr 1e-4: to step
 #     1,250 with --keep-tokens 64, the last 150 with every token (model card: "Longer with
 #     dropping"). Description 0.907 / 0.830 / 0.896 with the shipped heads.
-KEEP2=(train-clip --init "$RUNS/clip-224k2/model.safetensors" --vision-width 256 --steps 1400
-  --batch 64 --lr 1e-4 --seed 151 --image-size 224 --ground-weight 1 --negative-weight 1
-  --shape-words --vocabulary-weight 3 --patch-shape-weight 2 --recoloured-weight 3
-  --recoloured 16 --freeze-text --checkpoint-every 25)
+KEEP2=(train-clip --init "$RUNS/clip-224k2/model.safetensors" --steps 1400 --lr 1e-4 --seed 151
+  "${LOSSES_2I[@]}")
 stage clip-224m "${KEEP2[@]}" --keep-tokens 64 --stop-at 1250
 slice clip-224m clip-224m2 "${KEEP2[@]}"
 # 2n. 2m's end trained on with the same losses on a new 1,000-step schedule at lr 1e-4: to step
 #     900 with --keep-tokens 64, the last 100 with every token (model card: "Longer with
 #     dropping").
-KEEP3=(train-clip --init "$RUNS/clip-224m2/model.safetensors" --vision-width 256 --steps 1000
-  --batch 64 --lr 1e-4 --seed 171 --image-size 224 --ground-weight 1 --negative-weight 1
-  --shape-words --vocabulary-weight 3 --patch-shape-weight 2 --recoloured-weight 3
-  --recoloured 16 --freeze-text --checkpoint-every 25)
+KEEP3=(train-clip --init "$RUNS/clip-224m2/model.safetensors" --steps 1000 --lr 1e-4 --seed 171
+  "${LOSSES_2I[@]}")
 stage clip-224n "${KEEP3[@]}" --keep-tokens 64 --stop-at 900
 slice clip-224n clip-224n2 "${KEEP3[@]}"
 # 2s. An experiment toward the 150-minute goal, not part of the shipped chain: the whole model from
