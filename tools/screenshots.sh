@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Retakes the README's five app screenshots (overlay, token grid, matrix, compare, masks) of the
-# embedded default model as the app opens on a first run, and the Spatial lesson of the Starters
-# menu (spatial.png), under Xvfb with no window manager; sources.png puts the overlay's raw map
-# beside the same map from ClearCLIP's source.
+# Retakes the README's app screenshots of the embedded default model under Xvfb with no window
+# manager: the five views (overlay, token grid, matrix, compare, masks) as the app opens on a first
+# run, the overlay's raw map beside the same map from ClearCLIP's source (sources.png), and the
+# Spatial lesson of the Starters menu (spatial.png).
 #
 #   apt-get install -y xvfb libgl1-mesa-dri libegl1 imagemagick xdotool
 #   cargo build --release && bash tools/screenshots.sh
@@ -35,43 +35,42 @@ window=$(xdotool search --sync --name '^clipscope$' | head -n 1)
 sleep "$SETTLE"
 xdotool windowfocus --sync "$window" || true
 
-# The view tabs along the top bar (the window is 1360 × 860 at the screen's corner).
-shot() {
-  local name=$1 x=$2
-  xdotool mousemove --window "$window" "$x" 12 click 1
-  sleep 2
-  import -window root "$OUT/$name.png"
-  echo "wrote $OUT/$name.png"
+# Points are window pixels (the window is 1360 × 860 at the screen's corner).
+click() {
+  xdotool mousemove --window "$window" "$1" "$2" click 1
 }
-shot grid 233
-shot matrix 306
-shot compare 376
-shot masks 444
-shot overlay 157
+save() {
+  import -window root "$OUT/$1.png"
+  echo "wrote $OUT/$1.png"
+}
+
+# The view tabs along the top bar.
+for tab in grid:233 matrix:306 compare:376 masks:444 overlay:157; do
+  click "${tab#*:}" 12
+  sleep 2
+  save "${tab%:*}"
+done
 
 # Raw beside ClearCLIP: the "maps:" box, its clearclip entry, the pointer moved off the map; the
 # central panel of each shot cropped and the two put side by side.
-xdotool mousemove --window "$window" 228 72 click 1
+click 228 72
 sleep 1
-xdotool mousemove --window "$window" 217 168 click 1
+click 217 168
 xdotool mousemove --window "$window" 1000 820
 sleep 2
-clear=$(mktemp --suffix .png)
-import -window root "$clear"
+import -window root "$home/clear.png"
 convert "$OUT/overlay.png" -crop 707x800+124+30 +repage \( -size 20x800 xc:'#1b1b1b' \) \
-  \( "$clear" -crop 707x800+124+30 +repage \) +append "$OUT/sources.png"
-rm -f "$clear"
+  \( "$home/clear.png" -crop 707x800+124+30 +repage \) +append "$OUT/sources.png"
 echo "wrote $OUT/sources.png"
 # Back to raw maps (the box's first entry) for the next lesson.
-xdotool mousemove --window "$window" 228 72 click 1
+click 228 72
 sleep 1
-xdotool mousemove --window "$window" 205 98 click 1
+click 205 98
 sleep 1
 
 # The Spatial lesson: Starters (under the prompts), then its menu entry.
-xdotool mousemove --window "$window" 1074 153 click 1
+click 1074 153
 sleep 1
-xdotool mousemove --window "$window" 1072 244 click 1
+click 1072 244
 sleep 4
-import -window root "$OUT/spatial.png"
-echo "wrote $OUT/spatial.png"
+save spatial
