@@ -57,6 +57,7 @@ fn two_steps_of_every_loss(seed: u64) -> Options {
         stop_at: None,
         freeze_text: false,
         keep_tokens: 0,
+        whiten_patches: false,
     }
 }
 
@@ -95,6 +96,7 @@ fn a_short_run_lowers_the_validation_loss() {
         stop_at: None,
         freeze_text: false,
         keep_tokens: 0,
+        whiten_patches: false,
     };
     let mut losses = Vec::new();
     let (_, model) = train(&options, |p| losses.push(p.report.loss)).unwrap();
@@ -146,6 +148,7 @@ fn stopped_and_resumed(keep_tokens: usize) -> VarMap {
         stop_at: None,
         freeze_text: false,
         keep_tokens,
+        whiten_patches: false,
     };
     // The unbroken run saves its state after step 2, as `train-clip` does every N steps.
     let (whole, _) = train(&options, |p| {
@@ -183,6 +186,7 @@ fn a_frozen_text_side_stays_put_while_the_vision_side_learns() {
         init: Some(dir.path().join("model.safetensors")),
         freeze_text: true,
         keep_tokens: 0,
+        whiten_patches: false,
         seed: 5,
         ..base
     };

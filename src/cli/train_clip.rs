@@ -111,6 +111,10 @@ pub struct TrainClipArgs {
     /// costs about its share of tokens; inference always sees every patch.
     #[arg(long, default_value_t = 0)]
     pub keep_tokens: usize,
+    /// From random weights: start the patch embedding from the whitened principal components of
+    /// training patches (edges as loud as colours) instead of noise. Ignored with --init.
+    #[arg(long)]
+    pub whiten_patches: bool,
 }
 
 pub fn run(args: &TrainClipArgs) -> Result<()> {
@@ -160,6 +164,7 @@ pub fn run(args: &TrainClipArgs) -> Result<()> {
         stop_at: args.stop_at,
         freeze_text: args.freeze_text,
         keep_tokens: args.keep_tokens,
+        whiten_patches: args.whiten_patches,
     };
     let end = args.stop_at.unwrap_or(args.steps).min(args.steps);
     let bar = progress_bar(args.steps);

@@ -108,6 +108,9 @@ pub struct Options {
     /// Patches of each image that go through the vision tower in training (`keep::Kept`: those
     /// on objects first, then background at random; 0: all of them). Inference sees every patch.
     pub keep_tokens: usize,
+    /// From random weights only: start the patch embedding from the training patches' whitened
+    /// principal components (`whiten::whiten_patches`) instead of noise.
+    pub whiten_patches: bool,
 }
 
 /// One step's numbers, for progress reports.
@@ -296,6 +299,14 @@ pub fn train(
         super::restore_state(&varmap, &mut opt, path)?;
     } else if let Some(init) = &options.init {
         load_init(&varmap, init, &options.config, options.seed)?;
+    } else if options.whiten_patches {
+        let w = super::whiten::whiten_patches(&varmap, &options.config, options.seed)?;
+        tracing::info!(
+            "patch embedding whitened from {} patches: largest eigenvalue {:.3e}, epsilon {:.3e}",
+            w.patches,
+            w.largest,
+            w.cutoff
+        );
     }
     let mut batcher = data::Batcher::new(&options.config, options.seed)?;
     batcher.shape_words = options.shape_words;

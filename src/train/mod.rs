@@ -12,6 +12,7 @@ pub mod optim;
 pub mod recolour;
 mod shapes;
 pub mod smartclip;
+pub mod whiten;
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarMap;
