@@ -178,9 +178,10 @@ KEEP3=(train-clip --init "$RUNS/clip-224m2/model.safetensors" --steps 1000 --lr 
 stage clip-224n "${KEEP3[@]}" --keep-tokens 64 --stop-at 900
 slice clip-224n clip-224n2 "${KEEP3[@]}"
 # 2s. An experiment toward the 150-minute goal, not part of the shipped chain: the whole model from
-#     random weights at 224 px with --keep-tokens 48 (1.7-2.9 s a step). Stopped at step 1,175 of
-#     3,000, resumed later and stopped at 2,050 (model card: "From scratch at 224 px with
-#     dropping"). Uncomment to continue it.
+#     random weights at 224 px with --keep-tokens 48 (1.7-2.9 s a step), run in three slices
+#     (to steps 1,175, 2,050 and 3,000; about 125 min of steps): description 0.770 / 0.667 /
+#     0.646 at its end (model card: "From scratch at 224 px with dropping"). Uncomment to rerun
+#     it (--whiten-patches: the same with a whitened patch embedding, model card).
 # stage clip-s224 train-clip --steps 3000 --batch 64 --lr 1e-3 --seed 161 --image-size 224 \
 #   --vision-width 256 --ground-weight 1 --negative-weight 1 --shape-words --vocabulary-weight 3 \
 #   --patch-shape-weight 2 --recoloured-weight 3 --recoloured 16 --keep-tokens 48 \
