@@ -9,6 +9,7 @@ pub mod grow;
 pub mod keep;
 mod losses;
 pub mod optim;
+mod options;
 pub mod recolour;
 mod shapes;
 pub mod smartclip;
