@@ -59,7 +59,7 @@ fn moments(rows: &[f32], d: usize) -> anyhow::Result<(Vec<f64>, Vec<f64>)> {
 
 /// Eigenvalues (descending) and unit eigenvectors (one per row, in the same order) of the
 /// symmetric `n`×`n` matrix `a` (row-major), by cyclic Jacobi rotations.
-pub fn symmetric_eigen(mut a: Vec<f64>, n: usize) -> (Vec<f64>, Vec<Vec<f64>>) {
+fn symmetric_eigen(mut a: Vec<f64>, n: usize) -> (Vec<f64>, Vec<Vec<f64>>) {
     assert_eq!(a.len(), n * n, "not an n × n matrix");
     // Rows of `vt` gather the rotations: at the end they are the eigenvectors.
     let mut vt = vec![0.0; n * n];
