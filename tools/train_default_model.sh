@@ -189,7 +189,8 @@ SCRATCH=(train-clip --steps 3000 --batch 64 --lr 1e-3 --seed 161 --image-size 22
 # stage clip-s224 "${SCRATCH[@]}"
 # 2w. The same from random weights with --whiten-patches (the patch embedding starts as the
 #     training patches' whitened principal components): description 0.787 / 0.640 / 0.750 at
-#     step 1,175 (58.5 min), past 2s's end (model card: "A whitened patch embedding").
+#     step 1,175 (58.5 min), past 2s's end, and 0.837 / 0.730 / 0.854 at step 1,850 (94 min),
+#     where it was stopped (model card: "A whitened patch embedding"). Uncomment to continue it.
 # stage clip-w224 "${SCRATCH[@]}" --whiten-patches
 # 3. The DCSM scorer (the paper's CNN at its native 197 × 30): 400 steps on spatial contrasts,
 #    then 200 on every family (spatial, description and binding drawn twice as often), each image
