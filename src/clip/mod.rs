@@ -52,7 +52,7 @@ impl EncoderSizes {
 
 /// (B, C, S, S) pixels → (B·g·g, C·p·p): the non-overlapping p×p patches (g = S / p, any
 /// remainder cut), row-major, each flattened as a stride-p convolution's kernel reads it.
-pub(super) fn patches(pixels: &Tensor, p: usize) -> Result<Tensor> {
+pub(crate) fn patches(pixels: &Tensor, p: usize) -> Result<Tensor> {
     let (b, c, s, _) = pixels.dims4()?;
     let g = s / p;
     let side = g * p;

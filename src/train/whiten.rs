@@ -27,27 +27,23 @@ const WHITE: usize = 32;
 const PATCH_WEIGHT: &str = "vision_model.embeddings.patch_embedding.weight";
 const POSITIONS: &str = "vision_model.embeddings.position_embedding.weight";
 
-/// Every `p`×`p` patch of CHW `pixels` (`side`²), flattened as the patch convolution's weight is
-/// (channel, row, column), appended to `out`.
-fn push_patches(pixels: &[f32], side: usize, p: usize, out: &mut Vec<f32>) {
-    let g = side / p;
-    for gy in 0..g {
-        for gx in 0..g {
-            for c in 0..3 {
-                for y in 0..p {
-                    let row = c * side * side + (gy * p + y) * side + gx * p;
-                    out.extend_from_slice(&pixels[row..row + p]);
-                }
-            }
-        }
+/// Every `p`×`p` patch of scenes `0..n` of the salted training stream, as the model's patch
+/// convolution reads them (`clip::patches`): (n · grid², 3 · p · p).
+fn training_patches(seed: u64, n: u64, side: usize, p: usize) -> anyhow::Result<Tensor> {
+    let pre = PreprocessConfig::openai(side);
+    let mut pixels = Vec::with_capacity(n as usize * 3 * side * side);
+    for i in 0..n {
+        let scene = world::scene(seed ^ SALT, Split::Train, i);
+        pixels.extend(data::scene_pixels(&scene, &pre));
     }
+    let x = Tensor::from_vec(pixels, (n as usize, 3, side, side), &Device::Cpu)?;
+    Ok(crate::clip::patches(&x, p)?)
 }
 
 /// The rows' mean (d) and covariance (d × d, row-major), in f64.
-fn moments(rows: &[f32], d: usize) -> anyhow::Result<(Vec<f64>, Vec<f64>)> {
-    let n = rows.len() / d;
+fn moments(x: &Tensor) -> anyhow::Result<(Vec<f64>, Vec<f64>)> {
+    let n = x.dim(0)?;
     anyhow::ensure!(n > 1, "too few patches to whiten");
-    let x = Tensor::from_slice(rows, (n, d), &Device::Cpu)?;
     let mean = x.mean(0)?;
     let centred = x.broadcast_sub(&mean)?;
     let cov = (centred.t()?.matmul(&centred)? / (n - 1) as f64)?;
@@ -142,13 +138,8 @@ pub fn whiten_patches(varmap: &VarMap, config: &ClipConfig, seed: u64) -> anyhow
         h < d,
         "whitening needs fewer hidden units ({h}) than patch values ({d})"
     );
-    let pre = PreprocessConfig::openai(side);
-    let mut patches = Vec::new();
-    for i in 0..SCENES {
-        let scene = world::scene(seed ^ SALT, Split::Train, i);
-        push_patches(&data::scene_pixels(&scene, &pre), side, p, &mut patches);
-    }
-    let (mean, cov) = moments(&patches, d)?;
+    let patches = training_patches(seed, SCENES, side, p)?;
+    let (mean, cov) = moments(&patches)?;
     let (values, vectors) = symmetric_eigen(cov.clone(), d);
     let cutoff = values[WHITE.min(h)].max(1e-12);
     let vars = varmap
@@ -201,7 +192,7 @@ pub fn whiten_patches(varmap: &VarMap, config: &ClipConfig, seed: u64) -> anyhow
     weight.set(&new_weight.to_dtype(weight.dtype())?)?;
     positions.set(&moved.to_dtype(positions.dtype())?)?;
     Ok(Whitened {
-        patches: patches.len() / d,
+        patches: patches.dim(0)?,
         largest: values[0],
         cutoff,
         token_norm2,
@@ -273,16 +264,9 @@ mod tests {
             .as_tensor()
             .reshape((32, 192))
             .unwrap();
-        let mut patches = Vec::new();
-        let pre = PreprocessConfig::openai(32);
-        for i in 0..SCENES {
-            let scene = world::scene(3 ^ SALT, Split::Train, i);
-            push_patches(&data::scene_pixels(&scene, &pre), 32, 8, &mut patches);
-        }
-        let n = patches.len() / 192;
-        let x = Tensor::from_vec(patches, (n, 192), &Device::Cpu).unwrap();
+        let x = training_patches(3, SCENES, 32, 8).unwrap();
         let y = x.matmul(&weight.t().unwrap()).unwrap();
-        let (mean, cov) = moments(&y.flatten_all().unwrap().to_vec1().unwrap(), 32).unwrap();
+        let (mean, cov) = moments(&y).unwrap();
         let diag: Vec<f64> = (0..32).map(|i| cov[i * 32 + i]).collect();
         let worst_off = (0..32)
             .flat_map(|i| (0..32).filter(move |&j| j != i).map(move |j| (i, j)))
