@@ -140,7 +140,7 @@ pub fn whiten_patches(varmap: &VarMap, config: &ClipConfig, seed: u64) -> anyhow
     );
     let patches = training_patches(seed, SCENES, side, p)?;
     let (mean, cov) = moments(&patches)?;
-    let (values, vectors) = symmetric_eigen(cov.clone(), d);
+    let (values, vectors) = symmetric_eigen(cov, d);
     let cutoff = values[WHITE.min(h)].max(1e-12);
     let vars = varmap
         .data()
@@ -151,22 +151,16 @@ pub fn whiten_patches(varmap: &VarMap, config: &ClipConfig, seed: u64) -> anyhow
             .ok_or_else(|| anyhow::anyhow!("the model has no {name}"))
     };
     let (weight, positions) = (get(PATCH_WEIGHT)?, get(POSITIONS)?);
-    // The random start's E‖W x‖² = Σ over its rows w of wᵀ C w + (wᵀ μ)².
-    let random = weight
-        .as_tensor()
-        .to_dtype(DType::F64)?
-        .reshape((h, d))?
-        .to_vec2::<f64>()?;
+    // The random start's mean squared token norm, measured on the same patches.
+    let token_norm2 = f64::from(
+        (patches
+            .matmul(&weight.as_tensor().reshape((h, d))?.t()?)?
+            .sqr()?
+            .sum_all()?
+            .to_scalar::<f32>()?)
+            / patches.dim(0)? as f32,
+    );
     let dot = |a: &[f64], b: &[f64]| -> f64 { a.iter().zip(b).map(|(x, y)| x * y).sum() };
-    let token_norm2: f64 = random
-        .iter()
-        .map(|w| {
-            let wcw: f64 = (0..d)
-                .map(|i| w[i] * dot(w, &cov[i * d..(i + 1) * d]))
-                .sum();
-            wcw + dot(w, &mean).powi(2)
-        })
-        .sum();
     // The whitened rows give E‖W (x − μ)‖² = Σ λ/(λ + ε) before the common scale.
     let whitened_norm2: f64 = values[..h].iter().map(|l| l / (l + cutoff)).sum();
     let common = (token_norm2 / whitened_norm2).sqrt();
