@@ -1,7 +1,7 @@
 //! Trains the default CLIP on the shapes world: CLIP loss plus a FILIP-style token-level loss.
 
 use candle_core::{DType, Device, IndexOp, Result, Tensor};
-use candle_nn::{loss::cross_entropy, VarBuilder, VarMap};
+use candle_nn::{loss::cross_entropy, VarMap};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use std::path::Path;
@@ -170,7 +170,7 @@ pub fn train(
     crate::alloc::keep_all_freed_memory();
     let device = Device::Cpu;
     let varmap = VarMap::new();
-    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &device);
+    let vb = super::seeded::var_builder(&varmap, options.seed, DType::F32, &device);
     let model = Clip::new(&options.config, true, vb)?;
     let mut opt = AdamW::new(&varmap, options.lr, 0.05)?;
     if options.freeze_text {

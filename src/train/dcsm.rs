@@ -2,7 +2,7 @@
 //! opposite images against captions and opposite captions, symmetric cross-entropy, Adam.
 
 use candle_core::{DType, Device, Tensor};
-use candle_nn::{loss::cross_entropy, VarBuilder, VarMap};
+use candle_nn::{loss::cross_entropy, VarMap};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::path::Path;
@@ -204,7 +204,7 @@ pub fn train(
         None => None,
     };
     let varmap = VarMap::new();
-    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+    let vb = super::seeded::var_builder(&varmap, options.seed, DType::F32, &Device::Cpu);
     let scorer = Scorer::with_table(config, vb, table)?;
     let mut opt = AdamW::new(&varmap, options.lr, 0.0)?;
     if let Some((path, tensors)) = init {

@@ -11,6 +11,7 @@ mod losses;
 pub mod optim;
 mod options;
 pub mod recolour;
+mod seeded;
 mod shapes;
 pub mod smartclip;
 pub mod whiten;

@@ -2,7 +2,7 @@
 //! captions made of one sentence per object (partial captions name a subset of the objects).
 
 use candle_core::{DType, Device, Tensor};
-use candle_nn::{VarBuilder, VarMap};
+use candle_nn::VarMap;
 use rand::seq::SliceRandom;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -108,7 +108,7 @@ pub fn train(
     let config = config_for(model)?;
     let (scenes, images) = encode_pool(model, options.seed, options.pool.max(options.batch))?;
     let varmap = VarMap::new();
-    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+    let vb = super::seeded::var_builder(&varmap, options.seed, DType::F32, &Device::Cpu);
     let net = MaskNet::new(config.clone(), true, vb.pp("mask_net"))?;
     let mut opt = AdamW::new(&varmap, options.lr, 0.0)?;
     if let Some(path) = &options.resume {
