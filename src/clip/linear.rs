@@ -83,6 +83,15 @@ impl Dense {
         Self::new(weight, bias, train)
     }
 
+    /// As `forward` for a 2-D input that needs no gradient (pixels): in training only the weight
+    /// gets one (`train_ops::linear_of_constant`).
+    pub(super) fn forward_constant(&self, xs: &Tensor) -> Result<Tensor> {
+        if self.transposed || self.bias.is_some() {
+            return self.forward(xs);
+        }
+        train_ops::linear_of_constant(xs, &self.weight)
+    }
+
     pub(super) fn forward(&self, xs: &Tensor) -> Result<Tensor> {
         let dims = xs.dims().to_vec();
         let (last, lead) = dims

@@ -113,14 +113,10 @@ impl VisionTower {
     /// those rows of the (B · (1 + grid²), hidden) embedded tokens go through the encoder, the
     /// same number for each image (token dropping in training: the rest are never seen).
     fn forward(&self, pixels: &Tensor, rows: Option<&Tensor>) -> Result<Tensor> {
-        let mut tokens = self.embed(pixels)?;
-        if let Some(rows) = rows {
-            let (b, n, h) = tokens.dims3()?;
-            tokens = tokens
-                .reshape((b * n, h))?
-                .index_select(rows, 0)?
-                .reshape((b, rows.dim(0)? / b.max(1), h))?;
-        }
+        let tokens = match rows {
+            Some(rows) => self.embed_rows(pixels, rows)?,
+            None => self.embed(pixels)?,
+        };
         let hidden = self
             .encoder
             .forward(&self.pre_norm.forward(&tokens)?, None)?;
@@ -134,21 +130,65 @@ impl VisionTower {
         let (b, _, s, _) = pixels.dims4()?;
         let p = self.patch;
         let g = s / p;
-        let positions = if g == self.grid {
-            self.position_embedding.clone()
-        } else {
-            interpolate::position_table(&self.position_embedding, g)?
-        };
+        let positions = self.positions(g)?;
         // A stride-p convolution with a p×p kernel is a matmul over non-overlapping patches.
         let patch_tokens = self
             .patch_embedding
-            .forward(&patches(pixels, p)?)?
+            .forward_constant(&patches(pixels, p)?)?
             .reshape((b, g * g, self.hidden))?;
         let cls = self
             .class_embedding
             .reshape((1, 1, self.hidden))?
             .repeat((b, 1, 1))?;
         Tensor::cat(&[&cls, &patch_tokens], 1)?.broadcast_add(&positions.unsqueeze(0)?)
+    }
+
+    /// The position table for a `g`×`g` grid: (1 + g², hidden).
+    fn positions(&self, g: usize) -> Result<Tensor> {
+        if g == self.grid {
+            Ok(self.position_embedding.clone())
+        } else {
+            interpolate::position_table(&self.position_embedding, g)
+        }
+    }
+
+    /// `embed`'s rows `rows` of its (B · (1 + g²), hidden) tokens, as (B, rows / B, hidden): only
+    /// the kept patches go through the patch embedding (token dropping keeps about a quarter).
+    fn embed_rows(&self, pixels: &Tensor, rows: &Tensor) -> Result<Tensor> {
+        let (b, _, s, _) = pixels.dims4()?;
+        let (p, h) = (self.patch, self.hidden);
+        let g = s / p;
+        let stride = 1 + g * g;
+        let rows: Vec<u32> = rows.to_vec1()?;
+        // Each row's patch (a row of `patches`), its place in [class, embedded patches...] and
+        // its position.
+        let (mut picked, mut order, mut slots) = (Vec::new(), Vec::new(), Vec::new());
+        for &r in &rows {
+            let (image, slot) = (r as usize / stride, r as usize % stride);
+            if image >= b {
+                candle_core::bail!("token row {r} is past the batch's {} rows", b * stride);
+            }
+            slots.push(slot as u32);
+            if slot == 0 {
+                order.push(0);
+            } else {
+                picked.push((image * g * g + slot - 1) as u32);
+                order.push(picked.len() as u32);
+            }
+        }
+        let dev = pixels.device();
+        let n = rows.len();
+        let pixels = patches(pixels, p)?.index_select(&Tensor::new(picked, dev)?, 0)?;
+        let embedded = self.patch_embedding.forward_constant(&pixels)?;
+        let table = Tensor::cat(&[&self.class_embedding.reshape((1, h))?, &embedded], 0)?;
+        let positions = self
+            .positions(g)?
+            .index_select(&Tensor::new(slots, dev)?, 0)?;
+        (table.index_select(&Tensor::new(order, dev)?, 0)? + positions)?.reshape((
+            b,
+            n / b.max(1),
+            h,
+        ))
     }
 }
 

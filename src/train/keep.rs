@@ -231,6 +231,42 @@ mod tests {
             .unwrap()
             .to_vec3::<f32>()
             .unwrap();
+        // Gradients too: a weighted sum of the kept pass's rows and the same weights on the
+        // full pass's rows give the embeddings the same gradients.
+        let mix = Tensor::randn(0f32, 1.0, (2, 17, 128), &Device::Cpu).unwrap();
+        let order: Vec<u32> = std::iter::once(0).chain((1..17).rev()).collect();
+        let order = Tensor::new(order, &Device::Cpu).unwrap();
+        let mixed_back = mix.index_select(&order, 1).unwrap();
+        let kept_loss = (model.image_tokens_kept(&pixels, &rows).unwrap() * &mix)
+            .unwrap()
+            .sum_all()
+            .unwrap();
+        let full_loss = (model.image_tokens(&pixels).unwrap() * &mixed_back)
+            .unwrap()
+            .sum_all()
+            .unwrap();
+        let (kept_grads, full_grads) =
+            (kept_loss.backward().unwrap(), full_loss.backward().unwrap());
+        for name in [
+            "patch_embedding.weight",
+            "class_embedding",
+            "position_embedding.weight",
+        ] {
+            let data = varmap.data().lock().unwrap();
+            let var = &data[&format!("vision_model.embeddings.{name}")];
+            let (a, b) = (kept_grads.get(var).unwrap(), full_grads.get(var).unwrap());
+            let scale = b
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
+            assert!(
+                crate::clip::max_diff(a, b) < 1e-4 * scale.max(1.0),
+                "{name}"
+            );
+        }
         for image in 0..2 {
             let close = |a: &[f32], b: &[f32]| a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-4);
             assert!(close(&out[image][0], &full[image][0]), "class token");

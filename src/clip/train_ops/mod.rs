@@ -1,5 +1,5 @@
 //! One-pass kernels with hand-written gradients for training on the CPU: layer norm, softmax
-//! over the last dimension, QuickGELU and bias addition.
+//! over the last dimension, QuickGELU, bias addition, and a linear map of a constant input.
 //!
 //! Composed from candle ops, each of these is 5-10 passes over the activations forwards and as
 //! many again backwards, each with a fresh allocation; on the default model's towers that was
@@ -8,9 +8,11 @@
 
 use candle_core::{CpuStorage, Layout, Result};
 
+mod constant_input;
 mod norm;
 mod pointwise;
 
+pub use constant_input::linear_of_constant;
 pub use norm::{add_bias, layer_norm};
 pub use pointwise::{quick_gelu, softmax_last_dim};
 
