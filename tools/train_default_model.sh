@@ -194,6 +194,10 @@ SCRATCH=(train-clip --steps 3000 --batch 64 --lr 1e-3 --seed 161 --image-size 22
 #     end (3f and 4d, below; model card: "A whitened patch embedding"). Not shipped; uncomment to
 #     rerun it (the initial weights are seeded since this run, so a rerun starts elsewhere).
 # stage clip-w224 "${SCRATCH[@]}" --whiten-patches
+# 2wf. 2w with colour fields (every shape word scores alike on a shapeless field of an object
+#     colour), against the colour prior that formed late in 2w; in progress, compared with 2w at
+#     step 1,175 and beyond (model card: "When the colour prior forms").
+# stage clip-wf224 "${SCRATCH[@]}" --whiten-patches --colour-field-weight 3 --fields 16
 # 3. The DCSM scorer (the paper's CNN at its native 197 × 30): 400 steps on spatial contrasts,
 #    then 200 on every family (spatial, description and binding drawn twice as often), each image
 #    z-scored with its own pair of maps.
