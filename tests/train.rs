@@ -51,6 +51,7 @@ fn two_steps_of_every_loss(seed: u64) -> Options {
         recoloured_weight: 1.0,
         recoloured: 2,
         recoloured_small: 0.5,
+        paired_weight: 1.0,
         warmup: 1,
         init: None,
         resume: None,
@@ -90,6 +91,7 @@ fn a_short_run_lowers_the_validation_loss() {
         recoloured_weight: 0.0,
         recoloured: 0,
         recoloured_small: 0.0,
+        paired_weight: 0.0,
         warmup: 5,
         init: None,
         resume: None,
@@ -142,6 +144,7 @@ fn stopped_and_resumed(keep_tokens: usize) -> VarMap {
         recoloured_weight: 1.0,
         recoloured: 2,
         recoloured_small: 0.5,
+        paired_weight: 1.0,
         warmup: 2,
         init: None,
         resume: None,
@@ -151,12 +154,19 @@ fn stopped_and_resumed(keep_tokens: usize) -> VarMap {
         whiten_patches: false,
     };
     // The unbroken run saves its state after step 2, as `train-clip` does every N steps.
+    let mut paired = Vec::new();
     let (whole, _) = train(&options, |p| {
+        paired.push(p.report.paired_loss);
         if p.report.step == 2 {
             p.save_state(&state).unwrap();
         }
     })
     .unwrap();
+    // A recoloured object and its twin in its own colour differ in their shape odds.
+    assert!(
+        paired.iter().all(|&l| l > 0.0 && l.is_finite()),
+        "{paired:?}"
+    );
     // A run told to stop at step 3 ends there.
     let mut seen = Vec::new();
     let stopped = Options {

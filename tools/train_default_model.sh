@@ -198,6 +198,11 @@ SCRATCH=(train-clip --steps 3000 --batch 64 --lr 1e-3 --seed 161 --image-size 22
 #     colour), against the colour prior that formed late in 2w; in progress, compared with 2w at
 #     step 1,175 and beyond (model card: "When the colour prior forms").
 # stage clip-wf224 "${SCRATCH[@]}" --whiten-patches --colour-field-weight 3 --fields 16
+# 2p. An experiment, not shipped (model card: "Each object against its twin in its own colour"):
+#     the shipped weights with stage 2n's losses and each recoloured scene's twin in its own
+#     colour pulled to the recoloured scene's shape odds (--paired-weight), 400 steps, 22.9 min.
+# stage clip-224p train-clip --init "$RUNS/clip-224n2/model.safetensors" --steps 400 --lr 1e-4 \
+#   --seed 181 "${LOSSES_2I[@]}" --keep-tokens 64 --paired-weight 3
 # 3. The DCSM scorer (the paper's CNN at its native 197 × 30): 400 steps on spatial contrasts,
 #    then 200 on every family (spatial, description and binding drawn twice as often), each image
 #    z-scored with its own pair of maps.

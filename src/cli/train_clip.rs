@@ -76,6 +76,11 @@ pub struct TrainClipArgs {
     /// quarter of the picture's side, where shapes are confused most.
     #[arg(long, default_value_t = 0.0)]
     pub recoloured_small: f64,
+    /// Weight of the paired loss: each of the --recoloured scenes drawn again in its object's
+    /// own colour, whose odds among the shape words are pulled to the recoloured scene's (KL),
+    /// so that no object colour moves a shape word up or down (0 = off).
+    #[arg(long, default_value_t = 0.0)]
+    pub paired_weight: f64,
     /// Start from this model.safetensors (same towers; a position table of another patch grid
     /// is resized bicubically) instead of random weights.
     #[arg(long, value_name = "FILE")]
@@ -158,6 +163,7 @@ pub fn run(args: &TrainClipArgs) -> Result<()> {
         recoloured_weight: args.recoloured_weight,
         recoloured: args.recoloured,
         recoloured_small: args.recoloured_small,
+        paired_weight: args.paired_weight,
         warmup: (args.steps / 20).max(1),
         init: args.init.clone(),
         resume,
@@ -192,7 +198,7 @@ pub fn run(args: &TrainClipArgs) -> Result<()> {
                 format!(
                     "step {:>5}  loss {:.4}  clip {:.4}  token {:.4}  ground {:.4}  \
                      negative {:.4}  vocabulary {:.4}  object {:.4}  composition {:.4}  patch shape {:.4}  \
-                     colour field {:.4}  recoloured {:.4}  {:.0} s  \
+                     colour field {:.4}  recoloured {:.4}  paired {:.4}  {:.0} s  \
                      (this step: data {:.2} s, forward {:.2} s, backward+update {:.2} s)",
                     r.step,
                     r.loss,
@@ -206,6 +212,7 @@ pub fn run(args: &TrainClipArgs) -> Result<()> {
                     r.patch_shape_loss,
                     r.colour_field_loss,
                     r.recoloured_loss,
+                    r.paired_loss,
                     start.elapsed().as_secs_f64(),
                     r.data_seconds,
                     r.forward_seconds,

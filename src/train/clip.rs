@@ -30,6 +30,7 @@ struct Losses {
     patch_shape: Tensor,
     colour_field: Tensor,
     recoloured: Tensor,
+    paired: Tensor,
 }
 
 /// The losses of one batch, weighted into their total. Images are contrasted with every caption
@@ -100,21 +101,28 @@ fn losses(model: &Clip, batch: &data::Batch, options: &Weights) -> Result<Losses
         Tensor::zeros((), DType::F32, img.device())?
     };
     let zero = || Tensor::zeros((), DType::F32, img.device());
-    let (patch_shape, colour_field, recoloured) = match batch.vocabulary_mask {
+    let s = match batch.vocabulary_mask {
         Some(_) => {
             let start = batch.vocabulary_start + data::VOCABULARY_PAIRS;
             let shapes = l2_normalize(&pooled_txt.narrow(0, start, crate::world::SHAPES.len())?)?;
             super::shapes::shape_losses(model, batch, options, &patches, &shapes, &scale)?
         }
-        None => (zero()?, zero()?, zero()?),
+        None => super::shapes::ShapeLosses {
+            patch_shape: zero()?,
+            colour_field: zero()?,
+            recoloured: zero()?,
+            paired: zero()?,
+        },
     };
     let total = (((&clip_loss + (&token_loss * options.token)?)? + (&ground * options.ground)?)?
         + (&negative * options.negative)?)?;
     let total =
         ((total + (&vocabulary * options.vocabulary)?)? + (&composition * options.composition)?)?;
     let total = (total + (&object * options.object)?)?;
-    let dense = ((&patch_shape * options.patch_shape)? + (&colour_field * options.colour_field)?)?;
-    let total = ((total + dense)? + (&recoloured * options.recoloured)?)?;
+    let dense =
+        ((&s.patch_shape * options.patch_shape)? + (&s.colour_field * options.colour_field)?)?;
+    let total = ((total + dense)? + (&s.recoloured * options.recoloured)?)?;
+    let total = (total + (&s.paired * options.paired)?)?;
     Ok(Losses {
         total,
         clip: clip_loss,
@@ -124,9 +132,10 @@ fn losses(model: &Clip, batch: &data::Batch, options: &Weights) -> Result<Losses
         vocabulary,
         object,
         composition,
-        patch_shape,
-        colour_field,
-        recoloured,
+        patch_shape: s.patch_shape,
+        colour_field: s.colour_field,
+        recoloured: s.recoloured,
+        paired: s.paired,
     })
 }
 
@@ -141,6 +150,7 @@ pub(super) struct Weights {
     pub(super) patch_shape: f64,
     pub(super) colour_field: f64,
     pub(super) recoloured: f64,
+    pub(super) paired: f64,
     /// `data::composition_quads()`, computed once.
     pub(super) quads: Vec<[u32; 4]>,
     /// The text side is frozen (`Options::freeze_text`): no gradient flows into it.
@@ -197,13 +207,15 @@ pub fn train(
         || options.composition_weight > 0.0
         || options.patch_shape_weight > 0.0
         || options.colour_field_weight > 0.0
-        || options.recoloured_weight > 0.0;
+        || options.recoloured_weight > 0.0
+        || options.paired_weight > 0.0;
     if options.colour_field_weight > 0.0 {
         batcher.fields = options.fields;
     }
-    if options.recoloured_weight > 0.0 {
+    if options.recoloured_weight > 0.0 || options.paired_weight > 0.0 {
         batcher.recoloured = options.recoloured;
         batcher.recoloured_small = options.recoloured_small;
+        batcher.paired = options.paired_weight > 0.0;
     }
     batcher.keep_tokens = options.keep_tokens;
     let weights = Weights {
@@ -216,6 +228,7 @@ pub fn train(
         patch_shape: options.patch_shape_weight,
         colour_field: options.colour_field_weight,
         recoloured: options.recoloured_weight,
+        paired: options.paired_weight,
         quads: data::composition_quads(),
         frozen_text: options.freeze_text,
     };
@@ -244,6 +257,7 @@ pub fn train(
             patch_shape_loss: l.patch_shape.to_scalar()?,
             colour_field_loss: l.colour_field.to_scalar()?,
             recoloured_loss: l.recoloured.to_scalar()?,
+            paired_loss: l.paired.to_scalar()?,
             data_seconds: (t1 - t0).as_secs_f32(),
             forward_seconds: (t2 - t1).as_secs_f32(),
             backward_seconds: (t3 - t2).as_secs_f32(),
@@ -315,6 +329,7 @@ pub fn validation_loss(
         patch_shape: 0.0,
         colour_field: 0.0,
         recoloured: 0.0,
+        paired: 0.0,
         quads: Vec::new(),
         frozen_text: false,
     };

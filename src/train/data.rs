@@ -183,6 +183,8 @@ pub struct Batcher {
     pub recoloured: usize,
     /// Share of them shrunk to a small object (`recolour::shrunk`).
     pub recoloured_small: f64,
+    /// Draw each recoloured scene's twin in its object's own colour too (`Recoloured::twins`).
+    pub paired: bool,
     /// Patches of each image that go through the vision tower (`keep::Kept`; 0: all of them).
     pub keep_tokens: usize,
     pub device: Device,
@@ -201,6 +203,7 @@ impl Batcher {
             fields: 0,
             recoloured: 0,
             recoloured_small: 0.0,
+            paired: false,
             keep_tokens: 0,
             device: Device::Cpu,
         })

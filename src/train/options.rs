@@ -80,6 +80,10 @@ pub struct Options {
     pub recoloured: usize,
     /// Share of the recoloured scenes whose object is shrunk (`recolour::shrunk`).
     pub recoloured_small: f64,
+    /// Weight of the paired loss (`shapes::paired_loss`): each recoloured scene's twin in the
+    /// object's own colour asked for the recoloured scene's odds among the shape words, so that
+    /// an object colour moves no shape word (0: off). It draws `recoloured` scenes and twins.
+    pub paired_weight: f64,
     pub warmup: usize,
     /// Start from these weights (a model.safetensors of the same towers; a position table of
     /// another grid is resized bicubically) instead of random ones.
@@ -116,6 +120,7 @@ pub struct StepReport {
     pub patch_shape_loss: f32,
     pub colour_field_loss: f32,
     pub recoloured_loss: f32,
+    pub paired_loss: f32,
     /// Seconds spent drawing the batch (rendering, preprocessing, tokenising).
     pub data_seconds: f32,
     /// Seconds spent in the forward pass, and in backpropagation plus the update.

@@ -28,6 +28,9 @@ pub struct Recoloured {
     pub patches: Vec<(u32, u32)>,
     /// Kept token rows, as `Batch::kept`.
     pub kept: Option<Tensor>,
+    /// (R, 3, S, S) the same scenes with each object in its own (palette) colour, when the
+    /// batcher pairs them (`Batcher::paired`): a training pair, drawn as it was.
+    pub twins: Option<Tensor>,
 }
 
 impl Batcher {
@@ -38,23 +41,36 @@ impl Batcher {
         rng: &mut ChaCha8Rng,
         keep_rng: &mut ChaCha8Rng,
     ) -> Result<Recoloured> {
-        let scenes: Vec<Scene> = (0..self.recoloured)
+        let (scenes, own): (Vec<Scene>, Vec<Vec<[u8; 3]>>) = (0..self.recoloured)
             .map(|_| {
-                let scene = recoloured(self.seed, rng);
+                let original = one_object(self.seed, rng);
+                let own = original.objects.iter().map(|o| o.rgb).collect();
+                let scene = painted(original, rng);
                 // Drawn only when asked, so runs without it see the same scenes as before.
                 let small =
                     self.recoloured_small > 0.0 && rng.random_bool(self.recoloured_small.min(1.0));
-                if small {
-                    shrunk(scene, rng)
-                } else {
-                    scene
+                match small {
+                    true => (shrunk(scene, rng), own),
+                    false => (scene, own),
                 }
             })
-            .collect();
-        let pixels: Vec<f32> = scenes
-            .iter()
-            .flat_map(|s| scene_pixels(s, &self.pre))
-            .collect();
+            .unzip();
+        let side = self.pre.crop as usize;
+        let to_pixels = |scenes: &[Scene]| -> Result<Tensor> {
+            let pixels: Vec<f32> = (scenes.iter())
+                .flat_map(|s| scene_pixels(s, &self.pre))
+                .collect();
+            Tensor::from_vec(pixels, (scenes.len(), 3, side, side), &self.device)
+        };
+        let twins = match self.paired {
+            true => {
+                let twins: Vec<Scene> = (scenes.iter().zip(&own))
+                    .map(|(s, rgb)| in_colours(s.clone(), rgb))
+                    .collect();
+                Some(to_pixels(&twins)?)
+            }
+            false => None,
+        };
         let shape = |s: &Scene| {
             let first = s.objects.first()?;
             world::SHAPES.iter().position(|&x| x == first.shape)
@@ -64,14 +80,14 @@ impl Batcher {
             Some(k) => k.labels(&self.shape_patches(&scenes)),
             None => self.shape_patches(&scenes),
         };
-        let side = self.pre.crop as usize;
         Ok(Recoloured {
-            pixels: Tensor::from_vec(pixels, (scenes.len(), 3, side, side), &self.device)?,
+            pixels: to_pixels(&scenes)?,
             shapes: (scenes.iter().enumerate())
                 .filter_map(|(i, s)| Some((i as u32, shape(s)? as u32)))
                 .collect(),
             patches,
             kept: self.rows(kept.as_ref())?,
+            twins,
         })
     }
 }
@@ -115,11 +131,30 @@ pub fn off_palette(rng: &mut ChaCha8Rng) -> [u8; 3] {
 /// The first object of a random training scene (its background and aspect kept, the relation
 /// dropped), painted an off-palette colour.
 pub fn recoloured(seed: u64, rng: &mut ChaCha8Rng) -> Scene {
+    let scene = one_object(seed, rng);
+    painted(scene, rng)
+}
+
+/// The first object of a random training scene, in its own colour (a training pair).
+fn one_object(seed: u64, rng: &mut ChaCha8Rng) -> Scene {
     let mut scene = world::scene(seed, Split::Train, rng.random_range(0..u64::MAX / 2));
     scene.objects.truncate(1);
     scene.relation = None;
+    scene
+}
+
+/// `scene` with every object painted an off-palette colour.
+fn painted(mut scene: Scene, rng: &mut ChaCha8Rng) -> Scene {
     for o in &mut scene.objects {
         o.rgb = off_palette(rng);
+    }
+    scene
+}
+
+/// `scene` with its objects painted `rgb`, in order.
+fn in_colours(mut scene: Scene, rgb: &[[u8; 3]]) -> Scene {
+    for (o, &c) in scene.objects.iter_mut().zip(rgb) {
+        o.rgb = c;
     }
     scene
 }
@@ -180,6 +215,36 @@ mod tests {
         assert_eq!(shapes.len(), world::SHAPES.len());
         let again = recoloured(4, &mut ChaCha8Rng::seed_from_u64(1));
         assert_eq!(again, recoloured(4, &mut ChaCha8Rng::seed_from_u64(1)));
+    }
+
+    #[test]
+    fn twins_are_the_recoloured_scenes_in_their_own_colours_and_change_nothing_else() {
+        let config = crate::train::clip::default_config();
+        let mut batcher = Batcher::new(&config, 3).unwrap();
+        batcher.recoloured = 4;
+        batcher.recoloured_small = 0.5;
+        let part = |b: &Batcher| {
+            let mut rng = ChaCha8Rng::seed_from_u64(8);
+            let mut keep = ChaCha8Rng::seed_from_u64(9);
+            let r = b.recoloured_part(&mut rng, &mut keep).unwrap();
+            (r, rng.random::<u64>())
+        };
+        let (alone, after_alone) = part(&batcher);
+        assert!(alone.twins.is_none());
+        batcher.paired = true;
+        let (paired, after_paired) = part(&batcher);
+        // Pairing draws nothing more: the recoloured scenes and the generator are as without it.
+        assert_eq!(after_alone, after_paired);
+        let flat = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        assert_eq!(flat(&alone.pixels), flat(&paired.pixels));
+        assert_eq!(paired.twins.unwrap().dims(), paired.pixels.dims());
+        // Unshrunk, the first twin is the first training object drawn from the stream, as drawn.
+        batcher.recoloured_small = 0.0;
+        let unshrunk = part(&batcher).0;
+        let twin = flat(&unshrunk.twins.unwrap().get(0).unwrap());
+        let own = one_object(3, &mut ChaCha8Rng::seed_from_u64(8));
+        assert_eq!(twin, scene_pixels(&own, &batcher.pre));
+        assert_ne!(twin, flat(&unshrunk.pixels.get(0).unwrap()));
     }
 
     #[test]
