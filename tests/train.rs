@@ -162,9 +162,11 @@ fn stopped_and_resumed(keep_tokens: usize) -> VarMap {
         }
     })
     .unwrap();
-    // A recoloured object and its twin in its own colour differ in their shape odds.
+    // A recoloured object and its twin in its own colour differ in their shape odds at the
+    // random start; the divergence is never negative beyond rounding.
+    assert!(paired[0] > 1e-3, "{paired:?}");
     assert!(
-        paired.iter().all(|&l| l > 0.0 && l.is_finite()),
+        paired.iter().all(|&l| l > -1e-6 && l.is_finite()),
         "{paired:?}"
     );
     // A run told to stop at step 3 ends there.
