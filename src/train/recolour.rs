@@ -43,9 +43,7 @@ impl Batcher {
     ) -> Result<Recoloured> {
         let (scenes, own): (Vec<Scene>, Vec<Vec<[u8; 3]>>) = (0..self.recoloured)
             .map(|_| {
-                let original = one_object(self.seed, rng);
-                let own = original.objects.iter().map(|o| o.rgb).collect();
-                let scene = painted(original, rng);
+                let (scene, own) = recoloured(self.seed, rng);
                 // Drawn only when asked, so runs without it see the same scenes as before.
                 let small =
                     self.recoloured_small > 0.0 && rng.random_bool(self.recoloured_small.min(1.0));
@@ -129,10 +127,11 @@ pub fn off_palette(rng: &mut ChaCha8Rng) -> [u8; 3] {
 }
 
 /// The first object of a random training scene (its background and aspect kept, the relation
-/// dropped), painted an off-palette colour.
-pub fn recoloured(seed: u64, rng: &mut ChaCha8Rng) -> Scene {
+/// dropped), painted an off-palette colour; and its objects' own colours, in order.
+pub fn recoloured(seed: u64, rng: &mut ChaCha8Rng) -> (Scene, Vec<[u8; 3]>) {
     let scene = one_object(seed, rng);
-    painted(scene, rng)
+    let own = scene.objects.iter().map(|o| o.rgb).collect();
+    (painted(scene, rng), own)
 }
 
 /// The first object of a random training scene, in its own colour (a training pair).
@@ -193,7 +192,7 @@ mod tests {
         let mut rng = ChaCha8Rng::seed_from_u64(9);
         let mut shapes = std::collections::HashSet::new();
         for _ in 0..200 {
-            let scene = recoloured(4, &mut rng);
+            let scene = recoloured(4, &mut rng).0;
             assert_eq!(scene.objects.len(), 1);
             let o = &scene.objects[0];
             shapes.insert(o.shape);
@@ -213,8 +212,11 @@ mod tests {
             );
         }
         assert_eq!(shapes.len(), world::SHAPES.len());
-        let again = recoloured(4, &mut ChaCha8Rng::seed_from_u64(1));
-        assert_eq!(again, recoloured(4, &mut ChaCha8Rng::seed_from_u64(1)));
+        let (again, own) = recoloured(4, &mut ChaCha8Rng::seed_from_u64(1));
+        assert_eq!(again, recoloured(4, &mut ChaCha8Rng::seed_from_u64(1)).0);
+        let first = one_object(4, &mut ChaCha8Rng::seed_from_u64(1));
+        assert_eq!(own, vec![first.objects[0].rgb]);
+        assert_eq!(in_colours(again, &own), first);
     }
 
     #[test]
@@ -251,7 +253,7 @@ mod tests {
     fn shrunk_objects_are_small_and_stay_where_they_were() {
         let mut rng = ChaCha8Rng::seed_from_u64(5);
         for _ in 0..200 {
-            let scene = recoloured(4, &mut rng);
+            let scene = recoloured(4, &mut rng).0;
             let before = scene.objects[0].clone();
             let after = shrunk(scene, &mut rng).objects[0].clone();
             assert!(after.size < SMALL_SIDE, "{}", after.size);
