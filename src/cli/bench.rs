@@ -122,13 +122,17 @@ pub fn run(args: &BenchArgs) -> Result<()> {
 
 /// The start-up measurement that picked the kernel for products of few rows, as one phrase.
 fn few_rows_kernel() -> String {
-    let (ours, gemm) = crate::clip::skinny::measured();
-    let pick = if crate::clip::skinny::chosen() {
-        "streamed"
-    } else {
-        "gemm"
+    let m = crate::clip::skinny::measured();
+    let pick = match crate::clip::skinny::limit() {
+        0 => "gemm".to_string(),
+        rows => format!("streamed up to {rows} rows"),
     };
-    format!("{pick} (32×512×2048: streamed {ours:.2} ms, gemm {gemm:.2} ms)")
+    let ((ours, gemm), (ours_many, gemm_many)) = (m.few, m.many);
+    format!(
+        "{pick} (32×512×2048: streamed {ours:.2} ms, gemm {gemm:.2} ms; {}×512×2048: \
+         {ours_many:.2} and {gemm_many:.2} ms)",
+        crate::clip::skinny::MAX_ROWS
+    )
 }
 
 fn print_table(rows: &[Row]) {

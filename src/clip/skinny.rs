@@ -1,6 +1,7 @@
 //! Products of a few rows by a weight kept (in, out), as a prompt's 30 text tokens or B/32's 50
 //! image tokens meet every projection: the weight streamed once, unpacked, the bias added in the
-//! same pass. Whether it beats gemm on this CPU is measured once per process (`chosen`).
+//! same pass. Whether it beats gemm on this CPU, and up to how many rows, is measured once per
+//! process (`chosen`, `limit`).
 //!
 //! gemm packs the weight before every product; with 30 rows each packed value is used 30 times,
 //! so packing is a large share of the work, and gemm ran those shapes at 79-108 GFLOP/s where it
@@ -21,7 +22,7 @@ use pulp::{Arch, Simd, WithSimd};
 use rayon::prelude::*;
 
 /// At most this many rows take this path.
-pub(super) const MAX_ROWS: usize = 128;
+pub const MAX_ROWS: usize = 128;
 /// Output columns per parallel task; widths that are not a multiple take gemm's path. Every
 /// tile width (2 or 4 vectors of 1, 4, 8 or 16 lanes) divides it, so a task is whole tiles.
 const BLOCK: usize = 128;
@@ -34,10 +35,10 @@ const VECS_WIDE: usize = 4;
 /// broadcast row value fit; 6 × 4 would spill accumulators to the stack on every step.
 const VECS_NARROW: usize = 2;
 
-/// Whether `rows × k` by `k × n` should take this path: few rows, a width it tiles, and this
-/// kernel chosen on this CPU (`chosen`).
+/// Whether `rows × k` by `k × n` should take this path: few rows (up to `limit`), a width it
+/// tiles, and this kernel chosen on this CPU.
 pub(super) fn serves(rows: usize, n: usize) -> bool {
-    rows > 0 && rows <= MAX_ROWS && n % BLOCK == 0 && chosen()
+    rows > 0 && rows <= limit() && n % BLOCK == 0
 }
 
 /// `x` (m, k) · `w` (k, n) + `bias` when this path serves the shape and all are contiguous
@@ -92,13 +93,25 @@ pub(super) fn product(x: &[f32], w: &[f32], bias: Option<&[f32]>, m: usize, k: u
     out
 }
 
-/// What the first call measured: (this kernel's ms, gemm's ms) on a 32 × 512 × 2048 product,
-/// the best of 5 runs each after one warm-up.
-pub fn measured() -> (f64, f64) {
-    *MEASURED.get_or_init(measure)
+/// What the first call measured (`measure`): this kernel's and gemm's ms on a 32 × 512 × 2048
+/// product and on a `MAX_ROWS` × 512 × 2048 one, the best of 5 runs each after one warm-up.
+#[derive(Debug, Clone, Copy)]
+pub struct Measured {
+    pub few: (f64, f64),
+    pub many: (f64, f64),
 }
 
-static MEASURED: OnceLock<(f64, f64)> = OnceLock::new();
+pub fn measured() -> Measured {
+    *MEASURED.get_or_init(|| Measured {
+        few: measure(FEW),
+        many: measure(MAX_ROWS),
+    })
+}
+
+static MEASURED: OnceLock<Measured> = OnceLock::new();
+
+/// Rows of the first measured product.
+const FEW: usize = 32;
 
 /// Whether products of few rows take the streamed kernel in this process. It is kept unless gemm
 /// measured clearly faster: the measurement reuses one weight that stays in cache, which hides
@@ -106,15 +119,30 @@ static MEASURED: OnceLock<(f64, f64)> = OnceLock::new();
 /// EPYC 25/17 the two measured within 2 % of each other in some starts, while the B/16 prompt
 /// edit took 24-30 ms streamed and 35-41 ms on gemm).
 pub fn chosen() -> bool {
-    let (ours, gemm) = measured();
+    let (ours, gemm) = measured().few;
     ours <= MARGIN * gemm
+}
+
+/// The most rows this kernel takes in this process: none unless `chosen`; `MAX_ROWS` where it
+/// also holds against gemm at that many rows, else half of it. Where gemm's packing is shared by
+/// enough rows it can win: on the AMD EPYC 25/1, weights from memory, 120 × 512 × 2048 took 5.7
+/// ms streamed and 3.3 on gemm, while 96 rows took 4.4 and 5.3 and 64 rows 3.5 and 3.7 (8
+/// prompts of 15 tokens are 120 rows).
+pub fn limit() -> usize {
+    let m = measured();
+    match (chosen(), m.many.0 <= MARGIN * m.many.1) {
+        (false, _) => 0,
+        (true, true) => MAX_ROWS,
+        (true, false) => MAX_ROWS / 2,
+    }
 }
 
 /// How much slower than gemm the streamed kernel may measure and still be chosen.
 const MARGIN: f64 = 1.1;
 
-fn measure() -> (f64, f64) {
-    let (m, k, n) = (32, 512, 2048);
+/// (this kernel's ms, gemm's ms) on an `m` × 512 × 2048 product.
+fn measure(m: usize) -> (f64, f64) {
+    let (k, n) = (512, 2048);
     let x: Vec<f32> = (0..m * k).map(|i| ((i % 17) as f32 - 8.0) * 0.01).collect();
     let w: Vec<f32> = (0..k * n).map(|i| ((i % 13) as f32 - 6.0) * 0.01).collect();
     let best = |f: &dyn Fn()| {
@@ -141,7 +169,7 @@ fn measure() -> (f64, f64) {
         }),
         _ => f64::INFINITY,
     };
-    tracing::debug!("few-row products: this kernel {ours:.3} ms, gemm {gemm:.3} ms");
+    tracing::debug!("{m}-row products: this kernel {ours:.3} ms, gemm {gemm:.3} ms");
     (ours, gemm)
 }
 
@@ -304,8 +332,13 @@ mod tests {
         assert!(!serves(0, 128));
         assert!(!serves(MAX_ROWS + 1, 512));
         assert!(!serves(30, 100));
-        let (ours, gemm) = measured();
+        let m = measured();
+        let ((ours, gemm), (ours_many, gemm_many)) = (m.few, m.many);
         assert!(ours > 0.0 && gemm > 0.0, "both were timed: {ours} {gemm}");
+        assert!(ours_many > ours && gemm_many > 0.0, "{m:?}");
         assert_eq!(serves(30, 512), ours <= MARGIN * gemm);
+        let many = ours <= MARGIN * gemm && ours_many <= MARGIN * gemm_many;
+        assert_eq!(serves(MAX_ROWS, 512), many);
+        assert_eq!(serves(MAX_ROWS / 2, 512), serves(30, 512));
     }
 }
