@@ -64,8 +64,6 @@ pub(super) fn composition_loss(phrases: &Tensor, quads: &[[u32; 4]]) -> Result<T
     residual.sqr()?.sum(1)?.mean_all()
 }
 
-/// Two-way cross-entropy of each image between its true caption (column `image`) and its hard
-/// negative, from the (B, B + M) image-to-caption logits. Zero without negatives.
 /// Dense shape loss: every labelled patch (unit (B, P, D) `patches`, `labels` as
 /// `data::Batch::shape_patches`) classified among the shape words' unit text embeddings
 /// (`shapes`, (S, D)) at the model's logit `scale`. Colour cannot answer it, so it asks every
@@ -79,13 +77,27 @@ pub(super) fn patch_shape_loss(
     if labels.is_empty() {
         return Tensor::zeros((), DType::F32, patches.device());
     }
-    let (b, p, d) = patches.dims3()?;
-    let device = patches.device();
-    let at = Tensor::new(labels.iter().map(|l| l.0).collect::<Vec<_>>(), device)?;
-    let targets = Tensor::new(labels.iter().map(|l| l.1).collect::<Vec<_>>(), device)?;
-    let chosen = patches.reshape((b * p, d))?.index_select(&at, 0)?;
-    let logits = chosen.matmul(&shapes.t()?)?.broadcast_mul(scale)?;
-    cross_entropy(&logits, &targets)
+    let targets = labels.iter().map(|l| l.1).collect::<Vec<_>>();
+    let targets = Tensor::new(targets, patches.device())?;
+    cross_entropy(&shape_logits(patches, shapes, labels, scale)?, &targets)
+}
+
+/// The labelled rows of unit tokens `tokens` (B, P, D; `labels`' first members number them
+/// across the batch, as `data::Batch::shape_patches`) scored against the shape words' unit
+/// embeddings `shapes` (S, D) at `scale`: (labels, S) logits.
+pub(super) fn shape_logits(
+    tokens: &Tensor,
+    shapes: &Tensor,
+    labels: &[(u32, u32)],
+    scale: &Tensor,
+) -> Result<Tensor> {
+    let (b, p, d) = tokens.dims3()?;
+    let at = Tensor::new(
+        labels.iter().map(|l| l.0).collect::<Vec<_>>(),
+        tokens.device(),
+    )?;
+    let chosen = tokens.reshape((b * p, d))?.index_select(&at, 0)?;
+    chosen.matmul(&shapes.t()?)?.broadcast_mul(scale)
 }
 
 /// Colour-field loss: the pooled embedding and every patch of each colour field (unit
@@ -106,6 +118,8 @@ pub(super) fn colour_field_loss(
     (tie(pooled)? + tie(&patches.reshape((f * p, d))?)?)? * 0.5
 }
 
+/// Two-way cross-entropy of each image between its true caption (column `image`) and its hard
+/// negative, from the (B, B + M) image-to-caption logits. Zero without negatives.
 pub(super) fn negative_loss(logits: &Tensor, negatives: &[(usize, usize)]) -> Result<Tensor> {
     if negatives.is_empty() {
         return Tensor::zeros((), DType::F32, logits.device());

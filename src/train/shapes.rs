@@ -5,7 +5,7 @@ use candle_core::{DType, Result, Tensor, D};
 
 use super::clip::Weights;
 use super::data;
-use super::losses::{colour_field_loss, patch_shape_loss};
+use super::losses::{colour_field_loss, patch_shape_loss, shape_logits};
 use crate::clip::{l2_normalize, Clip};
 
 /// The shape losses of one batch (`shape_losses`).
@@ -89,11 +89,8 @@ pub(super) fn paired_loss(
     if labels.is_empty() {
         return Tensor::zeros((), DType::F32, own.device());
     }
-    let (n, p, d) = own.dims3()?;
-    let at = Tensor::new(labels.iter().map(|l| l.0).collect::<Vec<_>>(), own.device())?;
     let log_odds = |x: &Tensor| -> Result<Tensor> {
-        let chosen = x.reshape((n * p, d))?.index_select(&at, 0)?;
-        let logits = chosen.matmul(&shapes.t()?)?.broadcast_mul(scale)?;
+        let logits = shape_logits(x, shapes, labels, scale)?;
         candle_nn::ops::log_softmax(&logits, D::Minus1)
     };
     let target = log_odds(&off.detach())?;
