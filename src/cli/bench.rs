@@ -127,12 +127,15 @@ fn few_rows_kernel() -> String {
         0 => "gemm".to_string(),
         rows => format!("streamed up to {rows} rows"),
     };
-    let ((ours, gemm), (ours_many, gemm_many)) = (m.few, m.many);
-    format!(
-        "{pick} (32×512×2048: streamed {ours:.2} ms, gemm {gemm:.2} ms; {}×512×2048: \
-         {ours_many:.2} and {gemm_many:.2} ms)",
-        crate::clip::skinny::MAX_ROWS
-    )
+    let (ours, gemm) = m.few;
+    let many = match m.many {
+        Some((o, g)) => format!(
+            "; {}×512×2048: {o:.2} and {g:.2} ms",
+            crate::clip::skinny::MAX_ROWS
+        ),
+        None => String::new(),
+    };
+    format!("{pick} (32×512×2048: streamed {ours:.2} ms, gemm {gemm:.2} ms{many})")
 }
 
 fn print_table(rows: &[Row]) {
