@@ -8,7 +8,7 @@ use candle_core::{DType, Device};
 use candle_nn::{VarBuilder, VarMap};
 use clipscope::clip::config::ClipConfig;
 use clipscope::clip::Clip;
-use clipscope::train::clip::{default_config, train, validation_loss, Options};
+use clipscope::train::clip::{default_config, train, validation_loss, Options, TextSide};
 use common::weights;
 
 fn tiny() -> ClipConfig {
@@ -56,7 +56,7 @@ fn two_steps_of_every_loss(seed: u64) -> Options {
         init: None,
         resume: None,
         stop_at: None,
-        freeze_text: false,
+        text: TextSide::Learns,
         keep_tokens: 0,
         whiten_patches: false,
     }
@@ -96,7 +96,7 @@ fn a_short_run_lowers_the_validation_loss() {
         init: None,
         resume: None,
         stop_at: None,
-        freeze_text: false,
+        text: TextSide::Learns,
         keep_tokens: 0,
         whiten_patches: false,
     };
@@ -149,7 +149,7 @@ fn stopped_and_resumed(keep_tokens: usize) -> VarMap {
         init: None,
         resume: None,
         stop_at: None,
-        freeze_text: false,
+        text: TextSide::Learns,
         keep_tokens,
         whiten_patches: false,
     };
@@ -194,35 +194,41 @@ fn a_frozen_text_side_stays_put_while_the_vision_side_learns() {
     let base = two_steps_of_every_loss(4);
     let (start, _) = train(&base, |_| {}).unwrap();
     clipscope::train::clip::save(&start, &tiny(), dir.path(), DType::F32).unwrap();
-    let frozen = Options {
-        init: Some(dir.path().join("model.safetensors")),
-        freeze_text: true,
-        keep_tokens: 0,
-        whiten_patches: false,
-        seed: 5,
-        ..base
-    };
-    let (after, _) = train(&frozen, |_| {}).unwrap();
     let value = |m: &VarMap, name: &str| {
         let data = m.data().lock().unwrap();
         data[name].flatten_all().unwrap().to_vec1::<f32>().unwrap()
     };
-    for name in [
+    let tower = [
         "text_model.embeddings.token_embedding.weight",
         "text_model.encoder.layers.0.mlp.fc1.weight",
-        "text_projection.weight",
-    ] {
-        assert_eq!(value(&start, name), value(&after, name), "{name} moved");
-    }
-    for name in [
+    ];
+    let vision = [
         "vision_model.encoder.layers.0.mlp.fc1.weight",
         "visual_projection.weight",
-    ] {
-        assert_ne!(
-            value(&start, name),
-            value(&after, name),
-            "{name} did not learn"
-        );
+    ];
+    for text in [TextSide::Frozen, TextSide::Projection] {
+        let frozen = Options {
+            init: Some(dir.path().join("model.safetensors")),
+            text,
+            keep_tokens: 0,
+            whiten_patches: false,
+            seed: 5,
+            ..base.clone()
+        };
+        let (after, _) = train(&frozen, |_| {}).unwrap();
+        for name in tower {
+            assert_eq!(value(&start, name), value(&after, name), "{text:?}: {name} moved");
+        }
+        let projection = "text_projection.weight";
+        let moved = value(&start, projection) != value(&after, projection);
+        assert_eq!(moved, text == TextSide::Projection, "{text:?}: {projection}");
+        for name in vision {
+            assert_ne!(
+                value(&start, name),
+                value(&after, name),
+                "{text:?}: {name} did not learn"
+            );
+        }
     }
 }
 

@@ -6,7 +6,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use std::path::PathBuf;
 use std::time::Instant;
 
-use crate::train::clip::{self, Options};
+use crate::train::clip::{self, Options, TextSide};
 
 #[derive(Debug, clap::Args)]
 pub struct TrainClipArgs {
@@ -102,6 +102,10 @@ pub struct TrainClipArgs {
     /// Train the vision side only: the text tower and its projection stay as --init left them.
     #[arg(long)]
     pub freeze_text: bool,
+    /// With --freeze-text: the text projection still learns (one linear map shared by every
+    /// phrase, held-out ones included); the tower below it stays as --init left it.
+    #[arg(long, requires = "freeze_text")]
+    pub train_text_projection: bool,
     /// Layers of the vision tower. An --init model with fewer is deepened: its layers spread
     /// over the stack, the new ones starting as identities (the same function, more capacity).
     #[arg(long, default_value_t = 4)]
@@ -168,7 +172,11 @@ pub fn run(args: &TrainClipArgs) -> Result<()> {
         init: args.init.clone(),
         resume,
         stop_at: args.stop_at,
-        freeze_text: args.freeze_text,
+        text: match (args.freeze_text, args.train_text_projection) {
+            (false, _) => TextSide::Learns,
+            (true, false) => TextSide::Frozen,
+            (true, true) => TextSide::Projection,
+        },
         keep_tokens: args.keep_tokens,
         whiten_patches: args.whiten_patches,
     };

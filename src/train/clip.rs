@@ -15,7 +15,7 @@ use crate::clip::config::ClipConfig;
 use crate::clip::{l2_normalize, Clip};
 use crate::world::Split;
 
-pub use super::options::{default_config, Options, StepReport};
+pub use super::options::{default_config, Options, StepReport, TextSide};
 
 /// The losses of one batch.
 struct Losses {
@@ -41,11 +41,11 @@ fn losses(model: &Clip, batch: &data::Batch, options: &Weights) -> Result<Losses
         Some(rows) => model.image_tokens_kept(&batch.pixels, rows)?, // (B, 1+K, D)
         None => model.image_tokens(&batch.pixels)?,                  // (B, 1+P, D)
     };
-    // (B + M, T, D); a frozen text side is never updated, so backpropagation need not reach it.
-    let all_txt = model.text_tokens(&batch.ids)?;
-    let all_txt = match options.frozen_text {
-        true => all_txt.detach(),
-        false => all_txt,
+    // (B + M, T, D); a frozen text tower is never updated, so backpropagation need not reach it.
+    let all_txt = match options.text {
+        TextSide::Learns => model.text_tokens(&batch.ids)?,
+        TextSide::Frozen => model.text_tokens(&batch.ids)?.detach(),
+        TextSide::Projection => model.project_text(&model.text_hidden(&batch.ids)?.detach())?,
     };
     let (n, t, d) = all_txt.dims3()?;
     let flat_index: Vec<u32> = batch
@@ -153,8 +153,8 @@ pub(super) struct Weights {
     pub(super) paired: f64,
     /// `data::composition_quads()`, computed once.
     pub(super) quads: Vec<[u32; 4]>,
-    /// The text side is frozen (`Options::freeze_text`): no gradient flows into it.
-    pub(super) frozen_text: bool,
+    /// What of the text side learns (`Options::text`): no gradient flows into the rest.
+    pub(super) text: TextSide,
 }
 
 /// What a progress callback sees after each step: the numbers, and the state to checkpoint.
@@ -183,9 +183,14 @@ pub fn train(
     let vb = super::seeded::var_builder(&varmap, options.seed, DType::F32, &device);
     let model = Clip::new(&options.config, true, vb)?;
     let mut opt = AdamW::new(&varmap, options.lr, 0.05)?;
-    if options.freeze_text {
-        let held = opt.freeze(&["text_model.", "text_projection."]);
-        tracing::info!("text side frozen: {held} values");
+    let held: &[&str] = match options.text {
+        TextSide::Learns => &[],
+        TextSide::Frozen => &["text_model.", "text_projection."],
+        TextSide::Projection => &["text_model."],
+    };
+    if !held.is_empty() {
+        let held = opt.freeze(held);
+        tracing::info!("text side frozen ({:?}): {held} values", options.text);
     }
     if let Some(path) = &options.resume {
         super::restore_state(&varmap, &mut opt, path)?;
@@ -230,7 +235,7 @@ pub fn train(
         recoloured: options.recoloured_weight,
         paired: options.paired_weight,
         quads: data::composition_quads(),
-        frozen_text: options.freeze_text,
+        text: options.text,
     };
     let end = options.stop_at.unwrap_or(options.steps).min(options.steps);
     for step in opt.steps..end {
@@ -331,7 +336,7 @@ pub fn validation_loss(
         recoloured: 0.0,
         paired: 0.0,
         quads: Vec::new(),
-        frozen_text: false,
+        text: TextSide::Learns,
     };
     Ok(losses(model, &batch, &weights)?.total.to_scalar()?)
 }

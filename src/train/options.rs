@@ -93,16 +93,35 @@ pub struct Options {
     /// Stop after this many steps (the schedule still runs to `steps`), to train a stage in
     /// slices with different loss weights, each resumed from the last.
     pub stop_at: Option<usize>,
-    /// Keep the text tower and its projection as `init` left them: only the vision side (and
-    /// the logit scale) learns, so the words keep what they meant (held-out colour-shape pairs
-    /// included) while the image side learns to see shapes.
-    pub freeze_text: bool,
+    /// What of the text side learns (`TextSide`).
+    pub text: TextSide,
     /// Patches of each image that go through the vision tower in training (`keep::Kept`: those
     /// on objects first, then background at random; 0: all of them). Inference sees every patch.
     pub keep_tokens: usize,
     /// From random weights only: start the patch embedding from the training patches' whitened
     /// principal components (`whiten::whiten_patches`) instead of noise.
     pub whiten_patches: bool,
+}
+
+/// What of the text side learns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TextSide {
+    /// The whole text tower and its projection.
+    #[default]
+    Learns,
+    /// Nothing: the tower and its projection stay as `init` left them, so the words keep what
+    /// they meant (held-out colour-shape pairs included) while the image side learns shapes.
+    Frozen,
+    /// Only `text_projection`: the tower stays as `init` left it, and one linear map (the same
+    /// for every phrase, held-out ones included) may move the phrases apart.
+    Projection,
+}
+
+impl TextSide {
+    /// Whether the tower below the projection is held.
+    pub fn tower_frozen(self) -> bool {
+        self != TextSide::Learns
+    }
 }
 
 /// One step's numbers, for progress reports.
