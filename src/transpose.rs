@@ -30,6 +30,39 @@ pub(crate) fn transposed(src: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     out
 }
 
+/// Columns of output per panel (`panelled`).
+pub(crate) const PANEL: usize = 128;
+
+/// The transpose of `src` (`rows` × `cols`, row-major) as `rows / PANEL` panels, each the
+/// (`cols` × `PANEL`) transpose of `PANEL` consecutive source rows, one after the other: the
+/// layout the inference kernels read a weight in (`clip::panels`). `None` unless `rows` is a
+/// multiple of `PANEL`. One pass, as `transposed`, the panels split over two threads.
+pub(crate) fn panelled(src: &[f32], rows: usize, cols: usize) -> Option<Vec<f32>> {
+    if rows == 0 || rows % PANEL != 0 || src.len() != rows * cols {
+        return None;
+    }
+    let n = rows * cols;
+    let mut out = crate::alloc::f32_capacity(n);
+    let slab = PANEL * cols;
+    let fill = |from: usize, out: &mut [MaybeUninit<f32>]| {
+        for (i, panel) in out.chunks_exact_mut(slab).enumerate() {
+            let p = from + i;
+            columns(&src[p * slab..][..slab], PANEL, cols, 0, panel);
+        }
+    };
+    let spare = &mut out.spare_capacity_mut()[..n];
+    let panels = rows / PANEL;
+    if n >= PARALLEL_MIN && panels >= 2 {
+        let (left, right) = spare.split_at_mut(panels / 2 * slab);
+        rayon::join(|| fill(0, left), || fill(panels / 2, right));
+    } else {
+        fill(0, spare);
+    }
+    // SAFETY: every panel of the n values was written by `columns`.
+    unsafe { out.set_len(n) };
+    Some(out)
+}
+
 /// Writes the transpose of `src` (`rows` × `cols`, row-major) into `out` (`cols` × `rows`):
 /// `out[c * rows + r] = src[r * cols + c]`. Every value of `out` is written.
 ///
@@ -201,5 +234,33 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn panels_are_the_transposes_of_row_slabs() {
+        let (rows, cols) = (3 * PANEL, 37);
+        let src: Vec<f32> = (0..rows * cols).map(|i| i as f32).collect();
+        let out = panelled(&src, rows, cols).unwrap();
+        for (r, c) in [(0, 0), (5, 3), (PANEL + 7, 36), (rows - 1, 20)] {
+            let (p, j) = (r / PANEL, r % PANEL);
+            assert_eq!(
+                out[p * PANEL * cols + c * PANEL + j],
+                src[r * cols + c],
+                "{r} {c}"
+            );
+        }
+        let big = 4 * PANEL * 600;
+        let src: Vec<f32> = (0..big).map(|i| (i % 1013) as f32).collect();
+        let out = panelled(&src, 4 * PANEL, 600).unwrap();
+        let whole = transposed(&src, 4 * PANEL, 600);
+        for p in 0..4 {
+            for c in 0..600 {
+                assert_eq!(
+                    out[p * PANEL * 600 + c * PANEL..][..PANEL],
+                    whole[c * 4 * PANEL + p * PANEL..][..PANEL]
+                );
+            }
+        }
+        assert!(panelled(&src[..100 * 7], 100, 7).is_none());
     }
 }

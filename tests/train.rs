@@ -217,11 +217,19 @@ fn a_frozen_text_side_stays_put_while_the_vision_side_learns() {
         };
         let (after, _) = train(&frozen, |_| {}).unwrap();
         for name in tower {
-            assert_eq!(value(&start, name), value(&after, name), "{text:?}: {name} moved");
+            assert_eq!(
+                value(&start, name),
+                value(&after, name),
+                "{text:?}: {name} moved"
+            );
         }
         let projection = "text_projection.weight";
         let moved = value(&start, projection) != value(&after, projection);
-        assert_eq!(moved, text == TextSide::Projection, "{text:?}: {projection}");
+        assert_eq!(
+            moved,
+            text == TextSide::Projection,
+            "{text:?}: {projection}"
+        );
         for name in vision {
             assert_ne!(
                 value(&start, name),

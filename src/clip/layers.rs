@@ -8,7 +8,7 @@ use rayon::prelude::*;
 use super::config::Activation;
 use super::linear::Dense;
 use super::linear::Qkv;
-use super::{quick_gelu, train_ops, transpose};
+use super::{quick_gelu, train_ops};
 
 /// A layer norm that takes candle's fused kernel at inference and ours, which has a backward
 /// pass, in training.
@@ -80,26 +80,13 @@ impl Attention {
                 v: load("v_proj", true)?,
             }
         } else {
-            // Loaded untransposed, then packed and transposed once.
+            // Each laid out for inference (in panels where the width allows), then joined once.
             let parts = [
-                load("q_proj", true)?,
-                load("k_proj", true)?,
-                load("v_proj", true)?,
+                load("q_proj", false)?,
+                load("k_proj", false)?,
+                load("v_proj", false)?,
             ];
-            let biases = parts
-                .iter()
-                .map(|p| p.bias.clone())
-                .collect::<Option<Vec<_>>>()
-                .ok_or_else(|| candle_core::Error::Msg("missing bias".into()))?;
-            // Each part's (in, dim) transpose, joined side by side: a view's when the file reader
-            // handed the weight out transposed (`kept_transposed`), else transposed here.
-            let [q, k, v] = &parts;
-            let ts = [
-                transpose::transposed(&q.weight)?,
-                transpose::transposed(&k.weight)?,
-                transpose::transposed(&v.weight)?,
-            ];
-            Qkv::from_transposed_parts(&ts, &biases, scale(head_dim))?
+            Qkv::from_inference_parts(parts, scale(head_dim))?
         };
         Ok(Self {
             qkv,

@@ -4,7 +4,7 @@
 use candle_core::{DType, IndexOp, Result, Tensor};
 use candle_nn::VarBuilder;
 
-use super::{train_ops, transpose};
+use super::{panels, train_ops, transpose};
 
 /// Whether a weight is one that `Dense` keeps transposed at inference (a `Linear` weight of
 /// CLIP or SigLIP, q/k/v included), so a file reader can hand it out already transposed.
@@ -28,33 +28,106 @@ pub fn kept_transposed(name: &str) -> bool {
 
 /// A linear layer applied as one 2-D matmul over all leading dimensions.
 ///
-/// At inference the weight is kept transposed, (in, out) and contiguous: gemm then reads it in
-/// place, where the stored (out, in) layout made it repack the whole matrix on every call. In
-/// training the weight stays the variable itself (a transposed copy would not follow optimiser
-/// updates). candle-nn's `Linear` is not used because it broadcasts the weight over the batch,
-/// which makes its weight gradient a per-sample tensor summed afterwards.
+/// At inference the weight is kept transposed, (in, out), and where its width allows as packed
+/// panels (`panels`): gemm then reads it in place, where the stored (out, in) layout made it
+/// repack the whole matrix on every call, and each panel is one sequential read. In training the
+/// weight stays the variable itself (a transposed copy would not follow optimiser updates).
+/// candle-nn's `Linear` is not used because it broadcasts the weight over the batch, which makes
+/// its weight gradient a per-sample tensor summed afterwards.
 #[derive(Debug, Clone)]
 pub(super) struct Dense {
-    /// (out, in) in training, (in, out) contiguous at inference.
+    /// (out, in) in training; (in, out) contiguous, or (out / WIDTH, in, WIDTH) panels, at
+    /// inference (`layout`).
     pub(super) weight: Tensor,
     pub(super) bias: Option<Tensor>,
-    transposed: bool,
+    layout: Layout,
+}
+
+/// How a `Dense` weight is laid out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Layout {
+    /// (out, in), the variable itself.
+    Train,
+    /// (in, out), contiguous.
+    Plain,
+    /// `panels::pack` of the (in, out) weight: out / WIDTH panels of (in, WIDTH).
+    Panels { k: usize, n: usize },
 }
 
 impl Dense {
-    /// `weight` is (out, in) as stored; at inference (`train` false) it is transposed once here.
+    /// `weight` is (out, in) as stored, or already in panels as a file reader hands it out
+    /// (`kept_transposed`: (out / WIDTH, in, WIDTH)). At inference (`train` false) it is laid
+    /// out here, once: as panels in one pass where the width allows.
     pub(super) fn new(weight: Tensor, bias: Option<Tensor>, train: bool) -> Result<Self> {
+        if let [p, k, w] = *weight.dims() {
+            if train || w != panels::WIDTH || weight.dtype() != DType::F32 {
+                return Err(candle_core::Error::Msg(format!(
+                    "a weight in panels ({p}, {k}, {w}) is for f32 inference only"
+                )));
+            }
+            return Ok(Self {
+                weight: weight.contiguous()?,
+                bias,
+                layout: Layout::Panels { k, n: p * w },
+            });
+        }
         if train {
             return Ok(Self {
                 weight,
                 bias,
-                transposed: false,
+                layout: Layout::Train,
             });
         }
-        Ok(Self {
-            weight: transpose::transposed(&weight)?,
-            bias,
-            transposed: true,
+        let (n, k) = weight.dims2()?;
+        if weight.dtype() == DType::F32 && weight.is_contiguous() {
+            if let Some(p) = with_f32s(&weight, |w| crate::transpose::panelled(w, n, k))? {
+                return Ok(Self {
+                    weight: Tensor::from_vec(
+                        p,
+                        (n / panels::WIDTH, k, panels::WIDTH),
+                        weight.device(),
+                    )?,
+                    bias,
+                    layout: Layout::Panels { k, n },
+                });
+            }
+        }
+        Self::inference(transpose::transposed(&weight)?, bias)
+    }
+
+    /// The inference weight in panels, (out / WIDTH, in, WIDTH), if it is kept so.
+    pub(super) fn panels(&self) -> Option<&Tensor> {
+        matches!(self.layout, Layout::Panels { .. }).then_some(&self.weight)
+    }
+
+    /// The inference weight as (in, out), contiguous, if it is kept so.
+    pub(super) fn plain(&self) -> Option<&Tensor> {
+        (self.layout == Layout::Plain).then_some(&self.weight)
+    }
+
+    /// An inference layer from the (in, out) weight, contiguous: packed into panels where it is
+    /// f32 and its width a multiple of `panels::WIDTH`, else kept as it is.
+    pub(super) fn inference(weight_t: Tensor, bias: Option<Tensor>) -> Result<Self> {
+        let (k, n) = weight_t.dims2()?;
+        let packed = match weight_t.dtype() == DType::F32 && weight_t.is_contiguous() {
+            true => with_f32s(&weight_t, |w| panels::pack(w, k, n))?,
+            false => None,
+        };
+        Ok(match packed {
+            Some(p) => Self {
+                weight: Tensor::from_vec(
+                    p,
+                    (n / panels::WIDTH, k, panels::WIDTH),
+                    weight_t.device(),
+                )?,
+                bias,
+                layout: Layout::Panels { k, n },
+            },
+            None => Self {
+                weight: weight_t,
+                bias,
+                layout: Layout::Plain,
+            },
         })
     }
 
@@ -86,7 +159,7 @@ impl Dense {
     /// As `forward` for a 2-D input that needs no gradient (pixels): in training only the weight
     /// gets one (`train_ops::linear_of_constant`).
     pub(super) fn forward_constant(&self, xs: &Tensor) -> Result<Tensor> {
-        if self.transposed || self.bias.is_some() {
+        if self.layout != Layout::Train || self.bias.is_some() {
             return self.forward(xs);
         }
         train_ops::linear_of_constant(xs, &self.weight)
@@ -99,29 +172,62 @@ impl Dense {
             .ok_or_else(|| candle_core::Error::Msg("empty shape".into()))?;
         let rows: usize = lead.iter().product();
         let x = xs.reshape((rows, *last))?;
-        if self.transposed {
-            if let Some(out) = super::skinny::matmul(&x, &self.weight, self.bias.as_ref())? {
-                let mut shape = lead.to_vec();
-                shape.push(self.weight.dim(1)?);
-                return out.reshape(shape);
+        let (out, out_dim) = match self.layout {
+            Layout::Panels { k, n } => (self.panel_product(&x, rows, k, n)?, n),
+            Layout::Plain => {
+                let out = x.matmul(&self.weight)?;
+                let out = match &self.bias {
+                    Some(b) => out.broadcast_add(b)?,
+                    None => out,
+                };
+                (out, self.weight.dim(1)?)
             }
-        }
-        let (mut out, out_dim) = if self.transposed {
-            (x.matmul(&self.weight)?, self.weight.dim(1)?)
-        } else {
-            (x.matmul(&self.weight.t()?)?, self.weight.dim(0)?)
+            Layout::Train => {
+                let out = x.matmul(&self.weight.t()?)?;
+                let out = match &self.bias {
+                    Some(b) => train_ops::add_bias(&out, b)?,
+                    None => out,
+                };
+                (out, self.weight.dim(0)?)
+            }
         };
-        if let Some(b) = &self.bias {
-            out = if self.transposed {
-                out.broadcast_add(b)?
-            } else {
-                train_ops::add_bias(&out, b)?
-            };
-        }
         let mut shape = lead.to_vec();
         shape.push(out_dim);
         out.reshape(shape)
     }
+
+    /// `x` (rows, k) by the packed weight, plus the bias: the streamed kernel for few rows
+    /// (`skinny`), gemm per panel for more.
+    fn panel_product(&self, x: &Tensor, rows: usize, k: usize, n: usize) -> Result<Tensor> {
+        if x.dtype() != DType::F32 || x.dim(1)? != k {
+            return Err(candle_core::Error::Msg(format!(
+                "a packed {k} × {n} weight takes (rows, {k}) f32 inputs, not {:?} {:?}",
+                x.dims(),
+                x.dtype()
+            )));
+        }
+        let x = x.contiguous()?;
+        let bias = self.bias.as_ref().map(Tensor::to_vec1::<f32>).transpose()?;
+        let out = with_f32s(&x, |xv| {
+            with_f32s(&self.weight, |w| match super::skinny::serves(rows) {
+                true => super::skinny::product(xv, w, bias.as_deref(), rows, k),
+                false => panels::product(xv, w, bias.as_deref(), rows, k),
+            })
+        })??;
+        Tensor::from_vec(out, (rows, n), x.device())
+    }
+}
+
+/// `f` on the values of a contiguous f32 CPU tensor.
+fn with_f32s<T>(t: &Tensor, f: impl FnOnce(&[f32]) -> T) -> Result<T> {
+    let (storage, layout) = t.storage_and_layout();
+    let candle_core::Storage::Cpu(cpu) = &*storage else {
+        return Err(candle_core::Error::Msg(
+            "packed weights live on the CPU".into(),
+        ));
+    };
+    let start = layout.start_offset();
+    Ok(f(&cpu.as_slice::<f32>()?[start..][..t.elem_count()]))
 }
 
 /// The query, key and value projections: one fused (in, 3·dim) matmul at inference, with the
@@ -161,11 +267,10 @@ impl Qkv {
     /// From the (dim, 3·dim) transpose of the packed weights, contiguous, and the biases.
     pub(super) fn from_transposed(weight_t: &Tensor, bias: &Tensor, scale: f64) -> Result<Self> {
         let factors = Self::factors(weight_t.dim(0)?, scale, weight_t)?;
-        Ok(Self::Fused(Dense {
-            weight: weight_t.broadcast_mul(&factors.unsqueeze(0)?)?,
-            bias: Some(bias.mul(&factors)?),
-            transposed: true,
-        }))
+        Ok(Self::Fused(Dense::inference(
+            weight_t.broadcast_mul(&factors.unsqueeze(0)?)?,
+            Some(bias.mul(&factors)?),
+        )?))
     }
 
     /// From the (in, dim) transposes of the q, k and v weights, contiguous, and their biases:
@@ -177,11 +282,39 @@ impl Qkv {
     ) -> Result<Self> {
         let dim = weights_t[0].dim(1)?;
         let factors = Self::factors(dim, scale, &weights_t[0])?;
-        Ok(Self::Fused(Dense {
-            weight: transpose::joined_scaled(weights_t, &[scale as f32, 1.0, 1.0])?,
-            bias: Some(Tensor::cat(biases, 0)?.mul(&factors)?),
-            transposed: true,
-        }))
+        Ok(Self::Fused(Dense::inference(
+            transpose::joined_scaled(weights_t, &[scale as f32, 1.0, 1.0])?,
+            Some(Tensor::cat(biases, 0)?.mul(&factors)?),
+        )?))
+    }
+
+    /// From the q, k and v inference layers: their panels joined, the query's scaled (one pass),
+    /// where all three are kept in panels; else their (in, dim) weights
+    /// (`from_transposed_parts`).
+    pub(super) fn from_inference_parts(parts: [Dense; 3], scale: f64) -> Result<Self> {
+        let biases = parts
+            .iter()
+            .map(|p| p.bias.clone())
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| candle_core::Error::Msg("missing bias".into()))?;
+        let factors = [scale as f32, 1.0, 1.0];
+        if let [Some(q), Some(k), Some(v)] = parts.each_ref().map(Dense::panels) {
+            let (p, rows, w) = q.dims3()?;
+            let dim = p * w;
+            // Each part as one row: side by side they are q's panels, then k's, then v's.
+            let row = |t: &Tensor| t.reshape((1, p * rows * w));
+            let joined = transpose::joined_scaled(&[row(q)?, row(k)?, row(v)?], &factors)?;
+            let weight = joined.reshape((3 * p, rows, w))?;
+            let bias = Tensor::cat(&biases, 0)?.mul(&Self::factors(dim, scale, &biases[0])?)?;
+            return Ok(Self::Fused(Dense::new(weight, Some(bias), false)?));
+        }
+        let plain = parts.each_ref().map(|p| {
+            p.plain()
+                .cloned()
+                .ok_or_else(|| candle_core::Error::Msg("mixed layouts".into()))
+        });
+        let [q, k, v] = plain;
+        Self::from_transposed_parts(&[q?, k?, v?], &biases, scale)
     }
 
     /// The attention scale for the query's `dim` outputs, then 1 for the key's and value's.

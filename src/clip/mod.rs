@@ -9,6 +9,7 @@ pub mod interpolate;
 mod layers;
 mod limits;
 mod linear;
+mod panels;
 mod quick_gelu;
 pub mod siglip;
 pub mod skinny;

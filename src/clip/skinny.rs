@@ -1,31 +1,27 @@
-//! Products of a few rows by a weight kept (in, out), as a prompt's 30 text tokens or B/32's 50
-//! image tokens meet every projection: the weight streamed once, unpacked, the bias added in the
-//! same pass. Whether it beats gemm on this CPU, and up to how many rows, is measured once per
+//! Products of a few rows by a weight kept in panels (`panels`), as a prompt's 30 text tokens
+//! meet every projection: each panel streamed once, unpacked, the bias added in the same pass.
+//! Whether it beats gemm per panel on this CPU, and up to how many rows, is measured once per
 //! process (`chosen`, `limit`).
 //!
 //! gemm packs the weight before every product; with 30 rows each packed value is used 30 times,
 //! so packing is a large share of the work, and gemm ran those shapes at 79-108 GFLOP/s where it
-//! reaches 172-186 on 197 or 616 rows (AMD EPYC 25/17, 2 threads).
+//! reaches 172-186 on 197 or 616 rows (AMD EPYC 25/17, 2 threads). Since the weights are kept in
+//! panels, gemm reads each panel in place, and the two measure close at 32 rows.
 //!
 //! On AVX2 the register tile is 6 rows × 2 vectors (it was 6 × 4, whose 24 accumulators do not
-//! fit 16 registers), and each tile asks for its weight rows `AHEAD` steps early. Best of 40
-//! products, each on another weight so that all come from memory, AMD EPYC 25/1, 2 threads, two
-//! rounds alternating: 5×512×2048 0.69-0.83 → 0.40-0.60 ms, 15×512×2048 0.92-0.93 → 0.54-0.55,
-//! 32×512×2048 1.56-1.60 → 1.03-1.05, 30×768×3072 2.75-2.82 → 2.20-2.50. At 15 rows that is 4 MB
-//! of weights in 0.55 ms: the memory, not the arithmetic, is now what bounds a prompt's pass.
+//! fit 16 registers), and each tile asks for its weight rows `AHEAD` steps early.
 
 use std::sync::OnceLock;
 use std::time::Instant;
 
-use candle_core::{DType, Result, Storage, Tensor};
 use pulp::{Arch, Simd, WithSimd};
 use rayon::prelude::*;
 
 /// At most this many rows take this path.
 pub const MAX_ROWS: usize = 128;
-/// Output columns per parallel task; widths that are not a multiple take gemm's path. Every
-/// tile width (2 or 4 vectors of 1, 4, 8 or 16 lanes) divides it, so a task is whole tiles.
-const BLOCK: usize = 128;
+/// Output columns per parallel task: one panel (`panels::WIDTH`). Every tile width (2 or 4
+/// vectors of 1, 4, 8 or 16 lanes) divides it, so a task is whole tiles.
+const BLOCK: usize = super::panels::WIDTH;
 /// Rows per register tile.
 const ROWS: usize = 6;
 /// SIMD vectors of output columns per register tile where the ISA has 32 vector registers
@@ -35,51 +31,32 @@ const VECS_WIDE: usize = 4;
 /// broadcast row value fit; 6 × 4 would spill accumulators to the stack on every step.
 const VECS_NARROW: usize = 2;
 
-/// Whether `rows × k` by `k × n` should take this path: few rows (up to `limit`), a width it
-/// tiles, and this kernel chosen on this CPU.
-pub(super) fn serves(rows: usize, n: usize) -> bool {
-    rows > 0 && rows <= limit() && n % BLOCK == 0
+/// Whether `rows` rows should take this path: few (up to `limit`), and this kernel chosen on this
+/// CPU.
+pub(super) fn serves(rows: usize) -> bool {
+    rows > 0 && rows <= limit()
 }
 
-/// `x` (m, k) · `w` (k, n) + `bias` when this path serves the shape and all are contiguous
-/// f32 on the CPU; `None` otherwise (the caller takes gemm).
-pub(super) fn matmul(x: &Tensor, w: &Tensor, bias: Option<&Tensor>) -> Result<Option<Tensor>> {
-    let (m, k) = x.dims2()?;
-    let (k2, n) = w.dims2()?;
-    let plain = |t: &Tensor| t.is_contiguous() && t.dtype() == DType::F32;
-    if k != k2 || k == 0 || !plain(x) || !plain(w) || !bias.is_none_or(plain) {
-        return Ok(None);
-    }
-    if bias.is_some_and(|b| b.dims() != [n]) || !serves(m, n) {
-        return Ok(None);
-    }
-    let (xs, xl) = x.storage_and_layout();
-    let (ws, wl) = w.storage_and_layout();
-    let (Storage::Cpu(xc), Storage::Cpu(wc)) = (&*xs, &*ws) else {
-        return Ok(None);
-    };
-    let xv = &xc.as_slice::<f32>()?[xl.start_offset()..][..m * k];
-    let wv = &wc.as_slice::<f32>()?[wl.start_offset()..][..k * n];
-    let bias = bias.map(Tensor::to_vec1::<f32>).transpose()?;
-    let out = product(xv, wv, bias.as_deref(), m, k);
-    Tensor::from_vec(out, (m, n), x.device()).map(Some)
-}
-
-/// `x` (m × k, row-major) times `w` (k × n, row-major), plus `bias` (n) → m × n row-major.
-pub(super) fn product(x: &[f32], w: &[f32], bias: Option<&[f32]>, m: usize, k: usize) -> Vec<f32> {
-    let n = w.len() / k.max(1);
+/// `x` (m × k, row-major) times the packed weight (`panels::pack` of k × n), plus `bias` (n) →
+/// m × n row-major: one task per panel, each panel read as one sequential stream.
+pub(super) fn product(
+    x: &[f32],
+    panels: &[f32],
+    bias: Option<&[f32]>,
+    m: usize,
+    k: usize,
+) -> Vec<f32> {
+    let n = panels.len() / k.max(1);
     let blocks: Vec<Vec<f32>> = (0..n / BLOCK)
         .into_par_iter()
         .map(|b| {
             let mut out = vec![0f32; m * BLOCK];
             Arch::new().dispatch(Block {
                 x,
-                w,
+                w: &panels[b * k * BLOCK..][..k * BLOCK],
                 bias: bias.map(|v| &v[b * BLOCK..][..BLOCK]),
                 out: &mut out,
-                start: b * BLOCK,
                 k,
-                n,
             });
             out
         })
@@ -121,19 +98,16 @@ static MEASURED: OnceLock<Measured> = OnceLock::new();
 const FEW: usize = 32;
 
 /// Whether products of few rows take the streamed kernel in this process. It is kept unless gemm
-/// measured clearly faster: the measurement reuses one weight that stays in cache, which hides
-/// the cost of gemm's packing, where a text pass reads every weight from memory once (on the AMD
-/// EPYC 25/17 the two measured within 2 % of each other in some starts, while the B/16 prompt
-/// edit took 24-30 ms streamed and 35-41 ms on gemm).
+/// per panel measured clearly faster (the measurement reuses one weight, which stays in cache).
 pub fn chosen() -> bool {
     holds(measured().few)
 }
 
 /// The most rows this kernel takes in this process: none unless `chosen`; `MAX_ROWS` where it
-/// also holds against gemm at that many rows, else half of it. Where gemm's packing is shared by
-/// enough rows it can win: on the AMD EPYC 25/1, weights from memory, 120 × 512 × 2048 took 5.7
-/// ms streamed and 3.3 on gemm, while 96 rows took 4.4 and 5.3 and 64 rows 3.5 and 3.7 (8
-/// prompts of 15 tokens are 120 rows).
+/// also holds against gemm at that many rows, else half of it. Where gemm's packing of the input
+/// is shared by enough output columns it wins: on the AMD EPYC 25/1, weights from memory, gemm per
+/// panel took 1.7-2.6 ms at 64 × 512 × 2048 where this kernel took 2.1-3.5 (8 prompts of 15
+/// tokens are 120 rows).
 pub fn limit() -> usize {
     let m = measured();
     match (holds(m.few), m.many.map(holds)) {
@@ -146,49 +120,40 @@ pub fn limit() -> usize {
 /// How much slower than gemm the streamed kernel may measure and still be chosen.
 const MARGIN: f64 = 1.1;
 
-/// (this kernel's ms, gemm's ms) on an `m` × 512 × 2048 product.
+/// (this kernel's ms, gemm's ms) on an `m` × 512 × 2048 product, both on packed panels
+/// (`panels::product` for gemm).
 fn measure(m: usize) -> (f64, f64) {
     let (k, n) = (512, 2048);
     let x: Vec<f32> = (0..m * k).map(|i| ((i % 17) as f32 - 8.0) * 0.01).collect();
     let w: Vec<f32> = (0..k * n).map(|i| ((i % 13) as f32 - 6.0) * 0.01).collect();
-    let best = |f: &dyn Fn()| {
+    let Some(w) = super::panels::pack(&w, k, n) else {
+        return (f64::INFINITY, 0.0);
+    };
+    let best = |f: &dyn Fn() -> Vec<f32>| {
         (0..6)
             .map(|_| {
                 let t = Instant::now();
-                f();
+                std::hint::black_box(f());
                 t.elapsed().as_secs_f64() * 1e3
             })
             .skip(1)
             .fold(f64::INFINITY, f64::min)
     };
-    let ours = best(&|| {
-        std::hint::black_box(product(&x, &w, None, m, k));
-    });
-    let dev = candle_core::Device::Cpu;
-    let tensors = (
-        candle_core::Tensor::from_slice(&x, (m, k), &dev),
-        candle_core::Tensor::from_slice(&w, (k, n), &dev),
-    );
-    let gemm = match tensors {
-        (Ok(a), Ok(b)) => best(&|| {
-            let _ = std::hint::black_box(a.matmul(&b));
-        }),
-        _ => f64::INFINITY,
-    };
+    let ours = best(&|| product(&x, &w, None, m, k));
+    let gemm = best(&|| super::panels::product(&x, &w, None, m, k));
     tracing::debug!("{m}-row products: this kernel {ours:.3} ms, gemm {gemm:.3} ms");
     (ours, gemm)
 }
 
-/// One task: every row of `x` against the `BLOCK` weight columns from `start`.
+/// One task: every row of `x` against one panel's `BLOCK` weight columns.
 struct Block<'a> {
     x: &'a [f32],
+    /// k × BLOCK, row-major.
     w: &'a [f32],
     bias: Option<&'a [f32]>,
     /// m × BLOCK.
     out: &'a mut [f32],
-    start: usize,
     k: usize,
-    n: usize,
 }
 
 impl WithSimd for Block<'_> {
@@ -237,14 +202,14 @@ impl Block<'_> {
     #[inline(always)]
     fn tile<S: Simd, const R: usize, const V: usize>(&mut self, simd: S, g: usize, col: usize) {
         let lanes = S::F32_LANES;
-        let (k, n) = (self.k, self.n);
+        let (k, n) = (self.k, BLOCK);
         let init: [S::f32s; V] = std::array::from_fn(|v| match self.bias {
             Some(b) => simd.partial_load_f32s(&b[col + v * lanes..][..lanes]),
             None => simd.splat_f32s(0.0),
         });
         let mut acc = [init; R];
         let xs: [&[f32]; R] = std::array::from_fn(|r| &self.x[(g + r) * k..][..k]);
-        let first = self.start + col;
+        let first = col;
         for t in 0..k {
             if t + AHEAD < k {
                 for line in (0..V * lanes).step_by(16) {
@@ -268,9 +233,8 @@ impl Block<'_> {
     }
 }
 
-/// How many weight rows ahead a tile asks for its next cache lines. The rows lie `n` floats
-/// apart (2-8 KB), so each is on its own page every other step or more often, and the hardware
-/// prefetchers, which follow strides within a page, do not fetch them in time.
+/// How many weight rows ahead a tile asks for its next cache lines. A tile reads one line of each
+/// panel row, 512 bytes apart, and the hardware prefetchers do not always fetch them in time.
 const AHEAD: usize = 16;
 
 /// Asks the CPU to bring the cache line at `p` into L1 (a hint; a no-op off x86-64).
@@ -320,8 +284,9 @@ mod tests {
                 .map(|i| ((i * 5 % 19) as f32 - 9.0) * 0.1)
                 .collect();
             let b: Vec<f32> = (0..n).map(|i| i as f32 * 0.01 - 0.5).collect();
+            let panels = super::super::panels::pack(&w, k, n).unwrap();
             for bias in [None, Some(b.as_slice())] {
-                let ours = product(&x, &w, bias, m, k);
+                let ours = product(&x, &panels, bias, m, k);
                 let want = reference(&x, &w, bias, m, k);
                 let worst = ours
                     .iter()
@@ -335,20 +300,19 @@ mod tests {
 
     #[test]
     fn takes_only_what_it_tiles() {
-        assert!(!serves(0, 128));
-        assert!(!serves(MAX_ROWS + 1, 512));
-        assert!(!serves(30, 100));
+        assert!(!serves(0));
+        assert!(!serves(MAX_ROWS + 1));
         let m = measured();
         let (ours, gemm) = m.few;
         assert!(ours > 0.0 && gemm > 0.0, "both were timed: {ours} {gemm}");
-        assert_eq!(serves(30, 512), ours <= MARGIN * gemm);
+        assert_eq!(serves(30), ours <= MARGIN * gemm);
         // 128 rows are timed only where the kernel holds at 32.
         assert_eq!(m.many.is_some(), ours <= MARGIN * gemm);
         let many = m.many.is_some_and(|(o, g)| {
             assert!(o > ours && g > 0.0, "{m:?}");
             o <= MARGIN * g
         });
-        assert_eq!(serves(MAX_ROWS, 512), many);
-        assert_eq!(serves(MAX_ROWS / 2, 512), serves(30, 512));
+        assert_eq!(serves(MAX_ROWS), many);
+        assert_eq!(serves(MAX_ROWS / 2), serves(30));
     }
 }

@@ -64,8 +64,10 @@ pub fn var_builder(
     var_builder_transposing(path, dtype, device, |_| false)
 }
 
-/// As `var_builder`, with every 2-D f32 weight whose name `transposed` picks handed out as a
-/// transposed view of its contiguous transpose (`read_transposed`).
+/// As `var_builder`, with every 2-D f32 weight whose name `transposed` picks handed out as the
+/// layers keep it (`read_transposed`): as panels, a (rows / PANEL, cols, PANEL) tensor, where its
+/// rows (the layer's outputs) are a multiple of `transpose::PANEL`, else as a transposed view of
+/// its contiguous transpose.
 pub fn var_builder_transposing(
     path: &Path,
     dtype: DType,
@@ -145,8 +147,15 @@ impl FileWeights {
         let at = self.data_start + start;
         if *stored == DType::F32 && cfg!(target_endian = "little") {
             if let ([rows, cols], true) = (shape.as_slice(), (self.transposed)(name)) {
-                let values = read_transposed(&self.file, at, *rows, *cols)?;
-                return Tensor::from_vec(values, (*cols, *rows), device)?
+                let (rows, cols) = (*rows, *cols);
+                let panel = crate::transpose::PANEL;
+                if rows % panel == 0 {
+                    let values = read_transposed(&self.file, at, rows, cols, true)?;
+                    return Tensor::from_vec(values, (rows / panel, cols, panel), device)?
+                        .to_dtype(dtype);
+                }
+                let values = read_transposed(&self.file, at, rows, cols, false)?;
+                return Tensor::from_vec(values, (cols, rows), device)?
                     .t()?
                     .to_dtype(dtype);
             }
@@ -161,10 +170,17 @@ impl FileWeights {
 }
 
 /// The (rows, cols) little-endian f32 matrix at byte `at` of `file` as its contiguous transpose
-/// (cols × rows values). The tensor's bytes are mapped from the page cache for the time of the
+/// (cols × rows values), or with `panels` as `transpose::panelled` lays it out (rows a multiple
+/// of `transpose::PANEL`). The tensor's bytes are mapped from the page cache for the time of the
 /// transpose and written out once (`crate::transpose`), without a copy in between; where
 /// the file cannot be mapped or the data is not 4-byte aligned, they are read into a buffer first.
-fn read_transposed(file: &File, at: u64, rows: usize, cols: usize) -> std::io::Result<Vec<f32>> {
+fn read_transposed(
+    file: &File,
+    at: u64,
+    rows: usize,
+    cols: usize,
+    panels: bool,
+) -> std::io::Result<Vec<f32>> {
     let n = rows * cols;
     if n == 0 {
         return Ok(Vec::new());
@@ -184,10 +200,15 @@ fn read_transposed(file: &File, at: u64, rows: usize, cols: usize) -> std::io::R
         .as_ref()
         .ok()
         .and_then(|map| bytemuck::try_cast_slice::<u8, f32>(&map[skip..skip + n * 4]).ok());
-    Ok(match aligned {
-        Some(src) => crate::transpose::transposed(src, rows, cols),
-        None => crate::transpose::transposed(&read_f32s(file, at, n)?, rows, cols),
-    })
+    let lay_out = |src: &[f32]| match panels {
+        true => crate::transpose::panelled(src, rows, cols)
+            .ok_or_else(|| std::io::Error::other(format!("{rows} rows do not make whole panels"))),
+        false => Ok(crate::transpose::transposed(src, rows, cols)),
+    };
+    match aligned {
+        Some(src) => lay_out(src),
+        None => lay_out(&read_f32s(file, at, n)?),
+    }
 }
 
 /// `n` little-endian f32s read from `file` at byte `at`, into memory that is not zero-filled
@@ -266,7 +287,14 @@ impl SimpleBackend for FileWeights {
         dtype: DType,
         dev: &Device,
     ) -> candle_core::Result<Tensor> {
-        expect_shape(self.read(name, dtype, dev)?, s, name)
+        let tensor = self.read(name, dtype, dev)?;
+        // A picked weight of whole panels comes as (rows / PANEL, cols, PANEL) for (rows, cols).
+        if let ([p, cols, w], [rows, c]) = (tensor.dims(), s.dims()) {
+            if (self.transposed)(name) && p * w == *rows && cols == c {
+                return Ok(tensor);
+            }
+        }
+        expect_shape(tensor, s, name)
     }
 
     fn get_unchecked(&self, name: &str, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {

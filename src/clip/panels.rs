@@ -1,0 +1,148 @@
+//! Inference weights kept as panels of `WIDTH` output columns, each (in, `WIDTH`) row-major and
+//! contiguous, and the product of many rows by them: gemm on one thread per panel, the panels
+//! spread over the threads.
+//!
+//! In the plain (in, out) layout a product's task walks its columns down rows that lie 2-12 KB
+//! apart, each on its own page, which the hardware prefetchers do not follow; reading a panel is
+//! one sequential stream. Throwaway timings, AMD EPYC 25/1, 2 threads, 20 weights cycled so all
+//! come from memory: 128-column blocks read at 5-8 GB/s strided against 14-15 GB/s packed, and
+//! gemm per panel against candle's one gemm over the (in, out) matrix took 10-11 against 13 ms at
+//! 197 × 768 × 3072, 2.2 against 2.9 ms at 120 × 512 × 2048 and 1.8 against 3.8 ms at 64 rows.
+
+use rayon::prelude::*;
+
+/// Output columns per panel. `skinny`'s task is one panel.
+pub const WIDTH: usize = crate::transpose::PANEL;
+
+/// `w` (k × n, row-major) as n / `WIDTH` panels of (k × `WIDTH`), one after the other; `None`
+/// when n is not a multiple of `WIDTH`.
+pub(super) fn pack(w: &[f32], k: usize, n: usize) -> Option<Vec<f32>> {
+    if n == 0 || n % WIDTH != 0 || w.len() != k * n {
+        return None;
+    }
+    let mut out = crate::alloc::f32_capacity(k * n);
+    out.resize(k * n, 0.0);
+    out.par_chunks_mut(k * WIDTH)
+        .enumerate()
+        .for_each(|(p, panel)| {
+            for (r, row) in panel.chunks_exact_mut(WIDTH).enumerate() {
+                row.copy_from_slice(&w[r * n + p * WIDTH..][..WIDTH]);
+            }
+        });
+    Some(out)
+}
+
+/// `x` (m × k, row-major) times the packed weight (`pack` of k × n), plus `bias` (n) → m × n
+/// row-major: each panel's product is one single-threaded gemm call writing its columns in place.
+pub(super) fn product(
+    x: &[f32],
+    panels: &[f32],
+    bias: Option<&[f32]>,
+    m: usize,
+    k: usize,
+) -> Vec<f32> {
+    let n = panels.len() / k.max(1);
+    let mut out = crate::alloc::f32_capacity(m * n);
+    match bias {
+        Some(b) => (0..m).for_each(|_| out.extend_from_slice(b)),
+        None => out.resize(m * n, 0.0),
+    }
+    let count = n / WIDTH;
+    let threads = rayon::current_num_threads().clamp(1, count.max(1));
+    // Whole panels per task, as evenly as they divide.
+    let per = count.div_ceil(threads);
+    let dst = SendPtr(out.as_mut_ptr());
+    (0..count.div_ceil(per)).into_par_iter().for_each(|t| {
+        let dst = &dst;
+        for p in t * per..((t + 1) * per).min(count) {
+            let panel = &panels[p * k * WIDTH..][..k * WIDTH];
+            // SAFETY: `out` holds m × n values and outlives the loop; each panel writes only its
+            // own WIDTH columns of every row (from p × WIDTH, rows n apart), and no two tasks share
+            // a panel, so the writes never overlap. `x` holds m × k values, `panel` k × WIDTH.
+            unsafe {
+                gemm::gemm(
+                    m,
+                    WIDTH,
+                    k,
+                    dst.0.add(p * WIDTH),
+                    1,
+                    n as isize,
+                    bias.is_some(),
+                    x.as_ptr(),
+                    1,
+                    k as isize,
+                    panel.as_ptr(),
+                    1,
+                    WIDTH as isize,
+                    1.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    gemm::Parallelism::None,
+                );
+            }
+        }
+    });
+    out
+}
+
+/// The output pointer, shared by tasks that write disjoint columns.
+struct SendPtr(*mut f32);
+// SAFETY: the tasks write disjoint panels' columns (`product`).
+unsafe impl Sync for SendPtr {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reference(x: &[f32], w: &[f32], bias: Option<&[f32]>, m: usize, k: usize) -> Vec<f32> {
+        let n = w.len() / k;
+        let mut out = vec![0f32; m * n];
+        for i in 0..m {
+            for j in 0..n {
+                let mut s = bias.map_or(0.0, |b| b[j] as f64);
+                for t in 0..k {
+                    s += x[i * k + t] as f64 * w[t * n + j] as f64;
+                }
+                out[i * n + j] = s as f32;
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn packs_only_whole_panels() {
+        assert!(pack(&[0.0; 3 * 100], 3, 100).is_none());
+        assert!(pack(&[0.0; 3 * 128], 4, 128).is_none());
+        let w: Vec<f32> = (0..2 * 256).map(|i| i as f32).collect();
+        let p = pack(&w, 2, 256).unwrap();
+        // Panel 1, row 1, column 5 is w[1][128 + 5].
+        assert_eq!(p[2 * 128 + 128 + 5], w[256 + 128 + 5]);
+        assert_eq!(p[128], w[256]);
+    }
+
+    #[test]
+    fn equals_the_plain_product() {
+        for (m, k, n) in [(1, 3, 128), (7, 77, 256), (130, 64, 384), (200, 40, 640)] {
+            let x: Vec<f32> = (0..m * k)
+                .map(|i| ((i * 7 % 23) as f32 - 11.0) * 0.1)
+                .collect();
+            let w: Vec<f32> = (0..k * n)
+                .map(|i| ((i * 5 % 19) as f32 - 9.0) * 0.1)
+                .collect();
+            let b: Vec<f32> = (0..n).map(|i| i as f32 * 0.01 - 0.5).collect();
+            let panels = pack(&w, k, n).unwrap();
+            for bias in [None, Some(b.as_slice())] {
+                let ours = product(&x, &panels, bias, m, k);
+                let want = reference(&x, &w, bias, m, k);
+                let worst = ours
+                    .iter()
+                    .zip(&want)
+                    .map(|(a, b)| (a - b).abs() / (1.0 + b.abs()))
+                    .fold(0f32, f32::max);
+                assert!(worst < 1e-5, "{m}×{k}×{n}: {worst}");
+            }
+        }
+    }
+}
