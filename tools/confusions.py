@@ -61,6 +61,9 @@ def main():
         sizes = collections.Counter()
         confused = collections.Counter()
         per_shape = collections.Counter()
+        # By the scene around the object: alone, or with others (one of them in its colour).
+        scenes_of = collections.Counter()
+        wrong_in = collections.Counter()
         for s, probe in probes_of(scenes, "description"):
             probes += 1
             truth = probe["truth"]
@@ -69,6 +72,12 @@ def main():
                        if o["colour"] == colour and o["shape"] == shape)
             big = size_class(obj["size"])
             sizes[big] += 1
+            others = [o for o in s["scene"]["objects"] if o is not obj]
+            around = ("alone" if not others else
+                      "beside an object of its colour" if any(o["colour"] == colour for o in others)
+                      else "beside objects of other colours")
+            scenes_of[around] += 1
+            missed = False
             per_shape[shape] += 1
             image = os.path.join(tmp, s["file"])
             prompts = [truth] + probe["negatives"]
@@ -83,6 +92,8 @@ def main():
                     shape_wins += 1
                     by_size[big] += 1
                     confused[(shape, n_shape)] += 1
+                missed = True
+            wrong_in[around] += missed
 
     print(f"{probes} description probes ({args.split}, seed {args.seed}, model "
           f"{args.model or 'embedded'})")
@@ -91,6 +102,9 @@ def main():
           f"({shape_wins / max(probes, 1):.1%})")
     for k in sorted(sizes):
         print(f"  {k}: {by_size[k]} of {sizes[k]}")
+    print("probes with a wrong caption on top, by the scene around the object:")
+    for k in sorted(scenes_of):
+        print(f"  {k}: {wrong_in[k]} of {scenes_of[k]}")
     for (a, b), n in confused.most_common():
         print(f"  {a} taken for {b}: {n} of {per_shape[a]} {a} probes")
 

@@ -204,6 +204,13 @@ SCRATCH=(train-clip --steps 3000 --batch 64 --lr 1e-3 --seed 161 --image-size 22
 #     colour pulled to the recoloured scene's shape odds (--paired-weight), 400 steps, 22.9 min.
 # stage clip-224p train-clip --init "$RUNS/clip-224n2/model.safetensors" --steps 400 --lr 1e-4 \
 #   --seed 181 "${LOSSES_2I[@]}" --keep-tokens 64 --paired-weight 3
+# 2t. An experiment, not shipped (model card: "The text projection let learn"): the shipped
+#     weights with stage 2n's losses, the text tower held but its projection learning, 900 steps
+#     (to 800 with --keep-tokens 64, the last 100 with every token); level with the shipped model.
+# TEXT_PROJECTION=(train-clip --init "$RUNS/clip-224n2/model.safetensors" --steps 900 --lr 1e-4
+#   --seed 191 "${LOSSES_2I[@]}" --train-text-projection)
+# stage clip-224t "${TEXT_PROJECTION[@]}" --keep-tokens 64 --stop-at 800
+# slice clip-224t clip-224t2 "${TEXT_PROJECTION[@]}"
 # 3. The DCSM scorer (the paper's CNN at its native 197 × 30): 400 steps on spatial contrasts,
 #    then 200 on every family (spatial, description and binding drawn twice as often), each image
 #    z-scored with its own pair of maps.
