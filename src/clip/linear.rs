@@ -50,7 +50,7 @@ enum Layout {
     Train,
     /// (in, out), contiguous.
     Plain,
-    /// `panels::pack` of the (in, out) weight: out / WIDTH panels of (in, WIDTH).
+    /// `transpose::panelled` of the (out, in) weight: out / WIDTH panels of (in, WIDTH).
     Panels { k: usize, n: usize },
 }
 
@@ -92,7 +92,7 @@ impl Dense {
                 });
             }
         }
-        Self::inference(transpose::transposed(&weight)?, bias)
+        Ok(Self::plain_inference(transpose::transposed(&weight)?, bias))
     }
 
     /// The inference weight in panels, (out / WIDTH, in, WIDTH), if it is kept so.
@@ -105,30 +105,13 @@ impl Dense {
         (self.layout == Layout::Plain).then_some(&self.weight)
     }
 
-    /// An inference layer from the (in, out) weight, contiguous: packed into panels where it is
-    /// f32 and its width a multiple of `panels::WIDTH`, else kept as it is.
-    pub(super) fn inference(weight_t: Tensor, bias: Option<Tensor>) -> Result<Self> {
-        let (k, n) = weight_t.dims2()?;
-        let packed = match weight_t.dtype() == DType::F32 && weight_t.is_contiguous() {
-            true => with_f32s(&weight_t, |w| panels::pack(w, k, n))?,
-            false => None,
-        };
-        Ok(match packed {
-            Some(p) => Self {
-                weight: Tensor::from_vec(
-                    p,
-                    (n / panels::WIDTH, k, panels::WIDTH),
-                    weight_t.device(),
-                )?,
-                bias,
-                layout: Layout::Panels { k, n },
-            },
-            None => Self {
-                weight: weight_t,
-                bias,
-                layout: Layout::Plain,
-            },
-        })
+    /// An inference layer from the (in, out) weight, contiguous, kept as it is.
+    fn plain_inference(weight_t: Tensor, bias: Option<Tensor>) -> Self {
+        Self {
+            weight: weight_t,
+            bias,
+            layout: Layout::Plain,
+        }
     }
 
     pub(super) fn load(
@@ -261,31 +244,28 @@ impl Qkv {
                 v: part(2)?,
             });
         }
-        Self::from_transposed(&transpose::transposed(weight)?, bias, scale)
-    }
-
-    /// From the (dim, 3·dim) transpose of the packed weights, contiguous, and the biases.
-    pub(super) fn from_transposed(weight_t: &Tensor, bias: &Tensor, scale: f64) -> Result<Self> {
-        let factors = Self::factors(weight_t.dim(0)?, scale, weight_t)?;
-        Ok(Self::Fused(Dense::inference(
-            weight_t.broadcast_mul(&factors.unsqueeze(0)?)?,
+        // The query's rows scaled, then laid out for inference like any weight.
+        let factors = Self::factors(dim, scale, weight)?;
+        Ok(Self::Fused(Dense::new(
+            weight.broadcast_mul(&factors.unsqueeze(1)?)?,
             Some(bias.mul(&factors)?),
+            false,
         )?))
     }
 
     /// From the (in, dim) transposes of the q, k and v weights, contiguous, and their biases:
     /// joined and scaled in one pass (`transpose::joined_scaled`).
-    pub(super) fn from_transposed_parts(
+    fn from_transposed_parts(
         weights_t: &[Tensor; 3],
         biases: &[Tensor],
         scale: f64,
     ) -> Result<Self> {
         let dim = weights_t[0].dim(1)?;
         let factors = Self::factors(dim, scale, &weights_t[0])?;
-        Ok(Self::Fused(Dense::inference(
+        Ok(Self::Fused(Dense::plain_inference(
             transpose::joined_scaled(weights_t, &[scale as f32, 1.0, 1.0])?,
             Some(Tensor::cat(biases, 0)?.mul(&factors)?),
-        )?))
+        )))
     }
 
     /// From the q, k and v inference layers: their panels joined, the query's scaled (one pass),

@@ -14,26 +14,9 @@ use rayon::prelude::*;
 /// Output columns per panel. `skinny`'s task is one panel.
 pub const WIDTH: usize = crate::transpose::PANEL;
 
-/// `w` (k × n, row-major) as n / `WIDTH` panels of (k × `WIDTH`), one after the other; `None`
-/// when n is not a multiple of `WIDTH`.
-pub(super) fn pack(w: &[f32], k: usize, n: usize) -> Option<Vec<f32>> {
-    if n == 0 || n % WIDTH != 0 || w.len() != k * n {
-        return None;
-    }
-    let mut out = crate::alloc::f32_capacity(k * n);
-    out.resize(k * n, 0.0);
-    out.par_chunks_mut(k * WIDTH)
-        .enumerate()
-        .for_each(|(p, panel)| {
-            for (r, row) in panel.chunks_exact_mut(WIDTH).enumerate() {
-                row.copy_from_slice(&w[r * n + p * WIDTH..][..WIDTH]);
-            }
-        });
-    Some(out)
-}
-
-/// `x` (m × k, row-major) times the packed weight (`pack` of k × n), plus `bias` (n) → m × n
-/// row-major: each panel's product is one single-threaded gemm call writing its columns in place.
+/// `x` (m × k, row-major) times the weight in panels (`transpose::panelled` of the n × k weight),
+/// plus `bias` (n) → m × n row-major: each panel's product is one single-threaded gemm call
+/// writing its columns in place.
 pub(super) fn product(
     x: &[f32],
     panels: &[f32],
@@ -43,9 +26,10 @@ pub(super) fn product(
 ) -> Vec<f32> {
     let n = panels.len() / k.max(1);
     let mut out = crate::alloc::f32_capacity(m * n);
-    match bias {
-        Some(b) => (0..m).for_each(|_| out.extend_from_slice(b)),
-        None => out.resize(m * n, 0.0),
+    // With a bias, each row starts as it and gemm adds the product; without, gemm writes every
+    // value (it reads nothing there) and the buffer is not filled first.
+    if let Some(b) = bias {
+        (0..m).for_each(|_| out.extend_from_slice(b));
     }
     let count = n / WIDTH;
     let threads = rayon::current_num_threads().clamp(1, count.max(1));
@@ -56,9 +40,10 @@ pub(super) fn product(
         let dst = &dst;
         for p in t * per..((t + 1) * per).min(count) {
             let panel = &panels[p * k * WIDTH..][..k * WIDTH];
-            // SAFETY: `out` holds m × n values and outlives the loop; each panel writes only its
-            // own WIDTH columns of every row (from p × WIDTH, rows n apart), and no two tasks share
-            // a panel, so the writes never overlap. `x` holds m × k values, `panel` k × WIDTH.
+            // SAFETY: `out` has room for m × n values and outlives the loop; each panel writes
+            // only its own WIDTH columns of every row (from p × WIDTH, rows n apart), and no two
+            // tasks share a panel, so the writes never overlap. Without a bias, gemm does not read
+            // the (unwritten) destination. `x` holds m × k values, `panel` k × WIDTH.
             unsafe {
                 gemm::gemm(
                     m,
@@ -84,6 +69,8 @@ pub(super) fn product(
             }
         }
     });
+    // SAFETY: every panel's gemm wrote its WIDTH columns of all m rows: m × n values in all.
+    unsafe { out.set_len(m * n) };
     out
 }
 
@@ -112,17 +99,6 @@ mod tests {
     }
 
     #[test]
-    fn packs_only_whole_panels() {
-        assert!(pack(&[0.0; 3 * 100], 3, 100).is_none());
-        assert!(pack(&[0.0; 3 * 128], 4, 128).is_none());
-        let w: Vec<f32> = (0..2 * 256).map(|i| i as f32).collect();
-        let p = pack(&w, 2, 256).unwrap();
-        // Panel 1, row 1, column 5 is w[1][128 + 5].
-        assert_eq!(p[2 * 128 + 128 + 5], w[256 + 128 + 5]);
-        assert_eq!(p[128], w[256]);
-    }
-
-    #[test]
     fn equals_the_plain_product() {
         for (m, k, n) in [(1, 3, 128), (7, 77, 256), (130, 64, 384), (200, 40, 640)] {
             let x: Vec<f32> = (0..m * k)
@@ -132,7 +108,9 @@ mod tests {
                 .map(|i| ((i * 5 % 19) as f32 - 9.0) * 0.1)
                 .collect();
             let b: Vec<f32> = (0..n).map(|i| i as f32 * 0.01 - 0.5).collect();
-            let panels = pack(&w, k, n).unwrap();
+            // The (n, k) weight as a file stores it, read into panels.
+            let stored: Vec<f32> = (0..n * k).map(|i| w[(i % k) * n + i / k]).collect();
+            let panels = crate::transpose::panelled(&stored, n, k).unwrap();
             for bias in [None, Some(b.as_slice())] {
                 let ours = product(&x, &panels, bias, m, k);
                 let want = reference(&x, &w, bias, m, k);

@@ -37,8 +37,8 @@ pub(super) fn serves(rows: usize) -> bool {
     rows > 0 && rows <= limit()
 }
 
-/// `x` (m × k, row-major) times the packed weight (`panels::pack` of k × n), plus `bias` (n) →
-/// m × n row-major: one task per panel, each panel read as one sequential stream.
+/// `x` (m × k, row-major) times the weight in panels (`transpose::panelled` of the n × k weight),
+/// plus `bias` (n) → m × n row-major: one task per panel, each panel read as one sequential stream.
 pub(super) fn product(
     x: &[f32],
     panels: &[f32],
@@ -125,8 +125,8 @@ const MARGIN: f64 = 1.1;
 fn measure(m: usize) -> (f64, f64) {
     let (k, n) = (512, 2048);
     let x: Vec<f32> = (0..m * k).map(|i| ((i % 17) as f32 - 8.0) * 0.01).collect();
-    let w: Vec<f32> = (0..k * n).map(|i| ((i % 13) as f32 - 6.0) * 0.01).collect();
-    let Some(w) = super::panels::pack(&w, k, n) else {
+    let w: Vec<f32> = (0..n * k).map(|i| ((i % 13) as f32 - 6.0) * 0.01).collect();
+    let Some(w) = crate::transpose::panelled(&w, n, k) else {
         return (f64::INFINITY, 0.0);
     };
     let best = |f: &dyn Fn() -> Vec<f32>| {
@@ -284,7 +284,8 @@ mod tests {
                 .map(|i| ((i * 5 % 19) as f32 - 9.0) * 0.1)
                 .collect();
             let b: Vec<f32> = (0..n).map(|i| i as f32 * 0.01 - 0.5).collect();
-            let panels = super::super::panels::pack(&w, k, n).unwrap();
+            let stored: Vec<f32> = (0..n * k).map(|i| w[(i % k) * n + i / k]).collect();
+            let panels = crate::transpose::panelled(&stored, n, k).unwrap();
             for bias in [None, Some(b.as_slice())] {
                 let ours = product(&x, &panels, bias, m, k);
                 let want = reference(&x, &w, bias, m, k);
