@@ -6,8 +6,9 @@ use candle_nn::VarBuilder;
 
 use super::{panels, train_ops, transpose};
 
-/// Whether a weight is one that `Dense` keeps transposed at inference (a `Linear` weight of
-/// CLIP or SigLIP, q/k/v included), so a file reader can hand it out already transposed.
+/// Whether a weight is one that `Dense` lays out at inference (a `Linear` weight of CLIP or
+/// SigLIP, q/k/v included), so a file reader can hand it out already laid out: in panels, or
+/// transposed where its outputs make no whole panels.
 pub fn kept_transposed(name: &str) -> bool {
     let mut parts = name.rsplit('.');
     parts.next() == Some("weight")
